@@ -1,0 +1,138 @@
+"""BaseStepExecutor: the reference design's executor API, in Python."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+from typing import Any, ClassVar, TypeVar
+
+import rfc8785
+
+from runbook_engine.contract import (
+    Citation,
+    Evidence,
+    KpiValue,
+    StepExecutorContext,
+    StepExecutorResult,
+)
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+
+def canonical_sha256(data: Any) -> str:
+    """SHA-256 hex of the RFC 8785 canonical JSON of `data` (stable across key order)."""
+    return hashlib.sha256(rfc8785.dumps(data)).hexdigest()
+
+
+class BaseStepExecutor(ABC):
+    """Subclass, set `action_type`, implement `execute` (sync or async).
+
+    An exception raised from `execute` is a failed attempt carrying the exception's message.
+    """
+
+    action_type: ClassVar[str]
+
+    @abstractmethod
+    def execute(
+        self, ctx: StepExecutorContext
+    ) -> StepExecutorResult | Awaitable[StepExecutorResult]:
+        """Do the step's work for one attempt."""
+
+    # -- reading -----------------------------------------------------------------------------
+    def get_input(self, ctx: StepExecutorContext, key: str, default: T | None = None) -> Any:
+        """A key of the execution input, or `default`."""
+        return ctx.input.get(key, default)
+
+    def get_config(self, ctx: StepExecutorContext, key: str, default: T | None = None) -> Any:
+        """A key of the step's config, or `default`."""
+        return ctx.config.get(key, default)
+
+    def find_previous_output(
+        self, ctx: StepExecutorContext, key: str, default: T | None = None
+    ) -> Any:
+        """The value of `key` in the nearest upstream output that has it.
+
+        Upstream outputs are searched from the most recently declared step backwards
+        (`previous_outputs` keeps dependency order), as the reference did.
+        """
+        for output in reversed(list(ctx.previous_outputs.values())):
+            if isinstance(output, dict) and key in output:
+                return output[key]
+        return default
+
+    # -- results -----------------------------------------------------------------------------
+    def success(
+        self,
+        output: dict[str, Any] | None = None,
+        *,
+        kpis: dict[str, KpiValue] | None = None,
+        evidence: list[Evidence] | None = None,
+        citations: list[Citation] | None = None,
+    ) -> StepExecutorResult:
+        return StepExecutorResult(
+            success=True,
+            output=output or {},
+            kpis=kpis or {},
+            evidence=evidence or [],
+            citations=citations or [],
+        )
+
+    def failure(
+        self,
+        error: str,
+        *,
+        output: dict[str, Any] | None = None,
+        kpis: dict[str, KpiValue] | None = None,
+    ) -> StepExecutorResult:
+        return StepExecutorResult(success=False, error=error, output=output or {}, kpis=kpis or {})
+
+    def create_evidence(
+        self,
+        evidence_type: str,
+        data: Any,
+        *,
+        step_id: str | None = None,
+        citations: list[Citation] | None = None,
+    ) -> Evidence:
+        """Evidence whose id and hash derive from its content, so re-runs produce the same ids."""
+        digest = canonical_sha256({"type": evidence_type, "data": data})
+        return Evidence(
+            id=f"ev-{digest[:16]}",
+            type=evidence_type,
+            data=data,
+            hash=digest,
+            step_id=step_id,
+            citations=citations or [],
+        )
+
+    def create_citation(
+        self,
+        source: str,
+        *,
+        version: str | None = None,
+        reference: str | None = None,
+        url: str | None = None,
+        note: str | None = None,
+    ) -> Citation:
+        return Citation(source=source, version=version, reference=reference, url=url, note=note)
+
+
+async def invoke(executor: BaseStepExecutor, ctx: StepExecutorContext) -> StepExecutorResult:
+    """Run one attempt; exceptions become failed results (an attempt never crashes the runner)."""
+    try:
+        result = executor.execute(ctx)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:  # noqa: BLE001 - any executor error is a failed attempt
+        return StepExecutorResult(success=False, error=f"{type(exc).__name__}: {exc}")
+    if not isinstance(result, StepExecutorResult):
+        return StepExecutorResult(
+            success=False,
+            error=f"executor {type(executor).__name__} returned {type(result).__name__}, "
+            "expected StepExecutorResult",
+        )
+    return result

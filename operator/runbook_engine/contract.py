@@ -1,0 +1,77 @@
+"""The contract between the engine and an executor: what a step receives and what it returns.
+
+Serialised with camelCase keys (the reference design's spelling); the same JSON travels in the
+context/result files of a Job pod (`python -m runbook_executors run`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    """Base for wire models: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def wire(self) -> dict[str, Any]:
+        """JSON-ready dict with camelCase keys and no unset optional noise."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Citation(CamelModel):
+    """Where a claim comes from: a data set, a document, a STIX object."""
+
+    source: str
+    version: str | None = None
+    reference: str | None = None
+    url: str | None = None
+    note: str | None = None
+
+
+class Evidence(CamelModel):
+    """One piece of evidence produced by a step; `hash` is SHA-256 over its canonical data."""
+
+    id: str
+    type: str
+    data: Any = None
+    hash: str
+    step_id: str | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    signature: str | None = None
+
+
+KpiValue = int | float | bool | str
+
+
+class StepExecutorResult(CamelModel):
+    """Outcome of one attempt. `success=False` with `error` is a failed attempt (retried per policy)."""
+
+    success: bool
+    output: dict[str, Any] = Field(default_factory=dict)
+    kpis: dict[str, KpiValue] = Field(default_factory=dict)
+    evidence: list[Evidence] = Field(default_factory=list)
+    citations: list[Citation] = Field(default_factory=list)
+    error: str | None = None
+
+
+class StepExecutorContext(CamelModel):
+    """Everything an executor may read. `previous_outputs` maps upstream step id to its output."""
+
+    execution_id: str
+    runbook_id: str
+    step_id: str
+    action_type: str
+    attempt: int = Field(ge=1, description="1-based attempt number")
+    input: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    previous_outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    legal_basis: str | None = None
+    data_licenses: list[str] = Field(default_factory=list)
+    authority_ids: list[str] = Field(default_factory=list)
+    tenant_id: str | None = None
+    started_by: str | None = None
+    timeout_ms: int | None = None
