@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from typing import Any, ClassVar, TypeVar
 
-import rfc8785
-
+from runbook_engine.canonical import canonical_sha256
 from runbook_engine.contract import (
     Citation,
     Evidence,
@@ -18,14 +16,11 @@ from runbook_engine.contract import (
     StepExecutorResult,
 )
 
+__all__ = ["BaseStepExecutor", "canonical_sha256", "invoke"]
+
 T = TypeVar("T")
 
 _MISSING: Any = object()
-
-
-def canonical_sha256(data: Any) -> str:
-    """SHA-256 hex of the RFC 8785 canonical JSON of `data` (stable across key order)."""
-    return hashlib.sha256(rfc8785.dumps(data)).hexdigest()
 
 
 class BaseStepExecutor(ABC):
@@ -127,7 +122,7 @@ async def invoke(executor: BaseStepExecutor, ctx: StepExecutorContext) -> StepEx
         result = executor.execute(ctx)
         if inspect.isawaitable(result):
             result = await result
-    except Exception as exc:  # noqa: BLE001 - any executor error is a failed attempt
+    except Exception as exc:  # any executor error is a failed attempt
         return StepExecutorResult(success=False, error=f"{type(exc).__name__}: {exc}")
     if not isinstance(result, StepExecutorResult):
         return StepExecutorResult(

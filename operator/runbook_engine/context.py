@@ -1,0 +1,39 @@
+"""What a step sees: the execution input, its config, and every upstream output by step id."""
+
+from __future__ import annotations
+
+from runbook_engine.contract import StepExecutorContext
+from runbook_engine.model import ExecutionRequest
+from runbook_engine.plan import Plan
+from runbook_engine.state import ExecutionState
+
+
+def build_context(
+    plan: Plan,
+    request: ExecutionRequest,
+    state: ExecutionState,
+    step_id: str,
+    attempt: int,
+) -> StepExecutorContext:
+    """Context for one attempt. `previous_outputs` holds all transitive upstream steps that
+    produced an output, in definition order (so `find_previous_output` finds the nearest)."""
+    step = plan.steps[step_id]
+    previous = {
+        sid: dict(state.outputs[sid]) for sid in plan.ancestors(step_id) if sid in state.outputs
+    }
+    return StepExecutorContext(
+        execution_id=state.execution_id,
+        runbook_id=plan.definition.id,
+        step_id=step_id,
+        action_type=step.action_type,
+        attempt=attempt,
+        input=dict(request.input),
+        config=dict(step.config),
+        previous_outputs=previous,
+        legal_basis=str(request.legal_basis) if request.legal_basis else None,
+        data_licenses=[str(x) for x in request.data_licenses],
+        authority_ids=list(request.authority_ids),
+        tenant_id=request.tenant_id,
+        started_by=request.started_by,
+        timeout_ms=step.timeout_ms,
+    )

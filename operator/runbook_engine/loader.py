@@ -1,0 +1,113 @@
+"""Reading runbooks: a `Runbook` manifest (apiVersion/kind/metadata/spec) or a plain definition.
+
+Parsing is pure (`definition_from_document`); `load_runbook_file` is the thin file reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from runbook_engine.model import ExecutionRequest, RunbookDefinition
+from runbook_engine.plan import Plan, compile_plan, graph_problems
+from runbook_engine.problems import InvalidRunbook, Problem, problems_from_pydantic
+
+API_GROUP = "runbook-operator.dev"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+
+
+def definition_from_document(doc: Any, *, source: str | None = None) -> RunbookDefinition:
+    """Accept a Runbook manifest or a plain definition; raise InvalidRunbook naming each field."""
+    if not isinstance(doc, Mapping):
+        raise InvalidRunbook(
+            [Problem("", f"expected a mapping, got {type(doc).__name__}")], source=source
+        )
+    prefix = ""
+    body: Any = doc
+    if "kind" in doc or "spec" in doc:
+        kind = doc.get("kind")
+        if kind != "Runbook":
+            raise InvalidRunbook(
+                [Problem("kind", f"expected Runbook, got {kind!r}")], source=source
+            )
+        body = dict(doc.get("spec") or {})
+        prefix = "spec"
+        name = (doc.get("metadata") or {}).get("name")
+        if "id" not in body and name:
+            body["id"] = name
+    try:
+        return RunbookDefinition.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRunbook(problems_from_pydantic(exc, prefix), source=source) from None
+
+
+def request_from_document(doc: Any, *, source: str | None = None) -> ExecutionRequest:
+    """A RunbookExecution manifest (or a bare spec) as an ExecutionRequest."""
+    if not isinstance(doc, Mapping):
+        raise InvalidRunbook(
+            [Problem("", f"expected a mapping, got {type(doc).__name__}")], source=source
+        )
+    prefix, body = "", doc
+    if "kind" in doc:
+        if doc["kind"] != "RunbookExecution":
+            raise InvalidRunbook(
+                [Problem("kind", f"expected RunbookExecution, got {doc['kind']!r}")], source=source
+            )
+        body, prefix = doc.get("spec") or {}, "spec"
+    try:
+        return ExecutionRequest.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRunbook(problems_from_pydantic(exc, prefix), source=source) from None
+
+
+def read_yaml_documents(path: Path) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRunbook(
+            [Problem("", f"cannot read file: {exc.strerror}")], source=str(path)
+        ) from None
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise InvalidRunbook(
+            [Problem("", f"not valid YAML/JSON: {exc}")], source=str(path)
+        ) from None
+
+
+def load_runbook_file(path: Path) -> RunbookDefinition:
+    """The single Runbook in a YAML/JSON file (other kinds in the same file are ignored)."""
+    docs = read_yaml_documents(path)
+    runbooks = [d for d in docs if isinstance(d, Mapping) and (d.get("kind") in (None, "Runbook"))]
+    if not runbooks:
+        raise InvalidRunbook([Problem("", "no Runbook document found")], source=str(path))
+    if len(runbooks) > 1:
+        raise InvalidRunbook(
+            [Problem("", f"{len(runbooks)} Runbook documents found; expected one")],
+            source=str(path),
+        )
+    return definition_from_document(runbooks[0], source=str(path))
+
+
+def load_plan(path: Path, known_action_types: Collection[str] | None = None) -> Plan:
+    """Load and fully validate (structure and graph)."""
+    definition = load_runbook_file(path)
+    problems = graph_problems(definition, known_action_types)
+    if problems:
+        raise InvalidRunbook(
+            [
+                Problem(f"spec.{p.field}" if _is_manifest(path) else p.field, p.reason)
+                for p in problems
+            ],
+            source=str(path),
+        )
+    return compile_plan(definition, known_action_types)
+
+
+def _is_manifest(path: Path) -> bool:
+    docs = read_yaml_documents(path)
+    return any(isinstance(d, Mapping) and d.get("kind") == "Runbook" for d in docs)

@@ -1,0 +1,121 @@
+"""The runbook model (pydantic v2): the single source of truth for files, CRDs and the engine.
+
+Field names follow the reference design (camelCase on the wire). Structural checks live here;
+graph checks (cycles, unknown dependencies) live in `runbook_engine.plan`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from runbook_engine.contract import CamelModel
+from runbook_engine.enums import DataLicense, LegalBasis
+
+STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ACTION_TYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,62}$"
+DEFAULT_TIMEOUT_MS = 300_000
+DEFAULT_MAX_PARALLEL_STEPS = 10
+
+
+class RetryPolicy(CamelModel):
+    """Exponential backoff: attempt n+1 waits min(backoff × multiplier^(n−1), maxBackoff)."""
+
+    max_attempts: int = Field(
+        default=1, ge=1, le=100, description="Attempts in total (1 = no retry)"
+    )
+    backoff_seconds: float = Field(default=1.0, ge=0, le=86_400)
+    backoff_multiplier: float = Field(default=2.0, ge=1, le=100)
+    max_backoff_seconds: float | None = Field(default=None, ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _cap_not_below_base(self) -> RetryPolicy:
+        if self.max_backoff_seconds is not None and self.max_backoff_seconds < self.backoff_seconds:
+            raise ValueError(
+                f"maxBackoffSeconds ({self.max_backoff_seconds}) is below backoffSeconds "
+                f"({self.backoff_seconds}): the cap would shorten every wait"
+            )
+        return self
+
+    def delay_after(self, failed_attempt: int) -> float:
+        """Seconds to wait after attempt `failed_attempt` (1-based) failed."""
+        delay = self.backoff_seconds * self.backoff_multiplier ** (failed_attempt - 1)
+        if self.max_backoff_seconds is not None:
+            delay = min(delay, self.max_backoff_seconds)
+        return delay
+
+
+class ContainerSpec(CamelModel):
+    """Optional image/command for a step's Job on a cluster (CUSTOM steps in their own image)."""
+
+    image: str | None = Field(default=None, min_length=1)
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class RunbookStep(CamelModel):
+    """One node of the DAG."""
+
+    id: str = Field(pattern=STEP_ID_PATTERN, description="Unique step id")
+    name: str = Field(default="", max_length=253)
+    description: str | None = None
+    action_type: str = Field(pattern=ACTION_TYPE_PATTERN, description="Executor type")
+    depends_on: list[str] = Field(default_factory=list, description="Parent step ids")
+    config: dict[str, Any] = Field(default_factory=dict)
+    retry_policy: RetryPolicy | None = None
+    timeout_ms: int = Field(default=DEFAULT_TIMEOUT_MS, ge=1, le=7 * 86_400_000)
+    skip_on_failure: bool = False
+    container: ContainerSpec | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry_policy.max_attempts if self.retry_policy else 1
+
+
+class Benchmarks(CamelModel):
+    """Expected durations, compared with actual ones in KPIs."""
+
+    total_ms: int = Field(ge=0)
+    per_step_ms: dict[str, int] = Field(default_factory=dict)
+
+
+class RunbookDefinition(CamelModel):
+    """A runbook: metadata, legal requirements and a DAG of steps."""
+
+    id: str = Field(min_length=1, max_length=253)
+    name: str = Field(default="", max_length=253)
+    version: str = "0.0.0"
+    purpose: str = ""
+    legal_basis_required: list[LegalBasis] = Field(default_factory=list)
+    data_licenses_required: list[DataLicense] = Field(default_factory=list)
+    assumptions: list[str] = Field(default_factory=list)
+    kpis: list[str] = Field(default_factory=list)
+    steps: list[RunbookStep] = Field(default_factory=list)
+    benchmarks: Benchmarks | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    max_parallel_steps: int = Field(default=DEFAULT_MAX_PARALLEL_STEPS, ge=1, le=1000)
+
+
+class RunbookRef(CamelModel):
+    """Which Runbook an execution runs (by object name, or by the definition's id locally)."""
+
+    name: str = Field(min_length=1, max_length=253)
+
+
+class ExecutionRequest(CamelModel):
+    """What the user asks for: the RunbookExecution spec. `paused` and `cancel` are levels."""
+
+    runbook_ref: RunbookRef
+    input: dict[str, Any] = Field(default_factory=dict)
+    tenant_id: str | None = None
+    started_by: str | None = None
+    legal_basis: LegalBasis | None = None
+    data_licenses: list[DataLicense] = Field(default_factory=list)
+    authority_ids: list[str] = Field(default_factory=list)
+    paused: bool = Field(default=False, description="true: start no new attempts")
+    cancel: bool = Field(default=False, description="true: stop running steps and end CANCELLED")
+    max_parallel_steps: int | None = Field(
+        default=None, ge=1, le=1000, description="Overrides the runbook's maxParallelSteps"
+    )

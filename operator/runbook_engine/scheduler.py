@@ -1,0 +1,630 @@
+"""The pure scheduler: (plan, request, state, observations, now) → (new state, actions, events).
+
+Shared by the local runner and the operator. It never performs I/O and never mutates its inputs;
+the caller carries out `actions` (start/stop attempts), appends `events` to the audit chain and
+calls again when an attempt ends, the request changes, or `next_wakeup` passes.
+
+Work per call is proportional to what changed (observations, released dependents, free slots),
+not to the size of the runbook; only `reindex` (after loading state from the wire) is O(steps).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from runbook_engine.audit import AuditEvent
+from runbook_engine.canonical import canonical_sha256
+from runbook_engine.contract import StepExecutorResult
+from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
+from runbook_engine.kpis import merge_step_kpis
+from runbook_engine.model import ExecutionRequest
+from runbook_engine.plan import Plan, legal_problems
+from runbook_engine.state import ExecutionState, StepState
+
+# --- observations (what happened) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    """An attempt ended with a result (success or failure)."""
+
+    step_id: str
+    attempt: int
+    result: StepExecutorResult
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLost:
+    """An attempt's worker vanished without a result (process killed, Job deleted, pod evicted)."""
+
+    step_id: str
+    attempt: int
+    reason: str
+
+
+Observation = AttemptFinished | AttemptLost
+
+# --- actions (what the shell must do) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    step_id: str
+    attempt: int
+    timeout_ms: int
+    deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StopAttempt:
+    step_id: str
+    attempt: int
+    reason: str
+    """``timeout`` or ``cancelled``."""
+
+
+Action = StartAttempt | StopAttempt
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: ExecutionState
+    actions: tuple[Action, ...]
+    events: tuple[AuditEvent, ...]
+    next_wakeup: datetime | None
+    warnings: tuple[str, ...] = ()
+
+
+# --- construction -----------------------------------------------------------------------------
+
+
+def new_execution(plan: Plan, execution_id: str, now: datetime) -> ExecutionState:
+    """A PENDING execution with every step PENDING."""
+    state = ExecutionState(
+        execution_id=execution_id,
+        runbook_id=plan.definition.id,
+        status=ExecutionStatus.PENDING,
+        steps={sid: StepState(step_id=sid) for sid in plan.order},
+        created_at=now,
+    )
+    return reindex(plan, state)
+
+
+def is_done_for_dependents(step: StepState) -> bool:
+    """Dependents may start after SUCCEEDED, or after SKIPPED by the step's own skipOnFailure."""
+    return step.status is StepStatus.SUCCEEDED or (
+        step.status is StepStatus.SKIPPED and step.blocked_by is None
+    )
+
+
+def reindex(plan: Plan, state: ExecutionState) -> ExecutionState:
+    """Rebuild the derived indexes from step statuses (after loading state from the wire)."""
+    remaining: dict[str, int] = {}
+    ready: list[str] = []
+    running: set[str] = set()
+    unfinished = failed = 0
+    for sid in plan.order:
+        step = state.steps[sid]
+        if step.status is StepStatus.FAILED:
+            failed += 1
+        if step.status is StepStatus.RUNNING:
+            running.add(sid)
+            unfinished += 1
+        elif step.status is StepStatus.PENDING:
+            unfinished += 1
+            left = sum(
+                1 for d in plan.dependencies[sid] if not is_done_for_dependents(state.steps[d])
+            )
+            remaining[sid] = left
+            if left == 0:
+                ready.append(sid)
+    return state.evolve(
+        ready=tuple(ready),
+        remaining=remaining,
+        running=frozenset(running),
+        unfinished=unfinished,
+        failed=failed,
+    )
+
+
+# --- the transition ---------------------------------------------------------------------------
+
+
+class _Transition:
+    """Copy-on-write working set for one `schedule` call."""
+
+    def __init__(self, plan: Plan, request: ExecutionRequest, state: ExecutionState, now: datetime):
+        self.plan = plan
+        self.request = request
+        self.old = state
+        self.now = now
+        self.status = state.status
+        self.steps: dict[str, StepState] | None = None
+        self.remaining: dict[str, int] | None = None
+        self.outputs: dict[str, Mapping[str, Any]] | None = None
+        self.kpis: dict[str, Any] | None = None
+        self.kpi_sources: dict[str, int] | None = None
+        self.ready = list(state.ready)
+        self.running = set(state.running)
+        self.unfinished = state.unfinished
+        self.failed = state.failed
+        self.changes: dict[str, Any] = {}
+        self.actions: list[Action] = []
+        self.events: list[AuditEvent] = []
+        self.warnings: list[str] = []
+
+    # reads
+    def step(self, sid: str) -> StepState:
+        return (self.steps if self.steps is not None else self.old.steps)[sid]
+
+    # writes
+    def put(self, step: StepState) -> None:
+        if self.steps is None:
+            self.steps = dict(self.old.steps)
+        self.steps[step.step_id] = step
+
+    def emit(
+        self, key: str, event_type: LogEventType, step_id: str | None = None, **details: Any
+    ) -> None:
+        self.events.append(AuditEvent(key, event_type, step_id, details))
+
+    def set_status(self, status: ExecutionStatus, reason: str) -> None:
+        if status is self.status:
+            return
+        old = self.status
+        self.status = status
+        self.emit(
+            f"status/{old}->{status}/{self.old.pauses}/{self.old.resumes}",
+            LogEventType.EXECUTION_STATUS_CHANGED,
+            None,
+            **{"from": str(old), "to": str(status), "reason": reason},
+        )
+
+    def build(self) -> ExecutionState:
+        changes = dict(self.changes)
+        changes.update(
+            status=self.status,
+            ready=tuple(self.ready),
+            running=frozenset(self.running),
+            unfinished=self.unfinished,
+            failed=self.failed,
+        )
+        if self.steps is not None:
+            changes["steps"] = self.steps
+        if self.remaining is not None:
+            changes["remaining"] = self.remaining
+        if self.outputs is not None:
+            changes["outputs"] = self.outputs
+        if self.kpis is not None:
+            changes["kpis"] = self.kpis
+        if self.kpi_sources is not None:
+            changes["kpi_sources"] = self.kpi_sources
+        return self.old.evolve(**changes)
+
+    # helpers
+    def _remaining(self) -> dict[str, int]:
+        if self.remaining is None:
+            self.remaining = dict(self.old.remaining)
+        return self.remaining
+
+    def release_dependents(self, sid: str) -> None:
+        """`sid` is done: dependents with no other pending dependency join the ready queue."""
+        remaining = self._remaining()
+        position = self.plan.position
+        for child in self.plan.dependents[sid]:
+            if child not in remaining:
+                continue
+            remaining[child] -= 1
+            if remaining[child] == 0:
+                bisect.insort(self.ready, child, key=position.__getitem__)
+
+    def finish_step(self, step: StepState) -> None:
+        """Bookkeeping for a step that reached a terminal status."""
+        self.put(step)
+        self.running.discard(step.step_id)
+        self._remaining().pop(step.step_id, None)
+        self.unfinished -= 1
+        if step.status is StepStatus.FAILED:
+            self.failed += 1
+
+    def skip_descendants(self, sid: str, why: str) -> None:
+        """Dependents of a FAILED (or dependency-skipped) step are SKIPPED, transitively."""
+        stack = [(child, sid) for child in reversed(self.plan.dependents[sid])]
+        while stack:
+            child, parent = stack.pop()
+            current = self.step(child)
+            if current.status is not StepStatus.PENDING:
+                continue
+            reason = f"dependency {parent!r} {why if parent == sid else 'was skipped'}"
+            if child in self.ready:
+                self.ready.remove(child)
+            self.finish_step(
+                StepState(
+                    step_id=child,
+                    status=StepStatus.SKIPPED,
+                    attempt=current.attempt,
+                    started_at=current.started_at,
+                    finished_at=self.now,
+                    message=f"skipped: {reason}",
+                    blocked_by=parent,
+                )
+            )
+            self.emit(
+                f"step/{child}/skipped",
+                LogEventType.STEP_SKIPPED,
+                child,
+                reason=reason,
+                blockedBy=parent,
+            )
+            stack.extend(
+                (grandchild, child) for grandchild in reversed(self.plan.dependents[child])
+            )
+
+    def attempt_failed(self, current: StepState, error: str) -> None:
+        """Retry with backoff if attempts remain; else FAILED (or SKIPPED with skipOnFailure)."""
+        spec = self.plan.steps[current.step_id]
+        sid = current.step_id
+        self.running.discard(sid)
+        if current.attempt < spec.max_attempts:
+            assert spec.retry_policy is not None
+            delay = spec.retry_policy.delay_after(current.attempt)
+            retry_at = self.now + timedelta(seconds=delay)
+            self.put(
+                StepState(
+                    step_id=sid,
+                    status=StepStatus.PENDING,
+                    attempt=current.attempt,
+                    started_at=current.started_at,
+                    attempt_started_at=current.attempt_started_at,
+                    next_attempt_at=retry_at,
+                    message=f"attempt {current.attempt}/{spec.max_attempts} failed: {error}; "
+                    f"retrying in {delay:g}s",
+                )
+            )
+            self._remaining()[sid] = 0
+            bisect.insort(self.ready, sid, key=self.plan.position.__getitem__)
+            self.emit(
+                f"step/{sid}/{current.attempt}/attempt-failed",
+                LogEventType.STEP_ATTEMPT_FAILED,
+                sid,
+                attempt=current.attempt,
+                maxAttempts=spec.max_attempts,
+                error=error,
+                retryAt=_iso(retry_at),
+            )
+            return
+        attempts = f"{current.attempt} attempt{'s' if current.attempt != 1 else ''}"
+        if spec.skip_on_failure:
+            self.finish_step(
+                StepState(
+                    step_id=sid,
+                    status=StepStatus.SKIPPED,
+                    attempt=current.attempt,
+                    started_at=current.started_at,
+                    attempt_started_at=current.attempt_started_at,
+                    finished_at=self.now,
+                    message=f"failed after {attempts}: {error}; skipped (skipOnFailure)",
+                )
+            )
+            self.emit(
+                f"step/{sid}/skipped",
+                LogEventType.STEP_SKIPPED,
+                sid,
+                reason="skipOnFailure",
+                attempt=current.attempt,
+                error=error,
+            )
+            self.release_dependents(sid)
+            return
+        self.finish_step(
+            StepState(
+                step_id=sid,
+                status=StepStatus.FAILED,
+                attempt=current.attempt,
+                started_at=current.started_at,
+                attempt_started_at=current.attempt_started_at,
+                finished_at=self.now,
+                message=f"failed after {attempts}: {error}",
+            )
+        )
+        self.emit(
+            f"step/{sid}/failed",
+            LogEventType.STEP_FAILED,
+            sid,
+            attempt=current.attempt,
+            error=error,
+        )
+        self.skip_descendants(sid, "failed")
+
+    def succeeded(self, current: StepState, result: StepExecutorResult) -> None:
+        sid = current.step_id
+        self.finish_step(
+            StepState(
+                step_id=sid,
+                status=StepStatus.SUCCEEDED,
+                attempt=current.attempt,
+                started_at=current.started_at,
+                attempt_started_at=current.attempt_started_at,
+                finished_at=self.now,
+            )
+        )
+        if self.outputs is None:
+            self.outputs = dict(self.old.outputs)
+        self.outputs[sid] = result.output
+        if result.kpis:
+            if self.kpis is None:
+                self.kpis = dict(self.old.kpis)
+                self.kpi_sources = dict(self.old.kpi_sources)
+            assert self.kpi_sources is not None
+            merge_step_kpis(self.kpis, self.kpi_sources, self.plan.position[sid], result.kpis)
+        started = current.attempt_started_at or self.now
+        self.emit(
+            f"step/{sid}/{current.attempt}/succeeded",
+            LogEventType.STEP_SUCCEEDED,
+            sid,
+            attempt=current.attempt,
+            durationMs=int((self.now - started).total_seconds() * 1000),
+            outputHash=canonical_sha256(result.output),
+            kpis=dict(result.kpis),
+            evidenceHashes=[e.hash for e in result.evidence],
+        )
+        self.release_dependents(sid)
+
+
+def _iso(value: datetime) -> str:
+    from runbook_engine.timeutil import format_time
+
+    return format_time(value)
+
+
+def _start(t: _Transition) -> None:
+    """PENDING → RUNNING, or → FAILED when a legal gate refuses the request."""
+    plan, request, now = t.plan, t.request, t.now
+    problems = legal_problems(plan.definition, request.legal_basis, request.data_licenses)
+    if problems:
+        text = "; ".join(str(p) for p in problems)
+        t.emit(
+            "rejected",
+            LogEventType.EXECUTION_REJECTED,
+            None,
+            problems=[{"field": p.field, "reason": p.reason} for p in problems],
+            legalBasis=str(request.legal_basis) if request.legal_basis else None,
+            dataLicenses=[str(x) for x in request.data_licenses],
+        )
+        for sid in plan.order:
+            t.finish_step(
+                StepState(
+                    step_id=sid,
+                    status=StepStatus.SKIPPED,
+                    finished_at=now,
+                    message="not run: execution rejected",
+                    blocked_by="<rejected>",
+                )
+            )
+        t.ready.clear()
+        t.set_status(ExecutionStatus.FAILED, "rejected")
+        t.changes.update(finished_at=now, message=f"rejected: {text}")
+        t.emit("failed", LogEventType.EXECUTION_FAILED, None, reason="rejected", message=text)
+        return
+    definition = plan.definition
+    t.emit(
+        "started",
+        LogEventType.EXECUTION_STARTED,
+        None,
+        runbookId=definition.id,
+        runbookVersion=definition.version,
+        definitionHash=canonical_sha256(definition.model_dump(mode="json", by_alias=True)),
+        inputHash=canonical_sha256(request.input),
+        legalBasis=str(request.legal_basis) if request.legal_basis else None,
+        dataLicenses=[str(x) for x in request.data_licenses],
+        authorityIds=list(request.authority_ids),
+        tenantId=request.tenant_id,
+        startedBy=request.started_by,
+        stepCount=len(plan.order),
+    )
+    t.set_status(ExecutionStatus.RUNNING, "started")
+    t.changes.update(started_at=now)
+
+
+def _apply(t: _Transition, observation: Observation) -> None:
+    """Fold one observation in; stale or duplicate ones (wrong attempt, not running) are ignored."""
+    if observation.step_id not in t.plan.steps:
+        t.warnings.append(f"observation for unknown step {observation.step_id!r} ignored")
+        return
+    current = t.step(observation.step_id)
+    if current.status is not StepStatus.RUNNING or current.attempt != observation.attempt:
+        return
+    if isinstance(observation, AttemptLost):
+        t.attempt_failed(current, f"lost: {observation.reason}")
+    elif observation.result.success:
+        t.succeeded(current, observation.result)
+    else:
+        t.attempt_failed(current, observation.result.error or "failed without an error message")
+
+
+def _expire(t: _Transition) -> None:
+    """Running attempts past their deadline are stopped and count as failed attempts."""
+    for sid in sorted(t.running, key=t.plan.position.__getitem__):
+        current = t.step(sid)
+        timeout_ms = t.plan.steps[sid].timeout_ms
+        started = current.attempt_started_at
+        if started is not None and t.now >= started + timedelta(milliseconds=timeout_ms):
+            t.actions.append(StopAttempt(sid, current.attempt, "timeout"))
+            t.attempt_failed(current, f"timed out after {timeout_ms} ms")
+
+
+def _cancel(t: _Transition) -> None:
+    for sid in t.plan.order:
+        current = t.step(sid)
+        if current.status is StepStatus.RUNNING:
+            t.actions.append(StopAttempt(sid, current.attempt, "cancelled"))
+        if current.status in (StepStatus.RUNNING, StepStatus.PENDING):
+            was = str(current.status)
+            t.finish_step(
+                StepState(
+                    step_id=sid,
+                    status=StepStatus.CANCELLED,
+                    attempt=current.attempt,
+                    started_at=current.started_at,
+                    attempt_started_at=current.attempt_started_at,
+                    finished_at=t.now,
+                    message=f"cancelled while {was}",
+                )
+            )
+            t.emit(
+                f"step/{sid}/cancelled",
+                LogEventType.STEP_CANCELLED,
+                sid,
+                was=was,
+                attempt=current.attempt,
+            )
+    t.ready.clear()
+    t.set_status(ExecutionStatus.CANCELLED, "cancel requested")
+    t.changes.update(finished_at=t.now, message="cancelled")
+    t.emit("cancelled", LogEventType.EXECUTION_CANCELLED, None)
+
+
+def _launch(t: _Transition) -> None:
+    """Start ready steps in definition order while slots are free."""
+    limit = t.request.max_parallel_steps or t.plan.definition.max_parallel_steps
+    if len(t.running) >= limit or not t.ready:
+        return
+    still_ready: list[str] = []
+    for i, sid in enumerate(t.ready):
+        if len(t.running) >= limit:
+            still_ready.extend(t.ready[i:])
+            break
+        current = t.step(sid)
+        if current.next_attempt_at is not None and current.next_attempt_at > t.now:
+            still_ready.append(sid)
+            continue
+        spec = t.plan.steps[sid]
+        attempt = current.attempt + 1
+        t.put(
+            StepState(
+                step_id=sid,
+                status=StepStatus.RUNNING,
+                attempt=attempt,
+                started_at=current.started_at or t.now,
+                attempt_started_at=t.now,
+                message=None,
+            )
+        )
+        t.running.add(sid)
+        t._remaining().pop(sid, None)
+        deadline = t.now + timedelta(milliseconds=spec.timeout_ms)
+        t.actions.append(StartAttempt(sid, attempt, spec.timeout_ms, deadline))
+        t.emit(
+            f"step/{sid}/{attempt}/started",
+            LogEventType.STEP_STARTED,
+            sid,
+            attempt=attempt,
+            actionType=spec.action_type,
+            deadline=_iso(deadline),
+        )
+    t.ready = still_ready
+
+
+def _finish_if_done(t: _Transition) -> None:
+    if t.unfinished > 0:
+        return
+    if t.failed:
+        failed = [sid for sid in t.plan.order if t.step(sid).status is StepStatus.FAILED]
+        message = f"{len(failed)} step(s) failed: {', '.join(failed)}"
+        t.set_status(ExecutionStatus.FAILED, "step failed")
+        t.changes.update(finished_at=t.now, message=message)
+        t.emit(
+            "failed",
+            LogEventType.EXECUTION_FAILED,
+            None,
+            failedSteps=failed,
+            kpis=dict(t.kpis if t.kpis is not None else t.old.kpis),
+        )
+    else:
+        t.set_status(ExecutionStatus.COMPLETED, "all steps done")
+        t.changes.update(finished_at=t.now, message="completed")
+        t.emit(
+            "completed",
+            LogEventType.EXECUTION_COMPLETED,
+            None,
+            kpis=dict(t.kpis if t.kpis is not None else t.old.kpis),
+        )
+
+
+def _next_wakeup(t: _Transition) -> datetime | None:
+    """Earliest deadline of a running attempt or retry time of a waiting step."""
+    candidates: list[datetime] = []
+    for sid in t.running:
+        current = t.step(sid)
+        if current.attempt_started_at is not None:
+            candidates.append(
+                current.attempt_started_at + timedelta(milliseconds=t.plan.steps[sid].timeout_ms)
+            )
+    if t.status is ExecutionStatus.RUNNING:
+        for sid in t.ready:
+            at = t.step(sid).next_attempt_at
+            if at is not None and at > t.now:
+                candidates.append(at)
+    return min(candidates) if candidates else None
+
+
+def schedule(
+    plan: Plan,
+    request: ExecutionRequest,
+    state: ExecutionState,
+    observations: Iterable[Observation],
+    now: datetime,
+) -> Decision:
+    """One deterministic transition. Safe to call repeatedly: replays change nothing."""
+    t = _Transition(plan, request, state, now)
+    if t.status.terminal:
+        for obs in observations:  # late results never overwrite a terminal state
+            del obs
+        if request.paused and t.status is not ExecutionStatus.CANCELLED:
+            t.warnings.append(f"cannot pause: execution already {t.status}")
+            t.emit(
+                "control-rejected/pause",
+                LogEventType.CONTROL_REJECTED,
+                None,
+                action="PAUSE",
+                reason=f"execution already {t.status}",
+            )
+        return Decision(t.build(), (), tuple(t.events), None, tuple(t.warnings))
+
+    if t.status is ExecutionStatus.PENDING:
+        if request.cancel:
+            _cancel(t)
+            return Decision(t.build(), tuple(t.actions), tuple(t.events), None, tuple(t.warnings))
+        _start(t)
+        if t.status.terminal:
+            return Decision(t.build(), (), tuple(t.events), None, tuple(t.warnings))
+
+    for obs in observations:
+        _apply(t, obs)
+    _expire(t)
+
+    if request.cancel:
+        _cancel(t)
+        return Decision(t.build(), tuple(t.actions), tuple(t.events), None, tuple(t.warnings))
+
+    if request.paused and t.status is ExecutionStatus.RUNNING:
+        n = t.old.pauses + 1
+        t.set_status(ExecutionStatus.PAUSED, "pause requested")
+        t.changes["pauses"] = n
+        t.emit(f"paused/{n}", LogEventType.EXECUTION_PAUSED, None, running=sorted(t.running))
+    elif not request.paused and t.status is ExecutionStatus.PAUSED:
+        n = t.old.resumes + 1
+        t.set_status(ExecutionStatus.RUNNING, "resume requested")
+        t.changes["resumes"] = n
+        t.emit(f"resumed/{n}", LogEventType.EXECUTION_RESUMED, None, remaining=t.unfinished)
+
+    if t.status is ExecutionStatus.RUNNING:
+        _launch(t)
+    _finish_if_done(t)
+    return Decision(
+        t.build(), tuple(t.actions), tuple(t.events), _next_wakeup(t), tuple(t.warnings)
+    )

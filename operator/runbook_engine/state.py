@@ -1,0 +1,125 @@
+"""Execution state: what the scheduler knows between two decisions.
+
+Frozen dataclasses (not pydantic) because the scheduler creates many per transition; the wire
+form (`to_wire`/`from_wire`) is what the CLI prints and the operator stores in status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from runbook_engine.enums import ExecutionStatus, StepStatus
+from runbook_engine.timeutil import format_time, parse_time
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    """One step across its attempts. `attempt` counts attempts started so far."""
+
+    step_id: str
+    status: StepStatus = StepStatus.PENDING
+    attempt: int = 0
+    started_at: datetime | None = None
+    attempt_started_at: datetime | None = None
+    finished_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    message: str | None = None
+    blocked_by: str | None = None
+    """For SKIPPED: the failed/blocked dependency that stopped it (None: its own skipOnFailure)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "stepId": self.step_id,
+            "status": str(self.status),
+            "attempt": self.attempt,
+        }
+        for key, value in (
+            ("startedAt", self.started_at),
+            ("attemptStartedAt", self.attempt_started_at),
+            ("finishedAt", self.finished_at),
+            ("nextAttemptAt", self.next_attempt_at),
+        ):
+            if value is not None:
+                out[key] = format_time(value)
+        if self.message is not None:
+            out["message"] = self.message
+        if self.blocked_by is not None:
+            out["blockedBy"] = self.blocked_by
+        return out
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> StepState:
+        def t(key: str) -> datetime | None:
+            v = data.get(key)
+            return parse_time(v) if v else None
+
+        return cls(
+            step_id=str(data["stepId"]),
+            status=StepStatus(data.get("status", "PENDING")),
+            attempt=int(data.get("attempt", 0)),
+            started_at=t("startedAt"),
+            attempt_started_at=t("attemptStartedAt"),
+            finished_at=t("finishedAt"),
+            next_attempt_at=t("nextAttemptAt"),
+            message=data.get("message"),
+            blocked_by=data.get("blockedBy"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionState:
+    """The whole execution. Outputs and per-step KPIs are kept by step id."""
+
+    execution_id: str
+    runbook_id: str
+    status: ExecutionStatus
+    steps: Mapping[str, StepState]
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str | None = None
+    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: EMPTY)
+    kpis: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    kpi_sources: Mapping[str, int] = field(default_factory=lambda: EMPTY)
+    """KPI name → position of the step that set it (later steps win; see runbook_engine.kpis)."""
+    pauses: int = 0
+    resumes: int = 0
+    # Derived indexes (rebuilt by `runbook_engine.scheduler.reindex` after loading from wire):
+    ready: tuple[str, ...] = ()
+    """PENDING steps whose dependencies are all done, in definition order."""
+    remaining: Mapping[str, int] = field(default_factory=lambda: EMPTY)
+    """PENDING step → number of dependencies not yet done."""
+    running: frozenset[str] = frozenset()
+    unfinished: int = 0
+    failed: int = 0
+
+    def evolve(self, **changes: Any) -> ExecutionState:
+        return replace(self, **changes)
+
+    def to_wire(self, *, with_outputs: bool = True) -> dict[str, Any]:
+        """camelCase dict: phase, steps (list, definition order), kpis, outputs."""
+        out: dict[str, Any] = {
+            "executionId": self.execution_id,
+            "runbookId": self.runbook_id,
+            "phase": str(self.status),
+            "createdAt": format_time(self.created_at),
+        }
+        if self.started_at:
+            out["startedAt"] = format_time(self.started_at)
+        if self.finished_at:
+            out["finishedAt"] = format_time(self.finished_at)
+        if self.message:
+            out["message"] = self.message
+        out["steps"] = [s.to_wire() for s in self.steps.values()]
+        out["kpis"] = dict(self.kpis)
+        if with_outputs:
+            out["outputs"] = {k: dict(v) for k, v in self.outputs.items()}
+        out["pauses"] = self.pauses
+        out["resumes"] = self.resumes
+        return out
