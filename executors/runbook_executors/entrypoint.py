@@ -1,0 +1,234 @@
+"""`python -m runbook_executors`: run one step attempt from a context file.
+
+This is the command of every step's Job pod (and of the local runner's subprocess)::
+
+    python -m runbook_executors run --context ctx.json --result out.json [--action-type X]
+    python -m runbook_executors list
+
+`run` reads a camelCase `StepExecutorContext`, runs the executor registered for its
+`actionType`, and atomically writes the camelCase `StepExecutorResult` to `--result`.
+Exit status: 0 the attempt succeeded, 1 it failed (the result says why), 2 the attempt could
+not start (bad usage, unreadable or invalid context, unknown action type); in the last case a
+failed result is still written when the result path is usable. Logs go to stderr only.
+
+Kept light on purpose: executors and their dependencies are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+
+if TYPE_CHECKING:
+    from runbook_executors.base import BaseStepExecutor
+    from runbook_executors.registry import ExecutorRegistry
+
+EXIT_SUCCESS = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+LOG_LEVEL_ENV = "RUNBOOK_LOG_LEVEL"
+
+log = logging.getLogger("runbook_executors")
+
+
+class StartError(Exception):
+    """The attempt cannot start; the message is shown on stderr and put in the result."""
+
+
+# -- files -------------------------------------------------------------------------------------
+def load_context(path: str, action_type: str | None = None) -> StepExecutorContext:
+    """Read and validate a context file (`-` is stdin); `action_type` fills or checks actionType."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StartError(f"cannot read context file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise StartError(f"context file {path} is not UTF-8: {exc}") from None
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StartError(f"context file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise StartError(f"context file {path} must hold a JSON object, not {type(data).__name__}")
+    if action_type is not None:
+        declared = data.get("actionType", data.get("action_type"))
+        if declared is None:
+            data["actionType"] = action_type
+        elif declared != action_type:
+            raise StartError(
+                f"--action-type {action_type} does not match the context's actionType {declared}"
+            )
+    from pydantic import ValidationError
+
+    try:
+        return StepExecutorContext.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise StartError(
+            f"context file {path} is not a valid StepExecutorContext: {problems}"
+        ) from None
+
+
+def result_json(result: StepExecutorResult) -> str:
+    """The result's wire JSON; a result that cannot be serialised becomes a failed one."""
+    try:
+        return json.dumps(result.wire(), allow_nan=False, ensure_ascii=False, indent=2)
+    except (TypeError, ValueError) as exc:  # PydanticSerializationError is a ValueError
+        fallback = StepExecutorResult(
+            success=False,
+            error=f"executor returned a result that is not JSON-serialisable: {exc}",
+        )
+        return json.dumps(fallback.wire(), indent=2)
+
+
+def write_result(path: str, result: StepExecutorResult) -> None:
+    """Write atomically (temp file in the same directory, fsync, rename): a reader never sees
+    half a result, even if the pod is killed mid-write."""
+    target = Path(path)
+    text = result_json(result)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- running -----------------------------------------------------------------------------------
+def build_registry() -> tuple[ExecutorRegistry, str | None]:
+    """Built-ins plus plugins, and the plugin loading error if any: a broken plugin is
+    reported, not allowed to block the built-in action types."""
+    from runbook_executors.registry import default_registry
+
+    try:
+        return default_registry(), None
+    except Exception as exc:  # a plugin's import error must not hide the built-ins
+        log.warning("loading executor plugins failed, using built-ins only: %s", exc)
+        return default_registry(plugins=False), f"{type(exc).__name__}: {exc}"
+
+
+def select_executor(action_type: str) -> BaseStepExecutor:
+    from runbook_executors.registry import UnknownActionType
+
+    registry, plugin_error = build_registry()
+    try:
+        return registry.get(action_type)
+    except UnknownActionType as exc:
+        hint = f"; plugin loading failed: {plugin_error}" if plugin_error else ""
+        raise StartError(f"{exc}{hint}") from None
+
+
+async def run_attempt(executor: BaseStepExecutor, ctx: StepExecutorContext) -> StepExecutorResult:
+    """One attempt through `base.invoke`, bounded by the context's `timeoutMs` if set."""
+    from runbook_executors.base import invoke
+
+    if ctx.timeout_ms is None:
+        return await invoke(executor, ctx)
+    try:
+        return await asyncio.wait_for(invoke(executor, ctx), timeout=ctx.timeout_ms / 1000)
+    except TimeoutError:
+        return StepExecutorResult(success=False, error=f"timed out after {ctx.timeout_ms} ms")
+
+
+def run(context_path: str, result_path: str, action_type: str | None = None) -> int:
+    """The `run` command; returns the exit status."""
+    try:
+        ctx = load_context(context_path, action_type)
+        executor = select_executor(ctx.action_type)
+    except StartError as exc:
+        log.error("%s", exc)
+        _write_start_failure(result_path, str(exc))
+        return EXIT_USAGE
+    log.info(
+        "running %s step %s (attempt %d) of execution %s with %s",
+        ctx.action_type,
+        ctx.step_id,
+        ctx.attempt,
+        ctx.execution_id,
+        type(executor).__name__,
+    )
+    result = asyncio.run(run_attempt(executor, ctx))
+    try:
+        write_result(result_path, result)
+    except OSError as exc:
+        log.error("cannot write result file %s: %s", result_path, exc.strerror or exc)
+        return EXIT_USAGE
+    if result.success:
+        log.info("step %s succeeded", ctx.step_id)
+        return EXIT_SUCCESS
+    log.warning("step %s failed: %s", ctx.step_id, result.error)
+    return EXIT_FAILED
+
+
+def _write_start_failure(result_path: str, error: str) -> None:
+    try:
+        write_result(result_path, StepExecutorResult(success=False, error=error))
+    except OSError as exc:
+        log.error("cannot write result file %s: %s", result_path, exc.strerror or exc)
+
+
+def list_action_types() -> int:
+    """The `list` command: registered action types, one per line, on stdout."""
+    for name in sorted(build_registry()[0].action_types()):
+        print(name)
+    return EXIT_SUCCESS
+
+
+# -- command line ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runbook_executors",
+        description="Run one runbook step attempt (the command of a step's Job pod).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_cmd = commands.add_parser("run", help="run one attempt from a context file")
+    run_cmd.add_argument(
+        "--context", required=True, help="StepExecutorContext JSON file ('-' for stdin)"
+    )
+    run_cmd.add_argument("--result", required=True, help="where to write the result JSON")
+    run_cmd.add_argument(
+        "--action-type",
+        help="executor to use; must match the context's actionType (fills it in if absent)",
+    )
+    commands.add_parser("list", help="print the registered action types")
+    return parser
+
+
+def _configure_logging() -> None:
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the command; returns the exit status (never raises SystemExit)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage error
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    _configure_logging()
+    if args.command == "list":
+        return list_action_types()
+    return run(args.context, args.result, args.action_type)
