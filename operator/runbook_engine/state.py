@@ -118,8 +118,38 @@ class ExecutionState:
             out["message"] = self.message
         out["steps"] = [s.to_wire() for s in self.steps.values()]
         out["kpis"] = dict(self.kpis)
+        if self.kpi_sources:
+            out["kpiSources"] = dict(self.kpi_sources)
         if with_outputs:
             out["outputs"] = {k: dict(v) for k, v in self.outputs.items()}
         out["pauses"] = self.pauses
         out["resumes"] = self.resumes
         return out
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> ExecutionState:
+        """Inverse of `to_wire`. Derived indexes are empty: call `scheduler.reindex` next."""
+
+        def t(key: str) -> datetime | None:
+            v = data.get(key)
+            return parse_time(v) if v else None
+
+        steps = {s["stepId"]: StepState.from_wire(s) for s in data.get("steps", [])}
+        created = t("createdAt")
+        if created is None:
+            raise ValueError("createdAt: required")
+        return cls(
+            execution_id=str(data["executionId"]),
+            runbook_id=str(data["runbookId"]),
+            status=ExecutionStatus(data["phase"]),
+            steps=steps,
+            created_at=created,
+            started_at=t("startedAt"),
+            finished_at=t("finishedAt"),
+            message=data.get("message"),
+            outputs={k: dict(v) for k, v in (data.get("outputs") or {}).items()},
+            kpis=dict(data.get("kpis") or {}),
+            kpi_sources={k: int(v) for k, v in (data.get("kpiSources") or {}).items()},
+            pauses=int(data.get("pauses", 0)),
+            resumes=int(data.get("resumes", 0)),
+        )
