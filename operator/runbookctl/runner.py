@@ -258,7 +258,10 @@ class LocalRunner:
         ctx_path.write_text(json.dumps(ctx.wire()), encoding="utf-8")
         env = dict(os.environ)
         if self.base_dir is not None:
+            # Relative data paths and CUSTOM modules resolve next to the runbook file.
             env["RUNBOOK_BASE_DIR"] = str(self.base_dir)
+            paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+            env["PYTHONPATH"] = os.pathsep.join([*paths, str(self.base_dir)])
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -1,0 +1,57 @@
+# runbook-operator — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+OUT ?= _out
+
+.DEFAULT_GOAL := help
+
+help: ## this list
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP) ## create .venv and install the project with dev tools
+
+demo: setup ## run the Rapid Attribution runbook locally and show its report
+	@mkdir -p $(OUT)
+	@rm -f $(OUT)/demo-ledger.jsonl
+	$(BIN)/runbookctl run examples/rapid-attribution/runbook.yaml \
+	  --input-file examples/rapid-attribution/input.json \
+	  --legal-basis legitimate_interests --data-license internal_use_only \
+	  --started-by demo@example.org --ledger $(OUT)/demo-ledger.jsonl -o json > $(OUT)/demo-result.json
+	$(BIN)/python -c "import json,sys; r=json.load(open('$(OUT)/demo-result.json')); print(r['outputs']['generate_report'].get('markdown','(no markdown)')); print('phase:', r['phase'], '| kpis:', json.dumps(r['kpis']))"
+	$(BIN)/runbookctl verify --ledger $(OUT)/demo-ledger.jsonl
+
+demo-generic: setup ## run the generic-executor demo runbook (no CTI data needed)
+	$(BIN)/runbookctl run examples/generic/runbook.yaml --input-file examples/generic/input.json
+
+lint: setup ## ruff (lint + format check) and mypy (strict)
+	$(BIN)/ruff check operator executors tests hack
+	$(BIN)/ruff format --check operator executors tests hack
+	$(BIN)/mypy
+
+unit: setup ## unit, property and local-runner tests (no cluster)
+	$(BIN)/pytest -m "not e2e and not kwok" tests
+
+crds: setup ## regenerate crds/ from the pydantic models
+	$(BIN)/python hack/gen_crds.py
+
+bench: setup ## print engine benchmark figures (not a test)
+	$(BIN)/python hack/bench.py
+
+test: lint unit ## set up everything and run all tests (unit + e2e on a real local cluster)
+	bash hack/ci-e2e.sh
+
+clean: ## remove the venv and outputs
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help setup demo demo-generic lint unit crds bench test clean
+
+-include cluster.mk
