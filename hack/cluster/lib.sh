@@ -34,3 +34,62 @@ tool_dir() {
 kube_bin()  { echo "$(tool_dir kubernetes "${KUBE_VERSION}")/$1"; }
 kwok_bin()  { echo "$(tool_dir kwok "${KWOK_VERSION}")/kwok"; }
 helm_bin()  { echo "$(tool_dir helm "${HELM_VERSION}")/helm"; }
+
+# ---------------------------------------------------------------- local cluster layout
+# Addresses. The CNI bridge doubles as the node's address (this kernel has no dummy
+# interfaces): the kubelet, the apiserver's advertise address and hence the `kubernetes`
+# Service endpoint all use NODE_IP, which exists only on this machine.
+NODE_NAME="${NODE_NAME:-runbook-node}"
+CNI_BRIDGE="${CNI_BRIDGE:-rbk-cni0}"
+POD_CIDR="${POD_CIDR:-10.244.0.0/24}"
+NODE_IP="${NODE_IP:-10.244.0.1}"
+SERVICE_CIDR="${SERVICE_CIDR:-10.96.0.0/24}"
+KUBERNETES_SVC_IP="${KUBERNETES_SVC_IP:-10.96.0.1}"
+API_PORT="${API_PORT:-6443}"
+ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-2379}"
+ETCD_PEER_PORT="${ETCD_PEER_PORT:-2380}"
+KWOK_NODES="${KWOK_NODES:-2}"
+
+PKI="${CLUSTER_DIR}/pki"
+PIDS="${CLUSTER_DIR}/pids"
+LOGS="${CLUSTER_DIR}/logs"
+ADMIN_KUBECONFIG="${CLUSTER_DIR}/admin.kubeconfig"
+CONTAINERD_SOCK="${CLUSTER_DIR}/containerd/containerd.sock"
+
+kctl() { "$(kube_bin kubectl)" --kubeconfig "${ADMIN_KUBECONFIG}" "$@"; }
+
+pid_alive() {  # name -> true when pids/NAME.pid names a live process
+  local f="${PIDS}/$1.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# stop_pid NAME [TIMEOUT]: TERM, wait, KILL the process in pids/NAME.pid; remove the file.
+stop_pid() {
+  local name="$1" timeout="${2:-20}" f="${PIDS}/$1.pid" pid i
+  [[ -f "$f" ]] || return 0
+  pid="$(cat "$f")"
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    log "stopping ${name} (pid ${pid})"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 5; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "${name} (pid ${pid}) did not exit; SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+    fi
+  fi
+  rm -f "$f"
+}
+
+# wait_until DESC TIMEOUT_SECONDS CMD...: poll CMD every second.
+wait_until() {
+  local desc="$1" timeout="$2" i; shift 2
+  for ((i = 0; i < timeout; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "timed out after ${timeout}s waiting for ${desc}"
+  return 1
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Stops exactly what cluster-up.sh started -- by the PID files in $RUNBOOK_CACHE/cluster/pids,
+# never by process name -- and removes what it created: pod containers and their
+# containerd shims, mounts under the state dir, pod network namespaces, kube-proxy's
+# iptables rules, the CNI bridge, and the state dir itself (logs are kept in
+# $RUNBOOK_CACHE/logs/last-cluster for a post-mortem).
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if [[ ! -d "${CLUSTER_DIR}" ]]; then
+  log "no cluster state in ${CLUSTER_DIR}; nothing to do"
+  exit 0
+fi
+MODE="$(cat "${CLUSTER_DIR}/mode" 2>/dev/null || echo full)"
+CTR=(ctr --address "${CONTAINERD_SOCK}" -n k8s.io)
+
+# 1. Stop the controllers first so that nothing recreates the pods deleted below.
+for c in kwok kube-scheduler kube-controller-manager; do stop_pid "$c"; done
+
+# 2. Let the kubelet stop its pods properly (CNI DEL, netns removal) while it still can.
+if pid_alive kubelet && pid_alive kube-apiserver && [[ -x "$(kube_bin kubectl)" ]]; then
+  log "deleting all pods so the kubelet tears them down"
+  kctl delete pods --all --all-namespaces --grace-period=0 --wait=false >/dev/null 2>&1 || true
+  running() { "${CTR[@]}" tasks ls 2>/dev/null | awk 'NR>1 && $3=="RUNNING"' | grep -q .; }
+  for _ in $(seq 1 60); do running || break; sleep 1; done
+fi
+stop_pid kubelet
+stop_pid kube-proxy
+if [[ "${MODE}" == full && -x "$(kube_bin kube-proxy)" ]]; then
+  # Removes the KUBE-* chains and rules that kube-proxy installed.
+  "$(kube_bin kube-proxy)" --cleanup >/dev/null 2>&1 || true
+fi
+
+# 3. Remove whatever containers are left, so their shims exit; then stop containerd.
+netns=()
+if pid_alive containerd; then
+  for id in $("${CTR[@]}" containers ls -q 2>/dev/null); do
+    ns="$("${CTR[@]}" containers info "$id" 2>/dev/null | python3 -c '
+import json, sys
+try:
+    spec = json.load(sys.stdin).get("Spec", {})
+    for n in spec.get("linux", {}).get("namespaces", []):
+        if n.get("type") == "network" and n.get("path"):
+            print(n["path"])
+except Exception:
+    pass' || true)"
+    [[ -n "$ns" ]] && netns+=("$ns")
+    "${CTR[@]}" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+  done
+  sleep 1
+  for id in $("${CTR[@]}" containers ls -q 2>/dev/null); do
+    "${CTR[@]}" tasks delete -f "$id" >/dev/null 2>&1 || true
+    "${CTR[@]}" containers delete "$id" >/dev/null 2>&1 || true
+  done
+fi
+# A shim still alive (e.g. containerd died first) is stopped by the pid it recorded.
+if [[ -d "${CLUSTER_DIR}/containerd/state" ]]; then
+  while IFS= read -r f; do
+    pid="$(cat "$f" 2>/dev/null || true)"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+      log "stopping containerd shim (pid ${pid})"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done < <(find "${CLUSTER_DIR}/containerd/state" -name shim.pid 2>/dev/null)
+fi
+stop_pid containerd 30
+
+# 4. Control plane.
+stop_pid kube-apiserver
+stop_pid etcd 30
+
+# Anything else with a pid file (should be nothing).
+for f in "${PIDS}"/*.pid; do [[ -e "$f" ]] && stop_pid "$(basename "$f" .pid)"; done
+
+# 5. Mounts under the state dir (overlay rootfs, projected volumes, ...), deepest first,
+#    and the network namespaces of pods that were not torn down by the kubelet.
+for ns in "${netns[@]}"; do
+  [[ -e "$ns" ]] || continue
+  umount "$ns" 2>/dev/null || true
+  rm -f "$ns" 2>/dev/null || true
+done
+awk -v d="${CLUSTER_DIR}/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+  umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+done
+
+# 6. Network: the bridge that cluster-up created.
+if [[ -f "${CLUSTER_DIR}/created-bridge" ]] && ip link show "${CNI_BRIDGE}" >/dev/null 2>&1; then
+  log "deleting bridge ${CNI_BRIDGE}"
+  ip link delete "${CNI_BRIDGE}" 2>/dev/null || true
+fi
+
+# 7. State: keep the logs, remove the rest.
+if [[ -d "${LOGS}" ]]; then
+  rm -rf "${RUNBOOK_CACHE}/logs/last-cluster"
+  mkdir -p "${RUNBOOK_CACHE}/logs"
+  cp -r "${LOGS}" "${RUNBOOK_CACHE}/logs/last-cluster" 2>/dev/null || true
+fi
+rm -rf "${CLUSTER_DIR}" 2>/dev/null || {
+  log "warning: could not remove all of ${CLUSTER_DIR} (busy mounts?)"
+}
+log "cluster down"

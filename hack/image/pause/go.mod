@@ -1,0 +1,3 @@
+module runbook-operator/hack/image/pause
+
+go 1.24.0
