@@ -3,7 +3,8 @@
 # caches them under $RUNBOOK_CACHE/bin/<tool>-<version>-<go>-<hash>/. A second run with
 # the same inputs finds the ".complete" stamp and returns at once.
 #
-#   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [etcd]   (default: all)
+#   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [etcd] [kind]
+#   (default: all but kind, which only `make kind-up` needs when kind is not on PATH)
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null || die "go is required (Go >= 1.24)"
@@ -49,6 +50,9 @@ build_helm() {
   LDFLAGS_EXTRA="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
     build_simple helm "${HELM_VERSION}" helm.sh/helm/v3/cmd/helm helm
 }
+build_kind() {
+  build_simple kind "${KIND_VERSION}" sigs.k8s.io/kind kind
+}
 build_etcd() {
   build_simple etcd "${ETCD_VERSION}" go.etcd.io/etcd/server/v3 etcd
 }
@@ -57,7 +61,7 @@ targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(kubernetes kwok helm etcd)
 for t in "${targets[@]}"; do
   case "$t" in
-    kubernetes|kwok|helm|etcd) "build_${t}" ;;
+    kubernetes|kwok|helm|etcd|kind) "build_${t}" ;;
     *) die "unknown tool: $t" ;;
   esac
 done

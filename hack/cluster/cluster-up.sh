@@ -10,7 +10,7 @@
 #   KWOK=1 hack/cluster/cluster-up.sh     control plane + kwok fake nodes only
 #
 # Idempotent: with a healthy cluster of the same mode it returns at once. The last line
-# it prints is `export KUBECONFIG=<path>`.
+# it prints is `export KUBECONFIG=<path>`. `cluster-up.sh --status` only checks health.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ "$(id -u)" == 0 ]] || die "must run as root (kubelet, containerd, iptables)"
@@ -36,13 +36,18 @@ healthy() {
   [[ "${MODE}" == kwok ]] || node_ready
 }
 
+if [[ "${1:-}" == --status ]]; then
+  healthy && { log "cluster (${MODE}) is healthy"; exit 0; }
+  log "no healthy cluster (${MODE}) in ${CLUSTER_DIR}"; exit 1
+fi
 if healthy; then
   log "cluster (${MODE}) already running"
   echo "export KUBECONFIG=${ADMIN_KUBECONFIG}"
   exit 0
 fi
-if [[ -d "${PIDS}" ]] && compgen -G "${PIDS}/*.pid" >/dev/null; then
-  log "a previous cluster is partly running or in another mode: bringing it down first"
+if [[ -d "${CLUSTER_DIR}" ]]; then
+  # Partly running, another mode, or left over from a machine that was stopped.
+  log "cleaning up a previous cluster in ${CLUSTER_DIR} first"
   "${CLUSTER_HACK_DIR}/cluster-down.sh"
 fi
 
@@ -130,7 +135,6 @@ EOF
 for c in admin controller-manager scheduler kube-proxy kubelet-client; do
   kubeconfig "${CLUSTER_DIR}/${c}.kubeconfig" "$c"
 done
-mv "${CLUSTER_DIR}/admin.kubeconfig" "${ADMIN_KUBECONFIG}" 2>/dev/null || true
 
 # ---------------------------------------------------------------- node address
 # The CNI bridge is created here (the bridge plugin reuses it) so that NODE_IP exists
@@ -304,27 +308,14 @@ EOF
 fi
 
 # ---------------------------------------------------------------- kwok fake nodes
-# Fake nodes carry the label and taint type=kwok, so only pods that select and tolerate
-# them land there; everything else runs on the real kubelet.
+# Fake nodes (kwok-nodes.sh) carry the label type=kwok and a NoSchedule taint, so only pods that
+# select and tolerate them land there; everything else runs on the real kubelet.
 start kwok "$(kwok_bin)" --kubeconfig "${ADMIN_KUBECONFIG}" \
   --config "${CLUSTER_HACK_DIR}/kwok/stages.yaml" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
   --node-lease-duration-seconds 40 --cidr 10.245.0.0/16 --node-ip 10.245.255.254 \
   --server-address 127.0.0.1:10247
-for i in $(seq 0 $((KWOK_NODES - 1))); do
-  kctl apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Node
-metadata:
-  name: kwok-node-${i}
-  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
-  labels: {type: kwok, kubernetes.io/hostname: kwok-node-${i}, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
-spec:
-  taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]
-EOF
-done
-kwok_ready() { [[ "$(kctl get nodes -l type=kwok -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -ge "${KWOK_NODES}" ]]; }
-wait_until "kwok nodes Ready" 60 kwok_ready || fail "kwok nodes not Ready" kwok
+"${CLUSTER_HACK_DIR}/kwok-nodes.sh" || fail "kwok nodes not Ready" kwok
 
 # The default ServiceAccount must exist before pods can be created in `default`.
 wait_until "default ServiceAccount" 60 kctl get serviceaccount default -n default \
