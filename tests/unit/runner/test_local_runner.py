@@ -11,7 +11,8 @@ from runbook_engine.enums import ExecutionStatus, StepStatus
 from runbook_engine.loader import load_plan
 from runbook_engine.model import ExecutionRequest, RunbookRef
 from runbookctl.runner import ControlError, LocalRunner
-from tests.unit.runner.conftest import WriteRunbook, pid_alive, wait_for
+from tests.unit.conftest import WriteRunbook
+from tests.unit.helpers import pid_alive, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +32,9 @@ def read_pids(workdir: Path, stem: str) -> tuple[int, int]:
     return int(own), int(child)
 
 
-def test_timeout_kills_the_step_and_its_children(write_runbook: WriteRunbook, workdir: Path) -> None:
+def test_timeout_kills_the_step_and_its_children(
+    write_runbook: WriteRunbook, workdir: Path
+) -> None:
     path = write_runbook(
         [{"id": "slow", "timeoutMs": 1500, "config": {"function": "runner_steps:sleeper"}}]
     )
@@ -107,7 +110,11 @@ def test_pause_keeps_running_result_and_resume_never_reruns(
     path = write_runbook(
         [
             {"id": "first", "config": {"function": "runner_steps:counted", "seconds": 1.0}},
-            {"id": "second", "dependsOn": ["first"], "config": {"function": "runner_steps:counted"}},
+            {
+                "id": "second",
+                "dependsOn": ["first"],
+                "config": {"function": "runner_steps:counted"},
+            },
         ]
     )
     runner = make_runner(path)
