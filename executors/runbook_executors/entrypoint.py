@@ -83,23 +83,24 @@ def load_context(path: str, action_type: str | None = None) -> StepExecutorConte
         ) from None
 
 
-def result_json(result: StepExecutorResult) -> str:
-    """The result's wire JSON; a result that cannot be serialised becomes a failed one."""
+def serialisable(result: StepExecutorResult) -> tuple[StepExecutorResult, str]:
+    """The result and its wire JSON; one that cannot be serialised (an object, NaN in the
+    output) is replaced by a failed result saying so, so the file is always valid JSON."""
     try:
-        return json.dumps(result.wire(), allow_nan=False, ensure_ascii=False, indent=2)
+        return result, json.dumps(result.wire(), allow_nan=False, ensure_ascii=False, indent=2)
     except (TypeError, ValueError) as exc:  # PydanticSerializationError is a ValueError
         fallback = StepExecutorResult(
             success=False,
             error=f"executor returned a result that is not JSON-serialisable: {exc}",
         )
-        return json.dumps(fallback.wire(), indent=2)
+        return fallback, json.dumps(fallback.wire(), indent=2)
 
 
-def write_result(path: str, result: StepExecutorResult) -> None:
+def write_result(path: str, result: StepExecutorResult) -> StepExecutorResult:
     """Write atomically (temp file in the same directory, fsync, rename): a reader never sees
-    half a result, even if the pod is killed mid-write."""
+    half a result, even if the pod is killed mid-write. Returns what was written."""
     target = Path(path)
-    text = result_json(result)
+    written, text = serialisable(result)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -111,6 +112,7 @@ def write_result(path: str, result: StepExecutorResult) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return written
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def run(context_path: str, result_path: str, action_type: str | None = None) -> 
         ctx = load_context(context_path, action_type)
         executor = select_executor(ctx.action_type)
     except StartError as exc:
-        log.error("%s", exc)
+        _error(str(exc))
         _write_start_failure(result_path, str(exc))
         return EXIT_USAGE
     log.info(
@@ -168,9 +170,9 @@ def run(context_path: str, result_path: str, action_type: str | None = None) -> 
     )
     result = asyncio.run(run_attempt(executor, ctx))
     try:
-        write_result(result_path, result)
+        result = write_result(result_path, result)
     except OSError as exc:
-        log.error("cannot write result file %s: %s", result_path, exc.strerror or exc)
+        _error(f"cannot write result file {result_path}: {exc.strerror or exc}")
         return EXIT_USAGE
     if result.success:
         log.info("step %s succeeded", ctx.step_id)
@@ -179,11 +181,16 @@ def run(context_path: str, result_path: str, action_type: str | None = None) -> 
     return EXIT_FAILED
 
 
+def _error(message: str) -> None:
+    """Start problems go straight to stderr: logging may be configured away, this may not."""
+    print(f"runbook_executors: error: {message}", file=sys.stderr, flush=True)
+
+
 def _write_start_failure(result_path: str, error: str) -> None:
     try:
         write_result(result_path, StepExecutorResult(success=False, error=error))
     except OSError as exc:
-        log.error("cannot write result file %s: %s", result_path, exc.strerror or exc)
+        _error(f"cannot write result file {result_path}: {exc.strerror or exc}")
 
 
 def list_action_types() -> int:
