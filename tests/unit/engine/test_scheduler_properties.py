@@ -1,0 +1,304 @@
+"""Property tests: random DAGs, policies, outcomes and control timings through the simulator.
+
+Each example runs a whole execution with `sim.Sim` and then checks the scheduler's invariants on
+every recorded `schedule()` call, plus idempotency and the wire round trip of every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from runbook_engine.audit import verify
+from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
+from runbook_engine.plan import Plan
+from runbook_engine.scheduler import Decision, is_done_for_dependents, reindex, schedule
+from runbook_engine.state import ExecutionState
+from runbook_engine.timeutil import format_time
+
+from .sim import HANG, Control, Outcome, Sim, SimResult, make_plan, request_for, step
+
+MAX_ATTEMPTS = 4
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    plan: Plan
+    max_parallel: int
+    outcomes: dict[tuple[str, int], Outcome]
+    controls: tuple[Control, ...]
+
+    def outcome(self, step_id: str, attempt: int) -> Outcome:
+        return self.outcomes[(step_id, attempt)]
+
+    def run(self, **kwargs: Any) -> SimResult:
+        request = request_for(self.plan, max_parallel_steps=self.max_parallel)
+        return Sim(self.plan, self.outcome, request=request, controls=self.controls, **kwargs).run()
+
+
+retry_policies = st.one_of(
+    st.none(),
+    st.builds(
+        lambda attempts, base, mult, cap: {
+            "maxAttempts": attempts,
+            "backoffSeconds": base,
+            "backoffMultiplier": mult,
+            **({"maxBackoffSeconds": base + cap} if cap is not None else {}),
+        },
+        st.integers(1, MAX_ATTEMPTS),
+        st.sampled_from([0, 0.5, 1, 2.5]),
+        st.sampled_from([1, 2, 3]),
+        st.one_of(st.none(), st.sampled_from([0, 1, 4])),
+    ),
+)
+
+
+def _outcome(kind: str, quarter_seconds: int, v: int, kpis: dict[str, int]) -> Outcome:
+    if kind == "hang":
+        return HANG
+    return (quarter_seconds * 0.25, kind == "ok", {"v": v}, kpis)
+
+
+outcomes = st.builds(
+    _outcome,
+    st.sampled_from(["ok", "ok", "ok", "fail", "fail", "hang"]),
+    st.integers(0, 40),  # duration in quarter seconds: whole milliseconds
+    st.integers(0, 9),
+    st.sampled_from([{}, {}, {"k1": 1}, {"k1": 2, "k2": 3}, {"k2": 4}]),
+)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    n = draw(st.integers(1, 25))
+    ids = [f"s{i:02d}" for i in range(n)]
+    docs = []
+    table: dict[tuple[str, int], Outcome] = {}
+    for i, sid in enumerate(ids):
+        deps = draw(st.lists(st.integers(0, i - 1), unique=True, max_size=3)) if i else []
+        retry = draw(retry_policies)
+        docs.append(
+            step(
+                sid,
+                *[ids[d] for d in deps],
+                retry=retry,
+                timeoutMs=draw(st.sampled_from([1000, 2500, 6000, 20_000])),
+                skipOnFailure=draw(st.booleans()),
+            )
+        )
+        for attempt in range(1, (retry["maxAttempts"] if retry else 1) + 1):
+            table[(sid, attempt)] = draw(outcomes)
+    plan = make_plan(*docs)
+    controls: list[Control] = []
+    for _ in range(draw(st.integers(0, 2))):
+        start = draw(st.integers(0, 60)) * 0.5
+        length = draw(st.integers(0, 20)) * 0.5
+        controls += [Control(start, {"paused": True}), Control(start + length, {"paused": False})]
+    if draw(st.integers(0, 2)) == 0:
+        controls.append(Control(draw(st.integers(0, 50)) * 0.5, {"cancel": True}))
+    return Scenario(plan, draw(st.integers(1, 5)), table, tuple(controls))
+
+
+def _decision_view(d: Decision) -> tuple[Any, ...]:
+    """What a caller can observe of a decision (the state as stored on the wire)."""
+    return (
+        d.state.to_wire(),
+        d.actions,
+        [(e.key, e.event_type, e.step_id, dict(e.details)) for e in d.events],
+        d.next_wakeup,
+        d.warnings,
+    )
+
+
+def _from_wire(plan: Plan, state: ExecutionState) -> ExecutionState:
+    return reindex(plan, ExecutionState.from_wire(state.to_wire()))
+
+
+def check_invariants(sc: Scenario, res: SimResult) -> None:
+    plan = sc.plan
+    limit = sc.max_parallel
+    succeeded_at: dict[str, Any] = {}
+    failed_at: dict[tuple[str, int], Any] = {}
+    for call in res.trace:
+        before, after, now = call.before, call.after, call.now
+        running = [s for s in after.steps.values() if s.status is StepStatus.RUNNING]
+        assert len(running) <= limit, f"{len(running)} running > maxParallelSteps {limit}"
+        assert after.running == {s.step_id for s in running}
+        if call.starts:
+            assert after.status is ExecutionStatus.RUNNING, "StartAttempt while not RUNNING"
+            assert not call.request.paused, "StartAttempt while pause requested"
+            assert not call.request.cancel
+        for ev in call.decision.events:
+            if ev.event_type is LogEventType.STEP_ATTEMPT_FAILED:
+                sid, n = str(ev.step_id), int(ev.details["attempt"])
+                assert before.steps[sid].status is StepStatus.RUNNING
+                assert before.steps[sid].attempt == n < plan.steps[sid].max_attempts
+                delay = plan.steps[sid].retry_policy.delay_after(n)  # type: ignore[union-attr]
+                retry_at = now + timedelta(seconds=delay)
+                assert ev.details["retryAt"] == format_time(retry_at)
+                if after.steps[sid].status is StepStatus.PENDING:
+                    assert after.steps[sid].next_attempt_at == retry_at
+                failed_at[(sid, n)] = now
+        for start in call.starts:
+            sid = start.step_id
+            spec = plan.steps[sid]
+            assert sid not in succeeded_at, f"{sid} started again after SUCCEEDED"
+            assert 1 <= start.attempt <= spec.max_attempts
+            assert start.attempt == before.steps[sid].attempt + 1
+            assert start.deadline == now + timedelta(milliseconds=spec.timeout_ms)
+            for dep in plan.dependencies[sid]:
+                d = after.steps[dep]
+                assert is_done_for_dependents(d), f"{sid} started before {dep} ({d.status})"
+                assert d.status is StepStatus.SUCCEEDED or (
+                    d.status is StepStatus.SKIPPED and d.blocked_by is None
+                )
+            if start.attempt > 1:
+                delay = spec.retry_policy.delay_after(start.attempt - 1)  # type: ignore[union-attr]
+                failed = failed_at[(sid, start.attempt - 1)]
+                assert now >= failed + timedelta(seconds=delay), "retry before its backoff"
+        for sid, s in after.steps.items():
+            if s.status is StepStatus.SUCCEEDED:
+                succeeded_at.setdefault(sid, now)
+            if before.steps[sid].status.terminal:
+                assert s == before.steps[sid], f"terminal step {sid} changed"
+        # work-conserving: a ready step waits only for a free slot (or its backoff)
+        if after.status is ExecutionStatus.RUNNING:
+            ready_now = [
+                sid
+                for sid, s in after.steps.items()
+                if s.status is StepStatus.PENDING
+                and all(is_done_for_dependents(after.steps[d]) for d in plan.dependencies[sid])
+                and (s.next_attempt_at is None or s.next_attempt_at <= now)
+            ]
+            assert not ready_now or len(running) == limit, f"idle slot while {ready_now} ready"
+        if before.status.terminal:
+            assert after == before
+
+    final = res.final
+    assert final.status.terminal, final.status
+    for s in final.steps.values():
+        assert s.status.terminal, f"{s.step_id} ended {s.status}"
+        assert s.attempt <= plan.steps[s.step_id].max_attempts
+    statuses = {sid: s.status for sid, s in final.steps.items()}
+    cancelled = any(c.request.cancel for c in res.trace)
+    any_failed = StepStatus.FAILED in statuses.values()
+    if not cancelled:
+        assert final.status is (ExecutionStatus.FAILED if any_failed else ExecutionStatus.COMPLETED)
+        assert StepStatus.CANCELLED not in statuses.values()
+    else:
+        assert final.status is ExecutionStatus.CANCELLED or (
+            final.status is (ExecutionStatus.FAILED if any_failed else ExecutionStatus.COMPLETED)
+        )
+    for sid, status in statuses.items():
+        s = final.steps[sid]
+        if status is StepStatus.FAILED:
+            for child in plan.descendants(sid):
+                c = final.steps[child]
+                assert c.status is StepStatus.SKIPPED and c.blocked_by is not None, (child, c)
+        if status is StepStatus.SKIPPED and s.blocked_by is None:
+            assert plan.steps[sid].skip_on_failure
+            assert s.attempt == plan.steps[sid].max_attempts
+        if status is StepStatus.SKIPPED and s.blocked_by is not None:
+            assert s.blocked_by in plan.dependencies[sid]
+            assert s.attempt == 0
+        if status is StepStatus.SUCCEEDED:
+            assert sid in final.outputs
+    # KPIs: for each name, the value of the latest-in-definition-order succeeded step
+    expected_kpis: dict[str, Any] = {}
+    for sid in plan.order:
+        s = final.steps[sid]
+        if s.status is StepStatus.SUCCEEDED:
+            outcome = sc.outcomes[(sid, s.attempt)]
+            assert outcome != HANG
+            expected_kpis.update(outcome[3])
+    assert dict(final.kpis) == expected_kpis
+
+    # audit
+    entries = res.chain.entries
+    v = verify(entries, execution_id="exec-1")
+    assert v.valid, str(v)
+    assert len({e["logId"] for e in entries}) == len(entries)
+    assert res.duplicate_events == 0
+    started = [e for e in entries if e["eventType"] == LogEventType.STEP_STARTED]
+    assert len(started) == len(res.starts())
+    terminal_events = [e["eventType"] for e in entries][-1]
+    assert terminal_events in {
+        LogEventType.EXECUTION_COMPLETED,
+        LogEventType.EXECUTION_FAILED,
+        LogEventType.EXECUTION_CANCELLED,
+    }
+
+
+def check_replays(sc: Scenario, res: SimResult) -> None:
+    """Every call: duplicated observations, a repeated call and a wire round trip change nothing."""
+    plan = sc.plan
+    keys = {e["logId"].split("/", 1)[1] for e in res.chain.entries}
+    for call in res.trace:
+        base = _decision_view(call.decision)
+        if call.observations:
+            doubled = schedule(plan, call.request, call.before, call.observations * 2, call.now)
+            assert _decision_view(doubled) == base
+        again = schedule(plan, call.request, call.after, call.observations, call.now)
+        assert again.state == call.after
+        assert again.actions == ()
+        assert {
+            e.key for e in again.events if e.event_type is not LogEventType.CONTROL_REJECTED
+        } <= keys
+        loaded = _from_wire(plan, call.before)
+        replay = schedule(plan, call.request, loaded, call.observations, call.now)
+        assert _decision_view(replay) == base
+
+
+@SETTINGS
+@given(scenarios())
+def test_random_executions_keep_the_invariants(sc: Scenario) -> None:
+    res = sc.run()
+    event(f"phase {res.final.status}")
+    types = set(res.event_types())
+    for t in (
+        LogEventType.STEP_ATTEMPT_FAILED,
+        LogEventType.STEP_SKIPPED,
+        LogEventType.EXECUTION_PAUSED,
+    ):
+        if t in types:
+            event(str(t))
+    if any(a.reason == "timeout" for _, a in res.stops()):
+        event("timeout")
+    check_invariants(sc, res)
+    check_replays(sc, res)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_late_results_of_stopped_attempts_are_ignored(sc: Scenario) -> None:
+    """Workers that finish after being stopped (timeout/cancel) must not change anything."""
+    res = sc.run(deliver_late_results=True)
+    check_invariants(sc, res)
+    for call in res.trace:
+        fresh = tuple(
+            o
+            for o in call.observations
+            if call.before.steps[o.step_id].status is StepStatus.RUNNING
+            and call.before.steps[o.step_id].attempt == o.attempt
+        )
+        if fresh != call.observations:
+            without = schedule(sc.plan, call.request, call.before, fresh, call.now)
+            assert _decision_view(without) == _decision_view(call.decision)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_same_script_same_run(sc: Scenario) -> None:
+    """Determinism: the same world gives the same trace and the same audit chain."""
+    a, b = sc.run(), sc.run()
+    assert [e["hash"] for e in a.chain.entries] == [e["hash"] for e in b.chain.entries]
+    assert a.final == b.final
