@@ -15,6 +15,8 @@ rulesChecked. Any violation fails the attempt with a summary of the count and th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -57,6 +59,15 @@ def _is_rfc3339(instance: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _digest(value: Any) -> str:
+    """SHA-256 of canonical JSON; RFC 8785 refuses integers beyond 2^53, plain sorted JSON not."""
+    try:
+        return canonical_sha256(value)
+    except Exception:  # rfc8785's IntegerDomainError and friends
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def violation(source: str, path: str, keyword: str, message: str) -> dict[str, str]:
@@ -104,8 +115,8 @@ class ValidateStepExecutor(BaseStepExecutor):
             {
                 "valid": valid,
                 "violationCount": len(violations),
-                "schemaSha256": canonical_sha256(schema) if schema is not None else None,
-                "rulesSha256": canonical_sha256(rules) if rules is not None else None,
+                "schemaSha256": _digest(schema) if schema is not None else None,
+                "rulesSha256": _digest(rules) if rules is not None else None,
             },
             step_id=ctx.step_id,
         )
@@ -129,6 +140,7 @@ class ValidateStepExecutor(BaseStepExecutor):
     ) -> list[dict[str, str]]:
         from jsonschema import Draft202012Validator, FormatChecker
         from jsonschema.exceptions import SchemaError
+        from referencing.exceptions import Unresolvable
 
         if not isinstance(schema, dict | bool):
             raise ConfigError(f"config.schema: expected an object, got {describe_type(schema)}")
@@ -151,10 +163,16 @@ class ValidateStepExecutor(BaseStepExecutor):
         if "date-time" not in checker.checkers:
             checker.checks("date-time")(_is_rfc3339)
         validator = Draft202012Validator(schema, format_checker=checker)
-        found = [
-            violation("schema", _join(prefix, err.absolute_path), str(err.validator), err.message)
-            for err in validator.iter_errors(instance)
-        ]
+        try:
+            found = [
+                violation(
+                    "schema", _join(prefix, err.absolute_path), str(err.validator), err.message
+                )
+                for err in validator.iter_errors(instance)
+            ]
+        except Unresolvable as exc:
+            # Remote references are never fetched; a bad local one is a config error too.
+            raise ConfigError(f"config.schema: unresolvable $ref: {exc}") from None
         # Deterministic order: the verdict and its evidence must not depend on dict iteration.
         return sorted(found, key=lambda v: (v["path"], v["keyword"], v["message"]))
 

@@ -159,6 +159,26 @@ def test_invalid_schema_names_field_and_reason(run, schema, where):
     assert result.output == {}
 
 
+@pytest.mark.parametrize("ref", ["http://127.0.0.1:9/remote.json", "#/$defs/nowhere"])
+def test_unresolvable_ref_is_a_config_error(run, ref):
+    result = run({"schema": {"$ref": ref}})
+    assert not result.success
+    assert (result.error or "").startswith("config.schema: unresolvable $ref: ")
+
+
+def test_local_refs_resolve(run):
+    schema = {
+        "$defs": {"ip": {"type": "string", "format": "ipv4"}},
+        "properties": {"input": {"properties": {"ip": {"$ref": "#/$defs/ip"}}}},
+    }
+    assert run({"schema": schema}, input={"ip": "10.0.0.1"}).success
+    assert not run({"schema": schema}, input={"ip": "10.0.0.999"}).success
+
+
+def test_huge_integers_in_schema_still_hash(run):
+    assert run({"schema": {"type": "object", "maximum": 2**60}}).success
+
+
 def test_schema_must_be_object(run):
     result = run({"schema": "string"})
     assert result.error == "config.schema: expected an object, got string"
