@@ -9,9 +9,11 @@ score(candidate) = 0.45 * infrastructure + 0.35 * techniques + 0.20 * software, 
   (N candidates, n_t of them use t). Match m_t = 1 if the candidate uses t, 0.5 if it uses
   only a technique of the same family (parent/sub-technique), else 0.
   value = M / (M + U + PRIOR) with M = sum(w_t * m_t) over matches, U = sum(w_t) over
-  non-matches, PRIOR = 2.0 (so two or three techniques are never conclusive on their own).
+  non-matches, PRIOR = 5.0 (about four common or one or two rare techniques reach 0.5: a
+  handful of ubiquitous techniques is never conclusive on its own).
 * software: malware/tools observed in the graph or given as input that the candidate uses.
-  Each contributes 0.6 / sqrt(users of that software); value = 1 - prod(1 - contribution).
+  Each contributes 0.6 / sqrt(u), u = candidates of the same kind (groups, or campaigns)
+  using that software; value = 1 - prod(1 - contribution).
 
 Every term only grows when evidence matching the candidate is added (monotonicity), and the
 ranking ties are broken by candidate id, so the same evidence always yields the same list.
@@ -29,7 +31,7 @@ from runbook_executors.cti.attack import Actor
 WEIGHTS: dict[str, float] = {"infrastructure": 0.45, "techniques": 0.35, "software": 0.20}
 LINK_BASE = 0.5
 LINK_DECAY = 0.85
-TECHNIQUE_PRIOR = 2.0
+TECHNIQUE_PRIOR = 5.0
 FAMILY_CREDIT = 0.5
 SOFTWARE_BASE = 0.6
 
@@ -80,10 +82,13 @@ def technique_weights(actors: dict[str, Actor], techniques: list[str]) -> dict[s
     return {t: 1.0 + math.log((1 + total) / (1 + users[t])) for t in sorted(wanted)}
 
 
-def software_users(actors: dict[str, Actor], keys: list[str]) -> dict[str, int]:
+def software_users(actors: dict[str, Actor], keys: list[str], kind: str) -> dict[str, int]:
+    """How many candidates of `kind` use each software (its specificity for that kind)."""
     wanted = set(keys)
     counts: Counter[str] = Counter()
     for actor in actors.values():
+        if actor.kind != kind:
+            continue
         for key in actor.software & wanted:
             counts[key] += 1
     return {k: counts[k] for k in sorted(wanted)}
@@ -213,11 +218,14 @@ def score_actor(
 def rank_actors(actors: dict[str, Actor], evidence: EvidenceSet) -> list[dict[str, Any]]:
     """Every candidate with a non-zero score, best first (ties by id), ranked within its kind."""
     weights_t = technique_weights(actors, list(evidence.techniques))
-    users_s = software_users(actors, list(evidence.software))
+    users_by_kind = {
+        kind: software_users(actors, list(evidence.software), kind)
+        for kind in sorted({a.kind for a in actors.values()})
+    }
     scored: list[dict[str, Any]] = []
     for actor_id in sorted(actors):
         actor = actors[actor_id]
-        result = score_actor(actor, evidence, weights_t, users_s)
+        result = score_actor(actor, evidence, weights_t, users_by_kind[actor.kind])
         if result["score"] <= 0:
             continue
         result.update(
