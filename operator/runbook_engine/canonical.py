@@ -8,24 +8,36 @@ from typing import Any
 
 import rfc8785
 
+_INT_LIMIT = 2**53
+
 
 def _plain(value: Any) -> bool:
     """True when json.dumps(sort_keys) gives exactly the JCS bytes: no floats, ASCII keys only.
 
     JCS differs from Python's json only in float formatting and in key order for non-BMP
     characters (UTF-16 vs code points); for everything else the output is byte-identical.
+    Iterative and type-exact because verification runs this on every ledger entry.
     """
-    if isinstance(value, dict):
-        return all(k.isascii() and _plain(v) for k, v in value.items()) and all(
-            isinstance(k, str) for k in value
-        )
-    if isinstance(value, list | tuple):
-        return all(_plain(v) for v in value)
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return True
-    if isinstance(value, int):
-        return -(2**53) < value < 2**53
-    return False
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not -_INT_LIMIT < item < _INT_LIMIT:
+                return False
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str or not key.isascii():
+                    return False
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        else:
+            return False
+    return True
 
 
 def canonical_json(value: Any) -> bytes:

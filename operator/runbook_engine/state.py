@@ -1,7 +1,9 @@
 """Execution state: what the scheduler knows between two decisions.
 
-Frozen dataclasses (not pydantic) because the scheduler creates many per transition; the wire
-form (`to_wire`/`from_wire`) is what the CLI prints and the operator stores in status.
+Frozen dataclasses (not pydantic) because the scheduler creates many per transition. Per-step
+collections are persistent hash maps (`immutables.Map`): a transition that changes k steps costs
+O(k log n), not a copy of all n, and the old state stays valid. The wire form
+(`to_wire`/`from_wire`) is what the CLI prints and the operator stores in status.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from immutables import Map
+
 from runbook_engine.enums import ExecutionStatus, StepStatus
 from runbook_engine.timeutil import format_time, parse_time
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty_map() -> Map[str, Any]:
+    return Map()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +87,14 @@ class ExecutionState:
     execution_id: str
     runbook_id: str
     status: ExecutionStatus
-    steps: Mapping[str, StepState]
+    steps: Map[str, StepState]
     created_at: datetime
+    order: tuple[str, ...] = ()
+    """Step ids in definition order (Map iteration order is arbitrary)."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     message: str | None = None
-    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: EMPTY)
+    outputs: Map[str, Mapping[str, Any]] = field(default_factory=_empty_map)
     kpis: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     kpi_sources: Mapping[str, int] = field(default_factory=lambda: EMPTY)
     """KPI name → position of the step that set it (later steps win; see runbook_engine.kpis)."""
@@ -93,9 +103,11 @@ class ExecutionState:
     # Derived indexes (rebuilt by `runbook_engine.scheduler.reindex` after loading from wire):
     ready: tuple[str, ...] = ()
     """PENDING steps whose dependencies are all done, in definition order."""
-    remaining: Mapping[str, int] = field(default_factory=lambda: EMPTY)
+    remaining: Map[str, int] = field(default_factory=_empty_map)
     """PENDING step → number of dependencies not yet done."""
     running: frozenset[str] = frozenset()
+    retry_waiting: frozenset[str] = frozenset()
+    """Ready steps whose next attempt waits for a backoff to pass."""
     unfinished: int = 0
     failed: int = 0
 
@@ -116,12 +128,13 @@ class ExecutionState:
             out["finishedAt"] = format_time(self.finished_at)
         if self.message:
             out["message"] = self.message
-        out["steps"] = [s.to_wire() for s in self.steps.values()]
+        order = self.order or tuple(self.steps)
+        out["steps"] = [self.steps[sid].to_wire() for sid in order]
         out["kpis"] = dict(self.kpis)
         if self.kpi_sources:
             out["kpiSources"] = dict(self.kpi_sources)
         if with_outputs:
-            out["outputs"] = {k: dict(v) for k, v in self.outputs.items()}
+            out["outputs"] = {k: dict(self.outputs[k]) for k in order if k in self.outputs}
         out["pauses"] = self.pauses
         out["resumes"] = self.resumes
         return out
@@ -134,7 +147,7 @@ class ExecutionState:
             v = data.get(key)
             return parse_time(v) if v else None
 
-        steps = {s["stepId"]: StepState.from_wire(s) for s in data.get("steps", [])}
+        step_list = [StepState.from_wire(s) for s in data.get("steps", [])]
         created = t("createdAt")
         if created is None:
             raise ValueError("createdAt: required")
@@ -142,12 +155,13 @@ class ExecutionState:
             execution_id=str(data["executionId"]),
             runbook_id=str(data["runbookId"]),
             status=ExecutionStatus(data["phase"]),
-            steps=steps,
+            steps=Map({s.step_id: s for s in step_list}),
+            order=tuple(s.step_id for s in step_list),
             created_at=created,
             started_at=t("startedAt"),
             finished_at=t("finishedAt"),
             message=data.get("message"),
-            outputs={k: dict(v) for k, v in (data.get("outputs") or {}).items()},
+            outputs=Map({k: dict(v) for k, v in (data.get("outputs") or {}).items()}),
             kpis=dict(data.get("kpis") or {}),
             kpi_sources={k: int(v) for k, v in (data.get("kpiSources") or {}).items()},
             pauses=int(data.get("pauses", 0)),

@@ -176,7 +176,7 @@ def run(
         plan,
         request,
         execution_id=execution_id,
-        isolation=isolation.value,  # type: ignore[arg-type]
+        isolation="inline" if isolation is Isolation.inline else "process",
         base_dir=runbook.resolve().parent,
         sinks=[sink] if sink else [],
     )
