@@ -1,0 +1,209 @@
+"""Generate the CRDs from the pydantic models: JSON Schema → structural OpenAPI v3.
+
+Kubernetes wants *structural* schemas: every node typed, no $ref, no type inside anyOf, maps of
+free-form JSON marked `x-kubernetes-preserve-unknown-fields`. Pure: returns dicts; the writer is
+`hack/gen_crds.py` and `tests/unit/test_crds.py` fails if the checked-in files drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from runbook_engine.loader import API_GROUP
+from runbook_engine.model import ExecutionRequest, RunbookDefinition
+from runbook_engine.resources import (
+    API_VERSION_NAME,
+    RunbookExecutionStatus,
+    RunbookStatus,
+)
+
+_KEEP = {
+    "type",
+    "properties",
+    "items",
+    "required",
+    "description",
+    "enum",
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "additionalProperties",
+    "nullable",
+    "x-kubernetes-preserve-unknown-fields",
+}
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict) and "$ref" in node:
+        target = defs[node["$ref"].split("/")[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _resolve(merged, defs)
+    return node
+
+
+def structural(node: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """Convert one pydantic JSON-schema node into a structural OpenAPI v3 node."""
+    node = _resolve(node, defs)
+    if not isinstance(node, dict) or not node:
+        return {"x-kubernetes-preserve-unknown-fields": True}
+    description = node.get("description")
+    for key in ("anyOf", "oneOf"):
+        if key in node:
+            options = [_resolve(o, defs) for o in node[key]]
+            non_null = [o for o in options if o.get("type") != "null"]
+            nullable = len(non_null) != len(options)
+            if len(non_null) == 1:
+                out = structural(non_null[0], defs)
+            elif all(o.get("type") in ("integer", "number") for o in non_null):
+                out = {"type": "number"}
+            else:
+                out = {"x-kubernetes-preserve-unknown-fields": True}
+            if nullable:
+                out["nullable"] = True
+            if description and "description" not in out:
+                out["description"] = description
+            return out
+    if "allOf" in node and len(node["allOf"]) == 1:
+        rest = {k: v for k, v in node.items() if k != "allOf"}
+        return structural({**_resolve(node["allOf"][0], defs), **rest}, defs)
+    out: dict[str, Any] = {}
+    kind = node.get("type")
+    if "const" in node:
+        out["type"] = "string"
+        out["enum"] = [node["const"]]
+    elif kind is None and "enum" in node:
+        out["type"] = "string"
+    elif kind is None:
+        return {
+            "x-kubernetes-preserve-unknown-fields": True,
+            **({"description": description} if description else {}),
+        }
+    else:
+        out["type"] = kind
+    for key, value in node.items():
+        if key not in _KEEP or key in ("type", "properties", "items", "additionalProperties"):
+            continue
+        out[key] = value
+    if "exclusiveMinimum" in node:
+        out["minimum"] = node["exclusiveMinimum"]
+        out["exclusiveMinimum"] = True
+    if kind == "object":
+        props = node.get("properties")
+        extra = node.get("additionalProperties")
+        if props:
+            out["properties"] = {k: structural(v, defs) for k, v in props.items()}
+        elif isinstance(extra, dict) and extra:
+            out["additionalProperties"] = structural(extra, defs)
+        else:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    if kind == "array":
+        out["items"] = structural(node.get("items", {}), defs)
+    return out
+
+
+def model_schema(model: type[BaseModel], *, drop_required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    defs = schema.pop("$defs", {})
+    out = structural(schema, defs)
+    if drop_required and "required" in out:
+        out["required"] = [r for r in out["required"] if r not in drop_required]
+        if not out["required"]:
+            del out["required"]
+    return out
+
+
+def _crd(
+    kind: str,
+    plural: str,
+    short: list[str],
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{API_GROUP}",
+            "labels": {
+                "app.kubernetes.io/name": "runbook-operator",
+                "app.kubernetes.io/part-of": "runbook-operator",
+            },
+        },
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short,
+                "categories": ["runbooks"],
+            },
+            "versions": [
+                {
+                    "name": API_VERSION_NAME,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": f"{kind} (generated from the pydantic models by hack/gen_crds.py; do not edit)",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def generate_crds() -> dict[str, dict[str, Any]]:
+    """File name → CRD object."""
+    runbook = _crd(
+        "Runbook",
+        "runbooks",
+        ["rb"],
+        model_schema(RunbookDefinition, drop_required=("id",)),
+        model_schema(RunbookStatus),
+        [
+            {"name": "ID", "type": "string", "jsonPath": ".spec.id"},
+            {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
+    execution = _crd(
+        "RunbookExecution",
+        "runbookexecutions",
+        ["rbx"],
+        model_schema(ExecutionRequest),
+        model_schema(RunbookExecutionStatus),
+        [
+            {"name": "Runbook", "type": "string", "jsonPath": ".spec.runbookRef.name"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused"},
+            {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
+    return {
+        "runbook-operator.dev_runbooks.yaml": runbook,
+        "runbook-operator.dev_runbookexecutions.yaml": execution,
+    }

@@ -1,0 +1,109 @@
+"""Kubernetes resource models: the `Runbook` and `RunbookExecution` kinds.
+
+Specs reuse the engine model verbatim (RunbookDefinition, ExecutionRequest); the status models
+describe what the operator writes, in the same wire form as `ExecutionState.to_wire`. The CRDs
+in `crds/` are generated from these classes by `hack/gen_crds.py` (a test fails on drift).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from runbook_engine.contract import CamelModel
+from runbook_engine.enums import ExecutionStatus, StepStatus
+from runbook_engine.loader import API_GROUP
+from runbook_engine.model import ExecutionRequest, RunbookDefinition
+
+API_VERSION_NAME = "v1alpha1"
+
+
+class Condition(CamelModel):
+    """Standard Kubernetes condition (metav1.Condition shape)."""
+
+    type: str = Field(min_length=1, max_length=316)
+    status: Literal["True", "False", "Unknown"]
+    observed_generation: int | None = Field(default=None, ge=0)
+    last_transition_time: str
+    reason: str = Field(min_length=1, max_length=1024)
+    message: str = Field(default="", max_length=32768)
+
+
+class StepStatusEntry(CamelModel):
+    """Compact per-step status (outputs live outside the object, see docs/engine.md)."""
+
+    step_id: str
+    status: StepStatus
+    attempt: int = Field(ge=0)
+    started_at: str | None = None
+    attempt_started_at: str | None = None
+    finished_at: str | None = None
+    next_attempt_at: str | None = None
+    message: str | None = None
+    blocked_by: str | None = None
+    job_name: str | None = Field(default=None, description="Job of the current/last attempt")
+
+
+class AuditHead(CamelModel):
+    """Where the tamper-evident log stands: its length, head hash and recent entries."""
+
+    count: int = Field(ge=0)
+    head: str = Field(pattern=r"^[0-9a-f]{64}$")
+    ledger: str | None = Field(
+        default=None, description="ConfigMap (prefix) holding the full ledger"
+    )
+    recent: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RunbookStatus(CamelModel):
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[Condition] = Field(default_factory=list)
+    step_count: int | None = Field(default=None, ge=0)
+    definition_hash: str | None = None
+
+
+class RunbookExecutionStatus(CamelModel):
+    execution_id: str | None = None
+    runbook_id: str | None = None
+    phase: ExecutionStatus | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    message: str | None = None
+    steps: list[StepStatusEntry] = Field(default_factory=list)
+    kpis: dict[str, Any] = Field(default_factory=dict)
+    kpi_sources: dict[str, int] = Field(default_factory=dict)
+    pauses: int = Field(default=0, ge=0)
+    resumes: int = Field(default=0, ge=0)
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[Condition] = Field(default_factory=list)
+    audit: AuditHead | None = None
+    outputs_ref: str | None = Field(default=None, description="ConfigMap holding step outputs")
+
+
+class ObjectMeta(CamelModel):
+    """The part of metav1.ObjectMeta the tools read (the apiserver owns the schema)."""
+
+    model_config = CamelModel.model_config | {"extra": "allow"}
+    name: str | None = None
+    namespace: str | None = None
+
+
+class Runbook(CamelModel):
+    api_version: Literal["runbook-operator.dev/v1alpha1"] = "runbook-operator.dev/v1alpha1"
+    kind: Literal["Runbook"] = "Runbook"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RunbookDefinition
+    status: RunbookStatus | None = None
+
+
+class RunbookExecution(CamelModel):
+    api_version: Literal["runbook-operator.dev/v1alpha1"] = "runbook-operator.dev/v1alpha1"
+    kind: Literal["RunbookExecution"] = "RunbookExecution"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ExecutionRequest
+    status: RunbookExecutionStatus | None = None
+
+
+assert API_GROUP + "/" + API_VERSION_NAME == "runbook-operator.dev/v1alpha1"
