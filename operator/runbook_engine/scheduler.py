@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from immutables import Map, MapMutation
+
 from runbook_engine.audit import AuditEvent
 from runbook_engine.canonical import canonical_sha256
 from runbook_engine.contract import StepExecutorResult
@@ -88,7 +90,8 @@ def new_execution(plan: Plan, execution_id: str, now: datetime) -> ExecutionStat
         execution_id=execution_id,
         runbook_id=plan.definition.id,
         status=ExecutionStatus.PENDING,
-        steps={sid: StepState(step_id=sid) for sid in plan.order},
+        steps=Map({sid: StepState(step_id=sid) for sid in plan.order}),
+        order=plan.order,
         created_at=now,
     )
     return reindex(plan, state)
@@ -106,6 +109,7 @@ def reindex(plan: Plan, state: ExecutionState) -> ExecutionState:
     remaining: dict[str, int] = {}
     ready: list[str] = []
     running: set[str] = set()
+    waiting: set[str] = set()
     unfinished = failed = 0
     for sid in plan.order:
         step = state.steps[sid]
@@ -122,10 +126,16 @@ def reindex(plan: Plan, state: ExecutionState) -> ExecutionState:
             remaining[sid] = left
             if left == 0:
                 ready.append(sid)
+                if step.next_attempt_at is not None:
+                    waiting.add(sid)
     return state.evolve(
+        steps=Map(state.steps),
+        outputs=Map(state.outputs),
+        order=plan.order,
         ready=tuple(ready),
-        remaining=remaining,
+        remaining=Map(remaining),
         running=frozenset(running),
+        retry_waiting=frozenset(waiting),
         unfinished=unfinished,
         failed=failed,
     )
@@ -143,13 +153,14 @@ class _Transition:
         self.old = state
         self.now = now
         self.status = state.status
-        self.steps: dict[str, StepState] | None = None
-        self.remaining: dict[str, int] | None = None
-        self.outputs: dict[str, Mapping[str, Any]] | None = None
+        self.steps: MapMutation[str, StepState] | None = None
+        self.remaining: MapMutation[str, int] | None = None
+        self.outputs: MapMutation[str, Mapping[str, Any]] | None = None
         self.kpis: dict[str, Any] | None = None
         self.kpi_sources: dict[str, int] | None = None
         self.ready = list(state.ready)
         self.running = set(state.running)
+        self.waiting = set(state.retry_waiting)
         self.unfinished = state.unfinished
         self.failed = state.failed
         self.changes: dict[str, Any] = {}
@@ -164,7 +175,7 @@ class _Transition:
     # writes
     def put(self, step: StepState) -> None:
         if self.steps is None:
-            self.steps = dict(self.old.steps)
+            self.steps = self.old.steps.mutate()
         self.steps[step.step_id] = step
 
     def emit(
@@ -190,15 +201,16 @@ class _Transition:
             status=self.status,
             ready=tuple(self.ready),
             running=frozenset(self.running),
+            retry_waiting=frozenset(self.waiting),
             unfinished=self.unfinished,
             failed=self.failed,
         )
         if self.steps is not None:
-            changes["steps"] = self.steps
+            changes["steps"] = self.steps.finish()
         if self.remaining is not None:
-            changes["remaining"] = self.remaining
+            changes["remaining"] = self.remaining.finish()
         if self.outputs is not None:
-            changes["outputs"] = self.outputs
+            changes["outputs"] = self.outputs.finish()
         if self.kpis is not None:
             changes["kpis"] = self.kpis
         if self.kpi_sources is not None:
@@ -206,9 +218,9 @@ class _Transition:
         return self.old.evolve(**changes)
 
     # helpers
-    def _remaining(self) -> dict[str, int]:
+    def _remaining(self) -> MapMutation[str, int]:
         if self.remaining is None:
-            self.remaining = dict(self.old.remaining)
+            self.remaining = self.old.remaining.mutate()
         return self.remaining
 
     def release_dependents(self, sid: str) -> None:
@@ -218,8 +230,9 @@ class _Transition:
         for child in self.plan.dependents[sid]:
             if child not in remaining:
                 continue
-            remaining[child] -= 1
-            if remaining[child] == 0:
+            left = remaining[child] - 1
+            remaining[child] = left
+            if left == 0:
                 bisect.insort(self.ready, child, key=position.__getitem__)
 
     def finish_step(self, step: StepState) -> None:
@@ -242,6 +255,7 @@ class _Transition:
             reason = f"dependency {parent!r} {why if parent == sid else 'was skipped'}"
             if child in self.ready:
                 self.ready.remove(child)
+            self.waiting.discard(child)
             self.finish_step(
                 StepState(
                     step_id=child,
@@ -287,6 +301,7 @@ class _Transition:
             )
             self._remaining()[sid] = 0
             bisect.insort(self.ready, sid, key=self.plan.position.__getitem__)
+            self.waiting.add(sid)
             self.emit(
                 f"step/{sid}/{current.attempt}/attempt-failed",
                 LogEventType.STEP_ATTEMPT_FAILED,
@@ -353,7 +368,7 @@ class _Transition:
             )
         )
         if self.outputs is None:
-            self.outputs = dict(self.old.outputs)
+            self.outputs = self.old.outputs.mutate()
         self.outputs[sid] = result.output
         if result.kpis:
             if self.kpis is None:
@@ -406,6 +421,7 @@ def _start(t: _Transition) -> None:
                 )
             )
         t.ready.clear()
+        t.waiting.clear()
         t.set_status(ExecutionStatus.FAILED, "rejected")
         t.changes.update(finished_at=now, message=f"rejected: {text}")
         t.emit("failed", LogEventType.EXECUTION_FAILED, None, reason="rejected", message=text)
@@ -483,6 +499,7 @@ def _cancel(t: _Transition) -> None:
                 attempt=current.attempt,
             )
     t.ready.clear()
+    t.waiting.clear()
     t.set_status(ExecutionStatus.CANCELLED, "cancel requested")
     t.changes.update(finished_at=t.now, message="cancelled")
     t.emit("cancelled", LogEventType.EXECUTION_CANCELLED, None)
@@ -502,6 +519,7 @@ def _launch(t: _Transition) -> None:
         if current.next_attempt_at is not None and current.next_attempt_at > t.now:
             still_ready.append(sid)
             continue
+        t.waiting.discard(sid)
         spec = t.plan.steps[sid]
         attempt = current.attempt + 1
         t.put(
@@ -565,7 +583,7 @@ def _next_wakeup(t: _Transition) -> datetime | None:
                 current.attempt_started_at + timedelta(milliseconds=t.plan.steps[sid].timeout_ms)
             )
     if t.status is ExecutionStatus.RUNNING:
-        for sid in t.ready:
+        for sid in t.waiting:
             at = t.step(sid).next_attempt_at
             if at is not None and at > t.now:
                 candidates.append(at)
