@@ -59,17 +59,18 @@ def structural(node: Any, defs: dict[str, Any]) -> dict[str, Any]:
             options = [_resolve(o, defs) for o in node[key]]
             non_null = [o for o in options if o.get("type") != "null"]
             nullable = len(non_null) != len(options)
+            choice: dict[str, Any]
             if len(non_null) == 1:
-                out = structural(non_null[0], defs)
+                choice = structural(non_null[0], defs)
             elif all(o.get("type") in ("integer", "number") for o in non_null):
-                out = {"type": "number"}
+                choice = {"type": "number"}
             else:
-                out = {"x-kubernetes-preserve-unknown-fields": True}
+                choice = {"x-kubernetes-preserve-unknown-fields": True}
             if nullable:
-                out["nullable"] = True
-            if description and "description" not in out:
-                out["description"] = description
-            return out
+                choice["nullable"] = True
+            if description and "description" not in choice:
+                choice["description"] = description
+            return choice
     if "allOf" in node and len(node["allOf"]) == 1:
         rest = {k: v for k, v in node.items() if k != "allOf"}
         return structural({**_resolve(node["allOf"][0], defs), **rest}, defs)
