@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import pytest
 from runbook_engine.contract import StepExecutorResult
 from runbook_executors import entrypoint
 from runbook_executors.entrypoint import EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE, main
+
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
 
 CTX: dict[str, Any] = {
     "executionId": "exec-9",
@@ -38,7 +41,7 @@ def read(path: Path) -> dict[str, Any]:
     return data
 
 
-def test_run_success_writes_camel_case_result(tmp_path):
+def test_run_success_writes_camel_case_result(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     assert main(["run", "--context", write(tmp_path, CTX), "--result", str(out)]) == EXIT_SUCCESS
     result = read(out)
@@ -53,7 +56,7 @@ def test_run_success_writes_camel_case_result(tmp_path):
     assert StepExecutorResult.model_validate(result).success
 
 
-def test_failed_attempt_exits_1_with_result(tmp_path):
+def test_failed_attempt_exits_1_with_result(tmp_path: Path) -> None:
     ctx = {
         **CTX,
         "actionType": "VALIDATE",
@@ -78,7 +81,9 @@ def test_failed_attempt_exits_1_with_result(tmp_path):
         ({**CTX, "actionType": "NO_SUCH"}, "no executor for actionType 'NO_SUCH' (known: "),
     ],
 )
-def test_start_errors_exit_2_with_message_and_result(tmp_path, capsys, content, fragment):
+def test_start_errors_exit_2_with_message_and_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: Any, fragment: Any
+) -> None:
     ctx_path = str(tmp_path / "absent.json") if content is None else write(tmp_path, content)
     out = tmp_path / "out.json"
     assert main(["run", "--context", ctx_path, "--result", str(out)]) == EXIT_USAGE
@@ -88,7 +93,9 @@ def test_start_errors_exit_2_with_message_and_result(tmp_path, capsys, content, 
     assert fragment in result["error"]
 
 
-def test_action_type_flag_fills_missing_and_rejects_mismatch(tmp_path, capsys):
+def test_action_type_flag_fills_missing_and_rejects_mismatch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ctx = {k: v for k, v in CTX.items() if k != "actionType"}
     out = tmp_path / "out.json"
     args = ["run", "--context", write(tmp_path, ctx), "--result", str(out)]
@@ -106,24 +113,24 @@ def test_action_type_flag_fills_missing_and_rejects_mismatch(tmp_path, capsys):
     "argv",
     [[], ["run"], ["run", "--context", "x"], ["frobnicate"], ["run", "--result", "y"]],
 )
-def test_bad_usage_exits_2(argv, capsys):
+def test_bad_usage_exits_2(argv: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == EXIT_USAGE
     assert "usage:" in capsys.readouterr().err
 
 
-def test_help_exits_0(capsys):
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "run" in capsys.readouterr().out
 
 
-def test_list_prints_action_types(capsys):
+def test_list_prints_action_types(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == EXIT_SUCCESS
     names = capsys.readouterr().out.split()
     assert {"VALIDATE", "TRANSFORM", "NOTIFY", "CUSTOM"} <= set(names)
     assert names == sorted(names)
 
 
-def test_context_from_stdin(tmp_path, monkeypatch):
+def test_context_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(CTX)))
@@ -132,7 +139,7 @@ def test_context_from_stdin(tmp_path, monkeypatch):
     assert read(out)["output"]["up"] == 3
 
 
-def test_timeout_ms_bounds_an_async_step(tmp_path, module_dir):
+def test_timeout_ms_bounds_an_async_step(tmp_path: Path, module_dir: Path) -> None:
     (module_dir / "rb_slow.py").write_text(
         "import asyncio\nasync def slow(ctx):\n    await asyncio.sleep(5)\n    return {}\n"
     )
@@ -142,7 +149,7 @@ def test_timeout_ms_bounds_an_async_step(tmp_path, module_dir):
     assert read(out)["error"] == "timed out after 100 ms"
 
 
-def test_unserialisable_output_becomes_failed_result(tmp_path, module_dir):
+def test_unserialisable_output_becomes_failed_result(tmp_path: Path, module_dir: Path) -> None:
     (module_dir / "rb_weird.py").write_text("def f(ctx):\n    return {'x': object()}\n")
     ctx = {**CTX, "actionType": "CUSTOM", "config": {"function": "rb_weird:f"}}
     out = tmp_path / "out.json"
@@ -152,7 +159,7 @@ def test_unserialisable_output_becomes_failed_result(tmp_path, module_dir):
     assert "not JSON-serialisable" in result["error"]
 
 
-def test_non_finite_numbers_are_written_as_null(tmp_path, module_dir):
+def test_non_finite_numbers_are_written_as_null(tmp_path: Path, module_dir: Path) -> None:
     """The wire model maps NaN/Infinity to null, so the file stays strict JSON."""
     (module_dir / "rb_nan.py").write_text("def f(ctx):\n    return {'x': float('nan')}\n")
     ctx = {**CTX, "actionType": "CUSTOM", "config": {"function": "rb_nan:f"}}
@@ -163,7 +170,7 @@ def test_non_finite_numbers_are_written_as_null(tmp_path, module_dir):
 
 
 # -- atomic result file --------------------------------------------------------------------------
-def test_result_replaces_previous_file_and_leaves_no_temp(tmp_path):
+def test_result_replaces_previous_file_and_leaves_no_temp(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     out.write_text("stale")
     entrypoint.write_result(str(out), StepExecutorResult(success=True, output={"a": 1}))
@@ -171,28 +178,32 @@ def test_result_replaces_previous_file_and_leaves_no_temp(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
-def test_failed_rename_keeps_old_result_and_removes_temp(tmp_path, monkeypatch):
+def test_failed_rename_keeps_old_result_and_removes_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out.json"
     out.write_text('{"old": true}')
 
     def broken_replace(src: Any, dst: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(entrypoint.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
         entrypoint.write_result(str(out), StepExecutorResult(success=True))
     assert read(out) == {"old": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
-def test_unwritable_result_directory_exits_2(tmp_path, capsys):
+def test_unwritable_result_directory_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing_dir = tmp_path / "no" / "out.json"
     assert main(["run", "--context", write(tmp_path, CTX), "--result", str(missing_dir)]) == 2
     assert "cannot write result file" in capsys.readouterr().err
 
 
 # -- the real command ----------------------------------------------------------------------------
-def test_module_command_end_to_end(tmp_path, cli):
+def test_module_command_end_to_end(tmp_path: Path, cli: RunCli) -> None:
     out = tmp_path / "out.json"
     proc = cli("run", "--context", write(tmp_path, CTX), "--result", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -205,7 +216,7 @@ def test_module_command_end_to_end(tmp_path, cli):
     assert f"cannot read context file {tmp_path / 'missing.json'}" in proc.stderr
 
 
-def test_import_is_dependency_light():
+def test_import_is_dependency_light() -> None:
     """A Job pod imports the entrypoint before it knows the step: no executor libraries yet."""
     code = (
         "import sys, runbook_executors.entrypoint as e;"

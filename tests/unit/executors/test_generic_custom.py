@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic import custom
 from runbook_executors.generic.custom import (
     CustomStepExecutor,
@@ -18,6 +20,9 @@ from runbook_executors.generic.custom import (
     registered_functions,
     unregister_function,
 )
+
+MakeCtx = Callable[..., StepExecutorContext]
+RunStep = Callable[[BaseStepExecutor, StepExecutorContext], StepExecutorResult]
 
 FUNCS = """
 import asyncio
@@ -62,26 +67,32 @@ def clean_registry() -> Iterator[None]:
     custom._FUNCTIONS.update(before)
 
 
-def test_function_path_gets_context_and_dict_becomes_output(funcs, make_ctx, run_step):
+def test_function_path_gets_context_and_dict_becomes_output(
+    funcs: str, make_ctx: MakeCtx, run_step: RunStep
+) -> None:
     ctx = make_ctx("CUSTOM", config={"function": f"{funcs}:echo"}, input={"x": 1}, attempt=2)
     result = run_step(CustomStepExecutor(), ctx)
     assert result.success, result.error
     assert result.output == {"step": "step-1", "input": {"x": 1}, "attempt": 2}
 
 
-def test_async_function_returning_result_is_kept_as_is(funcs, make_ctx, run_step):
+def test_async_function_returning_result_is_kept_as_is(
+    funcs: str, make_ctx: MakeCtx, run_step: RunStep
+) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": f"{funcs}:async_result"}))
     assert result.success
     assert result.output == {"async": True}
     assert result.kpis == {"n": 3}
 
 
-def test_dotted_attribute_after_colon(funcs, make_ctx, run_step):
+def test_dotted_attribute_after_colon(funcs: str, make_ctx: MakeCtx, run_step: RunStep) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": f"{funcs}:Tools.nested"}))
     assert result.output == {"nested": True}
 
 
-def test_exception_is_failed_attempt_with_message(funcs, make_ctx, run_step):
+def test_exception_is_failed_attempt_with_message(
+    funcs: str, make_ctx: MakeCtx, run_step: RunStep
+) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": f"{funcs}:boom"}))
     assert not result.success
     assert result.error is not None
@@ -89,21 +100,23 @@ def test_exception_is_failed_attempt_with_message(funcs, make_ctx, run_step):
 
 
 @pytest.mark.parametrize("name", ["returns_list", "returns_none"])
-def test_wrong_return_type_fails(funcs, make_ctx, run_step, name):
+def test_wrong_return_type_fails(
+    funcs: str, make_ctx: MakeCtx, run_step: RunStep, name: Any
+) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": f"{funcs}:{name}"}))
     assert not result.success
     assert "expected a dict or StepExecutorResult" in (result.error or "")
 
 
-def test_missing_module(make_ctx, run_step):
+def test_missing_module(make_ctx: MakeCtx, run_step: RunStep) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": "no_such_mod_xyz:f"}))
     assert not result.success
     assert result.error == "config.function: module 'no_such_mod_xyz' not found"
 
 
 def test_module_whose_own_import_is_missing_is_not_reported_as_missing(
-    module_dir, make_ctx, run_step
-):
+    module_dir: Path, make_ctx: MakeCtx, run_step: RunStep
+) -> None:
     (module_dir / "rb_broken_dep.py").write_text("import definitely_absent_dep_q\n")
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": "rb_broken_dep:f"}))
     assert not result.success
@@ -111,39 +124,39 @@ def test_module_whose_own_import_is_missing_is_not_reported_as_missing(
     assert "definitely_absent_dep_q" in (result.error or "")
 
 
-def test_missing_attribute(funcs, make_ctx, run_step):
+def test_missing_attribute(funcs: str, make_ctx: MakeCtx, run_step: RunStep) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": f"{funcs}:nope"}))
     assert not result.success
     assert "has no attribute 'nope'" in (result.error or "")
 
 
-def test_not_callable(funcs, make_ctx, run_step):
+def test_not_callable(funcs: str, make_ctx: MakeCtx, run_step: RunStep) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": f"{funcs}:NOT_CALLABLE"}))
     assert not result.success
     assert "is a int, not callable" in (result.error or "")
 
 
 @pytest.mark.parametrize("spec", ["no_colon", "a:b:c", ":f", "mod:", 42])
-def test_malformed_function_spec(make_ctx, run_step, spec):
+def test_malformed_function_spec(make_ctx: MakeCtx, run_step: RunStep, spec: Any) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={"function": spec}))
     assert not result.success
     assert (result.error or "").startswith("config.function: expected 'package.module:callable'")
 
 
-def test_neither_function_nor_name(make_ctx, run_step):
+def test_neither_function_nor_name(make_ctx: MakeCtx, run_step: RunStep) -> None:
     result = run_step(CustomStepExecutor(), make_ctx(config={}))
     assert not result.success
     assert "'function'" in (result.error or "") and "'functionName'" in (result.error or "")
 
 
-def test_both_function_and_name(funcs, make_ctx, run_step):
+def test_both_function_and_name(funcs: str, make_ctx: MakeCtx, run_step: RunStep) -> None:
     ctx = make_ctx(config={"function": f"{funcs}:echo", "functionName": "x"})
     result = run_step(CustomStepExecutor(), ctx)
     assert not result.success
     assert "not both" in (result.error or "")
 
 
-def test_function_name_on_instance(make_ctx, run_step):
+def test_function_name_on_instance(make_ctx: MakeCtx, run_step: RunStep) -> None:
     executor = CustomStepExecutor()
     executor.register_function("double", lambda ctx: {"v": ctx.input["v"] * 2})
     result = run_step(executor, make_ctx(config={"functionName": "double"}, input={"v": 21}))
@@ -152,7 +165,9 @@ def test_function_name_on_instance(make_ctx, run_step):
     assert not run_step(executor, make_ctx(config={"functionName": "double"})).success
 
 
-def test_instance_registration_shadows_module_registration(make_ctx, run_step):
+def test_instance_registration_shadows_module_registration(
+    make_ctx: MakeCtx, run_step: RunStep
+) -> None:
     register_function("who", lambda ctx: {"who": "module"})
     executor = CustomStepExecutor()
     assert run_step(executor, make_ctx(config={"functionName": "who"})).output == {"who": "module"}
@@ -166,7 +181,7 @@ def test_instance_registration_shadows_module_registration(make_ctx, run_step):
     }
 
 
-def test_decorator_registers_async_function(make_ctx, run_step):
+def test_decorator_registers_async_function(make_ctx: MakeCtx, run_step: RunStep) -> None:
     @custom_function("async.answer")
     async def answer(ctx: StepExecutorContext) -> StepExecutorResult:
         return StepExecutorResult(success=False, error="no answer")
@@ -178,7 +193,7 @@ def test_decorator_registers_async_function(make_ctx, run_step):
     assert "async.answer" not in registered_functions()
 
 
-def test_unknown_name_lists_registered(make_ctx, run_step):
+def test_unknown_name_lists_registered(make_ctx: MakeCtx, run_step: RunStep) -> None:
     register_function("alpha", lambda ctx: {})
     result = run_step(CustomStepExecutor(), make_ctx(config={"functionName": "beta"}))
     assert not result.success
@@ -186,7 +201,9 @@ def test_unknown_name_lists_registered(make_ctx, run_step):
     assert "alpha" in (result.error or "")
 
 
-def test_config_module_is_imported_so_it_can_register(module_dir, make_ctx, run_step):
+def test_config_module_is_imported_so_it_can_register(
+    module_dir: Path, make_ctx: MakeCtx, run_step: RunStep
+) -> None:
     (module_dir / "rb_registers.py").write_text(
         textwrap.dedent(
             """
@@ -201,19 +218,19 @@ def test_config_module_is_imported_so_it_can_register(module_dir, make_ctx, run_
     assert result.output == {"registered": "at import"}
 
 
-def test_config_module_missing(make_ctx, run_step):
+def test_config_module_missing(make_ctx: MakeCtx, run_step: RunStep) -> None:
     ctx = make_ctx(config={"functionName": "x", "module": "no_such_mod_abc"})
     result = run_step(CustomStepExecutor(), ctx)
     assert result.error == "config.module: module 'no_such_mod_abc' not found"
 
 
-def test_registration_rejects_non_callables():
+def test_registration_rejects_non_callables() -> None:
     with pytest.raises(TypeError):
         register_function("bad", 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         CustomStepExecutor().register_function("", lambda ctx: {})
 
 
-def test_load_callable_returns_the_function(funcs):
+def test_load_callable_returns_the_function(funcs: str) -> None:
     fn = load_callable(f"{funcs}:echo")
-    assert fn.__name__ == "echo"  # type: ignore[attr-defined]
+    assert getattr(fn, "__name__", None) == "echo"

@@ -6,7 +6,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
+from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic.notify import NotifyStepExecutor, redact_url
+
+MakeCtx = Callable[..., StepExecutorContext]
+RunStep = Callable[[BaseStepExecutor, StepExecutorContext], StepExecutorResult]
+Run = Callable[..., StepExecutorResult]
 
 SECRET = "tok-8c1f3e-very-secret-value"
 
@@ -36,8 +42,7 @@ class Hook:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.server.server_port}"
 
 
 @pytest.fixture
@@ -77,8 +82,8 @@ def hook(no_proxy: None) -> Iterator[Hook]:
 
 
 @pytest.fixture
-def run(run_step, make_ctx):
-    def go(config: dict[str, Any], **kw: Any):
+def run(run_step: RunStep, make_ctx: MakeCtx) -> Run:
+    def go(config: dict[str, Any], **kw: Any) -> StepExecutorResult:
         kw.setdefault("previous_outputs", {"ingest": {"indicators": [1], "count": 1}})
         return run_step(NotifyStepExecutor(), make_ctx("NOTIFY", config=config, **kw))
 
@@ -89,7 +94,7 @@ def wire_text(result: Any) -> str:
     return json.dumps(result.wire())
 
 
-def test_success_default_body(hook, run):
+def test_success_default_body(hook: Hook, run: Run) -> None:
     result = run({"url": f"{hook.url}/hooks/abc", "message": "done {stepId} of {executionId}"})
     assert result.success, result.error
     assert result.output == {
@@ -114,14 +119,14 @@ def test_success_default_body(hook, run):
     }
 
 
-def test_custom_body_and_headers(hook, run):
+def test_custom_body_and_headers(hook: Hook, run: Run) -> None:
     result = run({"url": hook.url, "body": {"x": [1, 2]}, "headers": {"X-Team": "cti"}})
     assert result.success
     assert hook.received[0].body == {"x": [1, 2]}
     assert hook.received[0].headers["X-Team"] == "cti"
 
 
-def test_retry_after_500_then_200(hook, run):
+def test_retry_after_500_then_200(hook: Hook, run: Run) -> None:
     hook.script = [500]
     result = run({"url": hook.url, "backoffSeconds": 0.01})
     assert result.success, result.error
@@ -129,7 +134,7 @@ def test_retry_after_500_then_200(hook, run):
     assert len(hook.received) == 2
 
 
-def test_gives_up_after_retries(hook, run):
+def test_gives_up_after_retries(hook: Hook, run: Run) -> None:
     hook.script = [503, 502, 500, 200]
     result = run({"url": hook.url, "retries": 2, "backoffSeconds": 0})
     assert not result.success
@@ -143,20 +148,20 @@ def test_gives_up_after_retries(hook, run):
     assert len(hook.received) == 3
 
 
-def test_client_error_is_not_retried(hook, run):
+def test_client_error_is_not_retried(hook: Hook, run: Run) -> None:
     hook.script = [404]
     result = run({"url": hook.url, "backoffSeconds": 0})
     assert not result.success
     assert result.output["attempts"] == 1 and result.output["status"] == 404
 
 
-def test_429_is_retried(hook, run):
+def test_429_is_retried(hook: Hook, run: Run) -> None:
     hook.script = [429]
     result = run({"url": hook.url, "backoffSeconds": 0})
     assert result.success and result.output["attempts"] == 2
 
 
-def test_timeout(hook, run):
+def test_timeout(hook: Hook, run: Run) -> None:
     hook.script = [(200, 1.5)]
     started = time.monotonic()
     result = run({"url": hook.url, "timeoutSeconds": 0.3, "retries": 0})
@@ -166,14 +171,14 @@ def test_timeout(hook, run):
     assert "timed out after 0.3s" in (result.error or "")
 
 
-def test_timeout_is_retried(hook, run):
+def test_timeout_is_retried(hook: Hook, run: Run) -> None:
     hook.script = [(200, 1.0)]
     result = run({"url": hook.url, "timeoutSeconds": 0.3, "retries": 1, "backoffSeconds": 0})
     assert result.success, result.error
     assert result.output["attempts"] == 2
 
 
-def test_connection_refused_is_retried_then_fails(run, no_proxy):
+def test_connection_refused_is_retried_then_fails(run: Run, no_proxy: None) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -183,7 +188,7 @@ def test_connection_refused_is_retried_then_fails(run, no_proxy):
     assert "connection failed" in (result.error or "")
 
 
-def test_redirect_is_refused(hook, run):
+def test_redirect_is_refused(hook: Hook, run: Run) -> None:
     hook.script = [302]
     result = run({"url": hook.url, "headers": {"Authorization": "x"}, "backoffSeconds": 0})
     assert not result.success
@@ -191,7 +196,7 @@ def test_redirect_is_refused(hook, run):
     assert len(hook.received) == 1  # the Location was not followed
 
 
-def test_slack_format(hook, run):
+def test_slack_format(hook: Hook, run: Run) -> None:
     config = {
         "url": hook.url,
         "format": "slack",
@@ -210,7 +215,9 @@ def test_slack_format(hook, run):
     assert "upstream: ingest" in context["elements"][0]["text"]
 
 
-def test_secret_header_from_env_reaches_server_but_not_result(hook, run, monkeypatch):
+def test_secret_header_from_env_reaches_server_but_not_result(
+    hook: Hook, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOOK_TOKEN", SECRET)
     config = {
         "url": f"{hook.url}/services/T000/B000/{SECRET}",
@@ -226,7 +233,9 @@ def test_secret_header_from_env_reaches_server_but_not_result(hook, run, monkeyp
     assert result.output["url"] == hook.url
 
 
-def test_secret_absent_from_failed_result(hook, run, monkeypatch, tmp_path: Path):
+def test_secret_absent_from_failed_result(
+    hook: Hook, run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     secret_file = tmp_path / "token"
     secret_file.write_text(SECRET + "\n")
     hook.script = [500, 500]
@@ -242,14 +251,14 @@ def test_secret_absent_from_failed_result(hook, run, monkeypatch, tmp_path: Path
     assert SECRET not in wire_text(result)
 
 
-def test_url_from_env(hook, run, monkeypatch):
+def test_url_from_env(hook: Hook, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOK_URL", f"{hook.url}/from-env\n")
     result = run({"urlFrom": {"env": "HOOK_URL"}})
     assert result.success, result.error
     assert hook.received[0].path == "/from-env"
 
 
-def test_missing_secret_env_names_variable(run, monkeypatch):
+def test_missing_secret_env_names_variable(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ABSENT_TOKEN_Q", raising=False)
     config = {
         "url": "http://127.0.0.1:9/",
@@ -278,7 +287,7 @@ def test_missing_secret_env_names_variable(run, monkeypatch):
         ({"url": "http://h", "body": {"x": float("nan")}}, "config.body: not serialisable"),
     ],
 )
-def test_config_errors(run, config, message):
+def test_config_errors(run: Run, config: Any, message: Any) -> None:
     result = run(config)
     assert not result.success
     assert (result.error or "").startswith(message)
@@ -292,5 +301,5 @@ def test_config_errors(run, config, message):
         ("http://[::1]:81/p", "http://[::1]:81"),
     ],
 )
-def test_redact_url(url, shown):
+def test_redact_url(url: Any, shown: Any) -> None:
     assert redact_url(url) == shown

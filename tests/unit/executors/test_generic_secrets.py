@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,7 @@ from runbook_executors.secrets import (
 )
 
 
-def test_resolve_env_and_file_at_any_depth(monkeypatch, tmp_path: Path):
+def test_resolve_env_and_file_at_any_depth(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("API_KEY_T", "k-123456")
     (tmp_path / "pw").write_text("p@ss-word\r\n")
     resolver = SecretResolver()
@@ -37,7 +38,7 @@ def test_resolve_env_and_file_at_any_depth(monkeypatch, tmp_path: Path):
     assert resolver.values == {"k-123456", "p@ss-word"}
 
 
-def test_file_keeps_inner_newlines_drops_one_trailing(tmp_path: Path):
+def test_file_keeps_inner_newlines_drops_one_trailing(tmp_path: Path) -> None:
     (tmp_path / "s").write_text("line1\nline2\n\n")
     assert read_source({"file": str(tmp_path / "s")}, where="x") == "line1\nline2\n"
 
@@ -53,32 +54,34 @@ def test_file_keeps_inner_newlines_drops_one_trailing(tmp_path: Path):
         ("ENV", "cfg: expected exactly one of"),
     ],
 )
-def test_source_errors_name_the_field(monkeypatch, spec, message):
+def test_source_errors_name_the_field(
+    monkeypatch: pytest.MonkeyPatch, spec: Any, message: Any
+) -> None:
     monkeypatch.delenv("NOPE_SECRET_VAR_Z", raising=False)
     with pytest.raises(SecretError) as info:
         read_source(spec, where="cfg")
     assert str(info.value).startswith(message)
 
 
-def test_resolve_error_path_includes_list_index(monkeypatch):
+def test_resolve_error_path_includes_list_index(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MISSING_Q", raising=False)
     with pytest.raises(SecretError, match=r"^config\.a\[1\]\.secretFrom: environment variable"):
         SecretResolver().resolve({"a": [0, {"secretFrom": {"env": "MISSING_Q"}}]})
 
 
-def test_is_secret_ref():
+def test_is_secret_ref() -> None:
     assert is_secret_ref({"secretFrom": {"env": "X"}})
     assert not is_secret_ref({"secretFrom": {"env": "X"}, "x": 1})
     assert not is_secret_ref("secretFrom")
 
 
-def test_redact_scrubs_keys_values_and_longest_first():
+def test_redact_scrubs_keys_values_and_longest_first() -> None:
     data = {"k-abc": ["has k-abcdef inside", 5, None], "ok": "k-ab"}
     out = redact(data, ["k-abc", "k-abcdef"])
     assert out == {REDACTED: [f"has {REDACTED} inside", 5, None], "ok": "k-ab"}
 
 
-def test_redact_without_secrets_is_identity():
+def test_redact_without_secrets_is_identity() -> None:
     data = {"a": "b"}
     assert redact(data, []) is data
     assert redact(data, [""]) is data
@@ -88,7 +91,7 @@ secret_text = st.text(min_size=1, max_size=12).filter(lambda s: s not in REDACTE
 
 
 @given(secret=secret_text, before=st.text(max_size=10), after=st.text(max_size=10))
-def test_redacted_json_never_contains_the_secret(secret, before, after):
+def test_redacted_json_never_contains_the_secret(secret: Any, before: Any, after: Any) -> None:
     resolver = SecretResolver()
     resolver.add(secret)
     value = {"msg": before + secret + after, "nested": [secret, {"k": secret * 2}]}

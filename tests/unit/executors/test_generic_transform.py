@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic.transform import (
     TransformDataError,
     TransformStepExecutor,
@@ -16,6 +20,10 @@ from runbook_executors.generic.transform import (
     flatten_list,
     unflatten,
 )
+
+MakeCtx = Callable[..., StepExecutorContext]
+RunStep = Callable[[BaseStepExecutor, StepExecutorContext], StepExecutorResult]
+Run = Callable[..., StepExecutorResult]
 
 INDICATORS = [
     {"type": "ip", "value": "1.2.3.4", "score": 80, "meta": {"tlp": "amber"}},
@@ -26,17 +34,17 @@ INDICATORS = [
 
 
 @pytest.fixture
-def run(run_step, make_ctx):
+def run(run_step: RunStep, make_ctx: MakeCtx) -> Run:
     """Run TRANSFORM with `config` over a context built from keywords."""
 
-    def go(config: dict[str, Any], **kw: Any):
+    def go(config: dict[str, Any], **kw: Any) -> StepExecutorResult:
         return run_step(TransformStepExecutor(), make_ctx("TRANSFORM", config=config, **kw))
 
     return go
 
 
 # -- expressions ---------------------------------------------------------------------------------
-def test_expressions_over_input_and_outputs(run):
+def test_expressions_over_input_and_outputs(run: Run) -> None:
     config = {
         "expressions": {
             "case": "input.caseId",
@@ -57,30 +65,30 @@ def test_expressions_over_input_and_outputs(run):
         "count": 4,
         "absent": None,
     }
-    assert result.kpis["outputSize"] > 0
+    assert result.kpis["outputSize"] == len(json.dumps(result.output, separators=(",", ":")))
 
 
-def test_invalid_expression_names_key(run):
+def test_invalid_expression_names_key(run: Run) -> None:
     result = run({"expressions": {"good": "input", "bad": "input.[?"}})
     assert not result.success
     assert (result.error or "").startswith("config.expressions.bad: invalid JMESPath 'input.[?'")
 
 
-def test_expression_runtime_error_names_key(run):
+def test_expression_runtime_error_names_key(run: Run) -> None:
     result = run({"expressions": {"n": "length(input.number)"}}, input={"number": 3})
     assert not result.success
     assert (result.error or "").startswith("config.expressions.n: evaluation failed")
 
 
 @pytest.mark.parametrize("value", [{}, [], "input", {"k": 3}, {"k": ""}])
-def test_expressions_config_shape(run, value):
+def test_expressions_config_shape(run: Run, value: Any) -> None:
     result = run({"expressions": value})
     assert not result.success
     assert (result.error or "").startswith("config.expressions")
 
 
 # -- passthrough ---------------------------------------------------------------------------------
-def test_default_is_passthrough_of_document(run):
+def test_default_is_passthrough_of_document(run: Run) -> None:
     outputs = {"a": {"x": 1}}
     result = run({}, input={"i": 1}, previous_outputs=outputs)
     assert result.output == {
@@ -95,7 +103,7 @@ def test_default_is_passthrough_of_document(run):
     )
 
 
-def test_passthrough_source_and_output_key(run):
+def test_passthrough_source_and_output_key(run: Run) -> None:
     result = run(
         {"transformType": "passthrough", "source": "outputs.a.x", "outputKey": "copy"},
         previous_outputs={"a": {"x": [1, 2]}},
@@ -103,7 +111,7 @@ def test_passthrough_source_and_output_key(run):
     assert result.output == {"transformType": "passthrough", "copy": [1, 2]}
 
 
-def test_reference_input_path_uses_nearest_upstream_key(run):
+def test_reference_input_path_uses_nearest_upstream_key(run: Run) -> None:
     outputs = {"first": {"items": [1]}, "second": {"items": [2]}}
     result = run({"transformType": "passthrough", "inputPath": "items"}, previous_outputs=outputs)
     assert result.output["transformedData"] == [2]
@@ -111,26 +119,26 @@ def test_reference_input_path_uses_nearest_upstream_key(run):
     assert missing.error == "config.inputPath: no upstream output has key 'nope'"
 
 
-def test_source_selecting_nothing_is_an_error(run):
+def test_source_selecting_nothing_is_an_error(run: Run) -> None:
     result = run({"transformType": "flatten", "source": "outputs.ghost"})
     assert result.error == "config.source: 'outputs.ghost' selects nothing in the document"
 
 
-def test_expressions_and_transform_combine_and_clash(run):
+def test_expressions_and_transform_combine_and_clash(run: Run) -> None:
     ok = run({"expressions": {"n": "input.n"}, "transformType": "passthrough"}, input={"n": 1})
     assert ok.output["n"] == 1 and ok.output["transformType"] == "passthrough"
     clash = run({"expressions": {"transformedData": "input"}, "transformType": "passthrough"})
     assert not clash.success and "clash" in (clash.error or "")
 
 
-def test_unknown_transform_type(run):
+def test_unknown_transform_type(run: Run) -> None:
     result = run({"transformType": "explode"})
     assert result.error is not None
     assert result.error.startswith("config.transformType: unknown 'explode'")
 
 
 # -- flatten / unflatten ---------------------------------------------------------------------------
-def test_flatten_nested_source(run):
+def test_flatten_nested_source(run: Run) -> None:
     source = {"a": {"b": 1, "c": {"d": [1, {"e": 2}]}}, "empty": {}, "z": None}
     result = run({"transformType": "flatten", "source": "input"}, input=source)
     assert result.output["transformedData"] == {
@@ -141,12 +149,12 @@ def test_flatten_nested_source(run):
     }
 
 
-def test_flatten_whole_document_by_default(run):
+def test_flatten_whole_document_by_default(run: Run) -> None:
     result = run({"transformType": "flatten"}, input={"k": 1}, previous_outputs={"s": {"v": 2}})
     assert result.output["transformedData"] == {"input.k": 1, "outputs.s.v": 2}
 
 
-def test_flatten_custom_separator_and_unflatten(run):
+def test_flatten_custom_separator_and_unflatten(run: Run) -> None:
     flat = run(
         {"transformType": "flatten", "source": "input", "separator": "/"}, input={"a": {"b": 1}}
     )
@@ -157,25 +165,25 @@ def test_flatten_custom_separator_and_unflatten(run):
     assert back.output["transformedData"] == {"a": {"b": 1}}
 
 
-def test_flatten_array_source_deep_flattens(run):
+def test_flatten_array_source_deep_flattens(run: Run) -> None:
     result = run(
         {"transformType": "flatten", "source": "input.x"}, input={"x": [1, [2, [3, [4]]], []]}
     )
     assert result.output["transformedData"] == [1, 2, 3, 4]
 
 
-def test_flatten_collision_is_an_error_not_a_loss(run):
+def test_flatten_collision_is_an_error_not_a_loss(run: Run) -> None:
     result = run({"transformType": "flatten", "source": "input"}, input={"a.b": 1, "a": {"b": 2}})
     assert not result.success
     assert result.error == "flatten: key 'a.b' is produced twice"
 
 
-def test_flatten_scalar_source(run):
+def test_flatten_scalar_source(run: Run) -> None:
     result = run({"transformType": "flatten", "source": "input.n"}, input={"n": 3})
     assert result.error == "flatten: source is number, expected object or array"
 
 
-def test_unflatten_conflict():
+def test_unflatten_conflict() -> None:
     with pytest.raises(TransformDataError, match="conflicts"):
         unflatten({"a": 1, "a.b": 2})
     with pytest.raises(TransformDataError, match="conflicts"):
@@ -196,14 +204,14 @@ nested = st.recursive(
 
 
 @given(st.dictionaries(keys, nested, max_size=5))
-def test_flatten_round_trips(value):
+def test_flatten_round_trips(value: Any) -> None:
     flat = flatten(value)
     assert unflatten(flat) == value
     assert all(not isinstance(v, dict) or v == {} for v in flat.values())
 
 
 @given(st.recursive(st.integers(), lambda children: st.lists(children, max_size=4), max_leaves=30))
-def test_flatten_list_keeps_leaves_in_order(value):
+def test_flatten_list_keeps_leaves_in_order(value: Any) -> None:
     def leaves_of(x: Any) -> list[int]:
         return [y for item in x for y in leaves_of(item)] if isinstance(x, list) else [x]
 
@@ -212,7 +220,7 @@ def test_flatten_list_keeps_leaves_in_order(value):
 
 
 # -- extract -------------------------------------------------------------------------------------
-def test_extract_fields_and_missing(run):
+def test_extract_fields_and_missing(run: Run) -> None:
     config = {
         "transformType": "extract",
         "source": "outputs.enrich",
@@ -226,7 +234,7 @@ def test_extract_fields_and_missing(run):
     assert result.output["missingFields"] == ["ghost.x"]
 
 
-def test_extract_reference_spelling(run):
+def test_extract_reference_spelling(run: Run) -> None:
     result = run({"transformType": "extract", "extractPaths": ["input.a"]}, input={"a": 1})
     assert result.output["transformedData"] == {"input.a": 1}
 
@@ -234,7 +242,7 @@ def test_extract_reference_spelling(run):
 @pytest.mark.parametrize(
     "fields", [None, [], "input.a", [{"as": "x"}], [3], ["input.a", "input.a"]]
 )
-def test_extract_bad_fields(run, fields):
+def test_extract_bad_fields(run: Run, fields: Any) -> None:
     config: dict[str, Any] = {"transformType": "extract"}
     if fields is not None:
         config["fields"] = fields
@@ -244,7 +252,7 @@ def test_extract_bad_fields(run, fields):
 
 
 # -- aggregate -----------------------------------------------------------------------------------
-def test_aggregate_grouped(run):
+def test_aggregate_grouped(run: Run) -> None:
     config = {
         "transformType": "aggregate",
         "source": "outputs.ingest.indicators",
@@ -281,7 +289,7 @@ def test_aggregate_grouped(run):
     assert result.output["skippedItems"] == 1
 
 
-def test_aggregate_ungrouped_defaults_to_count_and_handles_empty(run):
+def test_aggregate_ungrouped_defaults_to_count_and_handles_empty(run: Run) -> None:
     result = run({"transformType": "aggregate", "source": "input.items"}, input={"items": []})
     assert result.output["transformedData"] == {"count": 0}
     stats = run(
@@ -291,7 +299,7 @@ def test_aggregate_ungrouped_defaults_to_count_and_handles_empty(run):
     assert stats.output["transformedData"] == {"avg_v": None, "sum_v": 0}
 
 
-def test_aggregate_non_string_group_keys_are_json(run):
+def test_aggregate_non_string_group_keys_are_json(run: Run) -> None:
     items = [{"k": 1}, {"k": True}, {"k": None}, {"k": "1"}]
     result = run(
         {"transformType": "aggregate", "source": "input.items", "aggregateField": "k"},
@@ -301,7 +309,7 @@ def test_aggregate_non_string_group_keys_are_json(run):
     assert result.output["transformedData"]["1"] == {"count": 2}
 
 
-def test_aggregate_non_numeric_is_an_error(run):
+def test_aggregate_non_numeric_is_an_error(run: Run) -> None:
     result = run(
         {"transformType": "aggregate", "source": "input.items", "operations": ["sum:v"]},
         input={"items": [{"v": 1}, {"v": "2"}]},
@@ -319,7 +327,7 @@ def test_aggregate_non_numeric_is_an_error(run):
         ([{"op": "sum", "fld": "v"}], "config.operations[0]: expected"),
     ],
 )
-def test_aggregate_bad_operations(run, operations, message):
+def test_aggregate_bad_operations(run: Run, operations: Any, message: Any) -> None:
     result = run(
         {"transformType": "aggregate", "source": "input.items", "operations": operations},
         input={"items": [{"v": 1}]},
@@ -327,7 +335,7 @@ def test_aggregate_bad_operations(run, operations, message):
     assert (result.error or "").startswith(message)
 
 
-def test_aggregate_source_must_be_array(run):
+def test_aggregate_source_must_be_array(run: Run) -> None:
     result = run({"transformType": "aggregate", "source": "input"}, input={"a": 1})
     assert result.error == "aggregate: source is object, expected array"
 
@@ -339,7 +347,7 @@ def test_aggregate_source_must_be_array(run):
         max_size=15,
     )
 )
-def test_aggregate_matches_python(run, items):
+def test_aggregate_matches_python(run: Run, items: Any) -> None:
     result = run(
         {
             "transformType": "aggregate",

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic.validate import ValidateStepExecutor
+
+MakeCtx = Callable[..., StepExecutorContext]
+RunStep = Callable[[BaseStepExecutor, StepExecutorContext], StepExecutorResult]
+Run = Callable[..., StepExecutorResult]
 
 INDICATOR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -28,16 +35,16 @@ INDICATOR_SCHEMA: dict[str, Any] = {
 
 
 @pytest.fixture
-def run(run_step, make_ctx):
+def run(run_step: RunStep, make_ctx: MakeCtx) -> Run:
     """Run VALIDATE with `config` over a context built from keywords."""
 
-    def go(config: dict[str, Any], **kw: Any):
+    def go(config: dict[str, Any], **kw: Any) -> StepExecutorResult:
         return run_step(ValidateStepExecutor(), make_ctx("VALIDATE", config=config, **kw))
 
     return go
 
 
-def test_valid_document_passes_with_kpis_and_evidence(run):
+def test_valid_document_passes_with_kpis_and_evidence(run: Run) -> None:
     result = run(
         {"schema": INDICATOR_SCHEMA},
         input={"caseId": "CASE-1", "indicators": ["1.2.3.4"], "contact": "a@example.org"},
@@ -48,7 +55,7 @@ def test_valid_document_passes_with_kpis_and_evidence(run):
     assert [e.type for e in result.evidence] == ["validation"]
 
 
-def test_every_violation_is_listed(run):
+def test_every_violation_is_listed(run: Run) -> None:
     result = run(
         {"schema": INDICATOR_SCHEMA},
         input={"caseId": "X-1", "indicators": [1, "ok", 2], "contact": "not-an-email"},
@@ -74,7 +81,7 @@ def test_every_violation_is_listed(run):
     assert violations[3]["message"] not in error
 
 
-def test_missing_required_properties_all_reported(run):
+def test_missing_required_properties_all_reported(run: Run) -> None:
     result = run({"schema": INDICATOR_SCHEMA}, input={})
     messages = sorted(v["message"] for v in result.output["violations"])
     assert messages == [
@@ -96,7 +103,7 @@ def test_missing_required_properties_all_reported(run):
         ("uuid", "12345678-1234-5678-1234-567812345678", "1234"),
     ],
 )
-def test_formats_are_checked(run, fmt, good, bad):
+def test_formats_are_checked(run: Run, fmt: Any, good: Any, bad: Any) -> None:
     schema = {"properties": {"input": {"properties": {"v": {"type": "string", "format": fmt}}}}}
     assert run({"schema": schema}, input={"v": good}).success
     bad_result = run({"schema": schema}, input={"v": bad})
@@ -104,7 +111,7 @@ def test_formats_are_checked(run, fmt, good, bad):
     assert bad_result.output["violations"][0]["keyword"] == "format"
 
 
-def test_target_jmespath_selects_upstream_output(run):
+def test_target_jmespath_selects_upstream_output(run: Run) -> None:
     outputs = {"ingest": {"indicators": [{"value": "1.2.3.4"}, {"value": 7}]}}
     schema = {"type": "array", "items": {"properties": {"value": {"type": "string"}}}}
     result = run(
@@ -122,14 +129,14 @@ def test_target_jmespath_selects_upstream_output(run):
     ]
 
 
-def test_target_jmespath_projection(run):
+def test_target_jmespath_projection(run: Run) -> None:
     outputs = {"ingest": {"indicators": [{"value": "a"}, {"value": "b"}]}}
     schema = {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 2}
     config = {"schema": schema, "target": "outputs.ingest.indicators[*].value"}
     assert run(config, previous_outputs=outputs).success
 
 
-def test_target_dotted_path_for_step_ids_jmespath_cannot_spell(run):
+def test_target_dotted_path_for_step_ids_jmespath_cannot_spell(run: Run) -> None:
     outputs = {"ingest-1": {"items": [{"score": "high"}]}}
     config = {"schema": {"type": "integer"}, "target": "outputs.ingest-1.items.0.score"}
     result = run(config, previous_outputs=outputs)
@@ -137,7 +144,7 @@ def test_target_dotted_path_for_step_ids_jmespath_cannot_spell(run):
     assert result.output["violations"][0]["path"] == "outputs.ingest-1.items.0.score"
 
 
-def test_missing_target_is_validated_as_null(run):
+def test_missing_target_is_validated_as_null(run: Run) -> None:
     result = run({"schema": {"type": "object"}, "target": "outputs.none.x"})
     assert not result.success
     assert result.output["violations"][0]["message"] == "None is not of type 'object'"
@@ -152,7 +159,7 @@ def test_missing_target_is_validated_as_null(run):
         ({"required": "a"}, "config.schema.required"),
     ],
 )
-def test_invalid_schema_names_field_and_reason(run, schema, where):
+def test_invalid_schema_names_field_and_reason(run: Run, schema: Any, where: Any) -> None:
     result = run({"schema": schema})
     assert not result.success
     assert (result.error or "").startswith(f"{where}: invalid JSON Schema: ")
@@ -160,13 +167,13 @@ def test_invalid_schema_names_field_and_reason(run, schema, where):
 
 
 @pytest.mark.parametrize("ref", ["http://127.0.0.1:9/remote.json", "#/$defs/nowhere"])
-def test_unresolvable_ref_is_a_config_error(run, ref):
+def test_unresolvable_ref_is_a_config_error(run: Run, ref: Any) -> None:
     result = run({"schema": {"$ref": ref}})
     assert not result.success
     assert (result.error or "").startswith("config.schema: unresolvable $ref: ")
 
 
-def test_local_refs_resolve(run):
+def test_local_refs_resolve(run: Run) -> None:
     schema = {
         "$defs": {"ip": {"type": "string", "format": "ipv4"}},
         "properties": {"input": {"properties": {"ip": {"$ref": "#/$defs/ip"}}}},
@@ -175,21 +182,21 @@ def test_local_refs_resolve(run):
     assert not run({"schema": schema}, input={"ip": "10.0.0.999"}).success
 
 
-def test_huge_integers_in_schema_still_hash(run):
+def test_huge_integers_in_schema_still_hash(run: Run) -> None:
     assert run({"schema": {"type": "object", "maximum": 2**60}}).success
 
 
-def test_schema_must_be_object(run):
+def test_schema_must_be_object(run: Run) -> None:
     result = run({"schema": "string"})
     assert result.error == "config.schema: expected an object, got string"
 
 
-def test_neither_schema_nor_rules(run):
+def test_neither_schema_nor_rules(run: Run) -> None:
     assert run({}).error == "config: VALIDATE needs 'schema' and/or 'rules'"
 
 
 # -- rules ---------------------------------------------------------------------------------------
-def test_rules_report_each_violation(run):
+def test_rules_report_each_violation(run: Run) -> None:
     rules = [
         {"field": "input.caseId", "required": True},
         {"field": "input.indicators", "required": True, "minLength": 2},
@@ -226,7 +233,7 @@ def test_rules_report_each_violation(run):
     assert result.kpis == {"violationCount": 3, "rulesChecked": 5}
 
 
-def test_rules_all_passing(run):
+def test_rules_all_passing(run: Run) -> None:
     rules = [
         {"field": "input.indicators[1]", "required": True, "minLength": 3},
         {"field": "outputs.enrich.report", "required": True, "hasProperty": "summary"},
@@ -239,7 +246,7 @@ def test_rules_all_passing(run):
     assert result.success, result.error
 
 
-def test_rule_type_mismatches(run):
+def test_rule_type_mismatches(run: Run) -> None:
     rules = [
         {"field": "input.n", "minLength": 1},
         {"field": "input.n", "hasProperty": "x"},
@@ -253,7 +260,7 @@ def test_rule_type_mismatches(run):
     ]
 
 
-def test_schema_and_rules_combine(run):
+def test_schema_and_rules_combine(run: Run) -> None:
     config = {
         "schema": {"properties": {"input": {"required": ["a"]}}},
         "rules": [{"field": "input.b", "required": True}],
@@ -277,13 +284,13 @@ def test_schema_and_rules_combine(run):
         ([{"field": "a", "hasProperty": ""}], "config.rules[0].hasProperty: expected a property"),
     ],
 )
-def test_bad_rules_config(run, rules, message):
+def test_bad_rules_config(run: Run, rules: Any, message: Any) -> None:
     result = run({"rules": rules})
     assert not result.success
     assert (result.error or "").startswith(message)
 
 
-def test_violation_order_does_not_depend_on_key_order(run):
+def test_violation_order_does_not_depend_on_key_order(run: Run) -> None:
     schema = {"properties": {"input": {"additionalProperties": {"type": "integer"}}}}
     forward = {f"k{i}": "s" for i in range(6)}
     backward = dict(reversed(list(forward.items())))
@@ -294,7 +301,7 @@ def test_violation_order_does_not_depend_on_key_order(run):
     assert [e.hash for e in a.evidence] == [e.hash for e in b.evidence]
 
 
-def test_huge_instance_message_is_truncated(run):
+def test_huge_instance_message_is_truncated(run: Run) -> None:
     result = run({"schema": {"type": "string"}, "target": "input"}, input={"x": "y" * 5000})
     message = result.output["violations"][0]["message"]
     assert len(message) <= 300 and message.endswith("…")
@@ -305,7 +312,7 @@ def test_huge_instance_message_is_truncated(run):
     values=st.lists(st.text(max_size=4), max_size=6),
     minimum=st.integers(min_value=0, max_value=8),
 )
-def test_min_length_rule_matches_len(run, values, minimum):
+def test_min_length_rule_matches_len(run: Run, values: Any, minimum: Any) -> None:
     result = run(
         {"rules": [{"field": "input.v", "minLength": minimum}]},
         input={"v": values},

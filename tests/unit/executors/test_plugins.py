@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from runbook_engine.contract import StepExecutorContext, StepExecutorResult
 from runbook_executors import ENTRY_POINT_GROUP, default_registry
+from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic.custom import unregister_function
+
+MakeCtx = Callable[..., StepExecutorContext]
+RunStep = Callable[[BaseStepExecutor, StepExecutorContext], StepExecutorResult]
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
 
 PLUGIN_SRC = Path(__file__).resolve().parents[2] / "fixtures" / "plugin_pkg"
 
@@ -75,23 +82,23 @@ def write_ctx(tmp_path: Path, action_type: str, **fields: object) -> Path:
     return path
 
 
-def test_fixture_declares_the_documented_group():
+def test_fixture_declares_the_documented_group() -> None:
     assert ENTRY_POINT_GROUP == "runbook_operator.executors"
     assert declared_entry_points() == {"ECHO": "runbook_echo_plugin:EchoStepExecutor"}
 
 
-def test_not_discovered_without_installation():
+def test_not_discovered_without_installation() -> None:
     assert "ECHO" not in default_registry()
 
 
-def test_default_registry_discovers_echo(installed):
+def test_default_registry_discovers_echo(installed: Path) -> None:
     registry = default_registry()
     assert "ECHO" in registry
     assert {"VALIDATE", "TRANSFORM", "NOTIFY", "CUSTOM"} <= registry.action_types()
     assert "ECHO" not in default_registry(plugins=False)
 
 
-def test_discovered_executor_runs(installed, make_ctx, run_step):
+def test_discovered_executor_runs(installed: Path, make_ctx: MakeCtx, run_step: RunStep) -> None:
     executor = default_registry().get("ECHO")
     result = run_step(executor, make_ctx("ECHO", input={"a": 1}, config={"k": "v"}))
     assert result.success
@@ -99,7 +106,7 @@ def test_discovered_executor_runs(installed, make_ctx, run_step):
     assert result.kpis == {"echoed": 1}
 
 
-def test_entrypoint_lists_and_runs_plugin(site, tmp_path, cli):
+def test_entrypoint_lists_and_runs_plugin(site: Path, tmp_path: Path, cli: RunCli) -> None:
     env = subprocess_env(site, PLUGIN_SRC)
     listed = cli("list", env=env)
     assert listed.returncode == 0, listed.stderr
@@ -131,7 +138,9 @@ def test_entrypoint_lists_and_runs_plugin(site, tmp_path, cli):
     }
 
 
-def test_function_registered_by_plugin_import_is_found_in_subprocess(site, tmp_path, cli):
+def test_function_registered_by_plugin_import_is_found_in_subprocess(
+    site: Path, tmp_path: Path, cli: RunCli
+) -> None:
     """The Job pod builds fresh executors; the plugin's import-time registration still counts."""
     ctx = write_ctx(
         tmp_path, "CUSTOM", config={"functionName": "echo.shout"}, input={"text": "quiet"}
@@ -149,7 +158,7 @@ def test_function_registered_by_plugin_import_is_found_in_subprocess(site, tmp_p
     assert "no custom function registered as 'echo.shout'" in json.loads(out.read_text())["error"]
 
 
-def test_broken_plugin_does_not_block_builtins(tmp_path, cli):
+def test_broken_plugin_does_not_block_builtins(tmp_path: Path, cli: RunCli) -> None:
     site = tmp_path / "broken-site"
     install_dist(site, "broken-plugin", {"BROKEN": "no_such_plugin_module_q:Executor"})
     env = subprocess_env(site)
