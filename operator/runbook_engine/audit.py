@@ -202,4 +202,12 @@ def verify(
                 expected_count - 1,
                 "entry does not match the checkpoint's head hash",
             )
+    if expected_head is not None and expected_count is None and previous != expected_head:
+        return Verification(
+            False,
+            len(entries),
+            previous,
+            len(entries),
+            "head does not match the expected head hash (tail truncated or history rewritten)",
+        )
     return Verification(True, len(entries), previous)

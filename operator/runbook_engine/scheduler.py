@@ -131,6 +131,7 @@ def reindex(plan: Plan, state: ExecutionState) -> ExecutionState:
     return state.evolve(
         steps=Map(state.steps),
         outputs=Map(state.outputs),
+        artifacts=Map(state.artifacts),
         order=plan.order,
         ready=tuple(ready),
         remaining=Map(remaining),
@@ -370,6 +371,14 @@ class _Transition:
         if self.outputs is None:
             self.outputs = self.old.outputs.mutate()
         self.outputs[sid] = result.output
+        if result.evidence or result.citations:
+            self.changes["artifacts"] = self.changes.get("artifacts", self.old.artifacts).set(
+                sid,
+                {
+                    "evidence": [e.wire() for e in result.evidence],
+                    "citations": [c.wire() for c in result.citations],
+                },
+            )
         if result.kpis:
             if self.kpis is None:
                 self.kpis = dict(self.old.kpis)

@@ -95,6 +95,8 @@ class ExecutionState:
     finished_at: datetime | None = None
     message: str | None = None
     outputs: Map[str, Mapping[str, Any]] = field(default_factory=_empty_map)
+    artifacts: Map[str, Mapping[str, Any]] = field(default_factory=_empty_map)
+    """Per step, when non-empty: ``{"evidence": [...], "citations": [...]}`` (wire form)."""
     kpis: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     kpi_sources: Mapping[str, int] = field(default_factory=lambda: EMPTY)
     """KPI name → position of the step that set it (later steps win; see runbook_engine.kpis)."""
@@ -135,6 +137,7 @@ class ExecutionState:
             out["kpiSources"] = dict(self.kpi_sources)
         if with_outputs:
             out["outputs"] = {k: dict(self.outputs[k]) for k in order if k in self.outputs}
+            out["artifacts"] = {k: dict(self.artifacts[k]) for k in order if k in self.artifacts}
         out["pauses"] = self.pauses
         out["resumes"] = self.resumes
         return out
@@ -162,6 +165,7 @@ class ExecutionState:
             finished_at=t("finishedAt"),
             message=data.get("message"),
             outputs=Map({k: dict(v) for k, v in (data.get("outputs") or {}).items()}),
+            artifacts=Map({k: dict(v) for k, v in (data.get("artifacts") or {}).items()}),
             kpis=dict(data.get("kpis") or {}),
             kpi_sources={k: int(v) for k, v in (data.get("kpiSources") or {}).items()},
             pauses=int(data.get("pauses", 0)),
