@@ -377,7 +377,7 @@ class GenerateReportExecutor(BaseStepExecutor):
             "alternatives": [_summary(c, top_score) for c in alternatives],
             "campaignMatches": [
                 {
-                    **_summary(c, float(c["score"])),
+                    **_summary(c, float(campaigns[0]["score"])),
                     "attributedTo": c.get("attributedTo", []),
                     "consistentWithAttribution": bool(
                         attributed and top is not None and top["id"] in c.get("attributedTo", [])
