@@ -408,17 +408,28 @@ class IngestResult:
 
     indicators: list[Indicator]
     rejected: list[dict[str, Any]]
+    ignored_text_candidates: int = 0
+    """Plain (not defanged) prose tokens that looked like a domain or IP but were not one,
+    such as `powershell.exe` or `10:30:45`: dropped silently so `rejected` stays actionable."""
+
+
+_QUIET_TEXT_KINDS = frozenset({"domain", "ipv4", "ipv6"})
 
 
 def ingest(items: list[Any], text: str | None = None) -> IngestResult:
     """Classify explicit items and free-text candidates; merge duplicates by (type, value)."""
     by_key: dict[tuple[str, str], Indicator] = {}
     rejected: list[dict[str, Any]] = []
+    ignored = 0
 
-    def add(raw: Any, origin: str) -> None:
+    def add(raw: Any, origin: str, *, defanged: bool = False, quiet: bool = False) -> None:
+        nonlocal ignored
         try:
             ind = classify(raw)
         except Rejected as exc:
+            if quiet:
+                ignored += 1
+                return
             rejected.append(
                 {
                     "input": raw if isinstance(raw, str) else repr(raw),
@@ -428,6 +439,8 @@ def ingest(items: list[Any], text: str | None = None) -> IngestResult:
             )
             return
         ind.origins.append(origin)
+        if defanged:
+            ind.flags.append("defanged")
         existing = by_key.get(ind.key)
         if existing is None:
             by_key[ind.key] = ind
@@ -439,7 +452,11 @@ def ingest(items: list[Any], text: str | None = None) -> IngestResult:
     for index, raw in enumerate(items):
         add(raw, f"indicators[{index}]")
     if text:
-        for token, _kind in extract_from_text(text):
-            add(token, "text")
+        plain = unicodedata.normalize("NFKC", text)
+        for token, kind in extract_from_text(text):
+            # Text is refanged before extraction; a token absent from the original was defanged,
+            # which signals intent: report it if it fails instead of dropping it quietly.
+            defanged = token not in plain
+            add(token, "text", defanged=defanged, quiet=kind in _QUIET_TEXT_KINDS and not defanged)
     ordered = sorted(by_key.values(), key=lambda i: (INDICATOR_TYPES.index(i.type), i.value))
-    return IngestResult(indicators=ordered, rejected=rejected)
+    return IngestResult(indicators=ordered, rejected=rejected, ignored_text_candidates=ignored)

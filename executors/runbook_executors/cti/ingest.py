@@ -55,6 +55,7 @@ class IngestExecutor(BaseStepExecutor):
             "indicatorCount": len(indicators),
             "rejectedCount": len(rejected),
             "defangedCount": defanged,
+            "ignoredTextCandidateCount": result.ignored_text_candidates,
         }
         kpis.update({f"indicatorCount_{t}": n for t, n in counts.items()})
         citation = psl_citation()

@@ -201,3 +201,18 @@ def test_output_order_is_by_type_then_value_whatever_the_input_order() -> None:
         ("attack_technique", "T1105"),
     ]
     assert [(d["type"], d["value"]) for d in forward] == [(d["type"], d["value"]) for d in backward]
+
+
+def test_prose_noise_is_ignored_quietly_but_defanged_mistakes_are_reported() -> None:
+    text = (
+        "powershell.exe spawned cmd.exe at 10:30:45 and wrote report.docx; "
+        "C2 was evil[.]notatld and cdn[.]lantern[.]example"
+    )
+    result = ingest([], text=text)
+    assert [(i.type, i.value) for i in result.indicators] == [("domain", "cdn.lantern.example")]
+    assert "defanged" in result.indicators[0].flags
+    # the defanged token that failed is reported; the plain file names and the time are not
+    assert result.rejected == [
+        {"input": "evil.notatld", "origin": "text", "reason": "unknown public suffix 'notatld'"}
+    ]
+    assert result.ignored_text_candidates == 4
