@@ -245,6 +245,14 @@ class TransformStepExecutor(BaseStepExecutor):
             transform_type = self.get_config(ctx, "transformType")
             if transform_type is None and not output:
                 transform_type = "passthrough"
+            if transform_type is None:
+                # expressions always read the whole document; these keys would be ignored
+                ignored = [k for k in ("source", "inputPath", "outputKey") if k in ctx.config]
+                if ignored:
+                    raise ConfigError(
+                        f"config.{ignored[0]}: only used with 'transformType' "
+                        "(expressions read the whole document)"
+                    )
             source: Any = document
             if transform_type is not None:
                 source = self._source(ctx, document)

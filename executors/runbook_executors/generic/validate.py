@@ -95,6 +95,9 @@ class ValidateStepExecutor(BaseStepExecutor):
         try:
             if schema is None and rules is None:
                 raise ConfigError("config: VALIDATE needs 'schema' and/or 'rules'")
+            if schema is None and self.get_config(ctx, "target") is not None:
+                # rules address the document themselves; a lone target would be ignored
+                raise ConfigError("config.target: only used with 'schema'")
             checked_rules = self._check_rules(rules) if rules is not None else []
             violations: list[dict[str, str]] = []
             if schema is not None:

@@ -131,6 +131,12 @@ def test_expressions_and_transform_combine_and_clash(run: Run) -> None:
     assert not clash.success and "clash" in (clash.error or "")
 
 
+@pytest.mark.parametrize("key", ["source", "inputPath", "outputKey"])
+def test_transform_keys_without_transform_type_are_errors(run: Run, key: str) -> None:
+    result = run({"expressions": {"a": "input"}, key: "x"})
+    assert (result.error or "").startswith(f"config.{key}: only used with 'transformType'")
+
+
 def test_unknown_transform_type(run: Run) -> None:
     result = run({"transformType": "explode"})
     assert result.error is not None

@@ -191,6 +191,11 @@ def test_schema_must_be_object(run: Run) -> None:
     assert result.error == "config.schema: expected an object, got string"
 
 
+def test_target_without_schema_is_an_error(run: Run) -> None:
+    result = run({"rules": [{"field": "input.a"}], "target": "input"})
+    assert result.error == "config.target: only used with 'schema'"
+
+
 def test_neither_schema_nor_rules(run: Run) -> None:
     assert run({}).error == "config: VALIDATE needs 'schema' and/or 'rules'"
 
