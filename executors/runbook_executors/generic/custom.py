@@ -156,6 +156,8 @@ class CustomStepExecutor(BaseStepExecutor):
             result = fn(ctx)
             if inspect.isawaitable(result):
                 result = await result
+        except SystemExit as exc:  # sys.exit() in user code must not end the pod without a result
+            return self.failure(f"{label}: called sys.exit({exc.code!r})")
         except Exception as exc:  # the user's error is the attempt's error
             return self.failure(f"{label}: {type(exc).__name__}: {exc}")
         if isinstance(result, StepExecutorResult):

@@ -38,6 +38,10 @@ async def async_result(ctx):
 def boom(ctx):
     raise ValueError("boom at " + ctx.step_id)
 
+def exits(ctx):
+    import sys
+    sys.exit(0)
+
 def returns_list(ctx):
     return [1, 2]
 
@@ -97,6 +101,12 @@ def test_exception_is_failed_attempt_with_message(
     assert not result.success
     assert result.error is not None
     assert "ValueError: boom at step-1" in result.error
+
+
+def test_sys_exit_is_a_failed_attempt(funcs: str, make_ctx: MakeCtx, run_step: RunStep) -> None:
+    result = run_step(CustomStepExecutor(), make_ctx(config={"function": f"{funcs}:exits"}))
+    assert not result.success
+    assert result.error == f"{funcs}:exits: called sys.exit(0)"
 
 
 @pytest.mark.parametrize("name", ["returns_list", "returns_none"])
