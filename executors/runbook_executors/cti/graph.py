@@ -64,6 +64,7 @@ class LookupGraphExecutor(BaseStepExecutor):
         unresolved: list[dict[str, Any]] = []
         paths: list[dict[str, Any]] = []
         reached_depth: dict[str, int] = {}
+        truncated: list[str] = []
 
         for ind in sorted(resolvable, key=indicator_key):
             key = indicator_key(ind)
@@ -77,6 +78,8 @@ class LookupGraphExecutor(BaseStepExecutor):
             resolved.append({"indicator": key, "seeds": seeds})
             match_of = {s["id"]: s["matchType"] for s in seeds}
             depth, parent = graph.bfs([s["id"] for s in seeds], max_depth, max_nodes)
+            if len(depth) >= max_nodes:
+                truncated.append(key)
             for node, d in depth.items():
                 reached_depth[node] = min(d, reached_depth.get(node, d))
             for node in sorted(depth):
@@ -157,6 +160,7 @@ class LookupGraphExecutor(BaseStepExecutor):
             "observedSoftware": [software[k] for k in sorted(software)],
             "actors": graph.actor_profiles() if graph is not None else [],
             "skippedPatterns": graph.skipped_patterns if graph is not None else [],
+            "truncated": truncated,
             # Passed through so steps that only see their direct parent still get them.
             "indicators": indicators,
         }

@@ -79,7 +79,7 @@ class PatternMinerExecutor(BaseStepExecutor):
 
         software_names: dict[str, str] = {}
         for name in str_list(self.get_input(ctx, "software"), "input.software"):
-            attack_id = name.upper() if _SOFTWARE_ID_RE.match(name.strip()) else None
+            attack_id = name.strip().upper() if _SOFTWARE_ID_RE.match(name.strip()) else None
             key = kb.software_key(None if attack_id else name, attack_id)
             evidence.software.setdefault(key, []).append("input.software")
             software_names[key] = name

@@ -39,6 +39,8 @@ RECOMMENDATIONS: dict[str, str] = {
     "unresolved indicators and add what is found to the STIX bundle.",
     "no_infrastructure_link": "No indicator reached an intrusion set or campaign; extend the graph "
     "(more relationships or config.maxDepth) before relying on technique overlap alone.",
+    "graph_truncated": "The infrastructure walk hit config.maxNodes; raise it (or narrow the "
+    "bundle) so no link is missed.",
     "competing_actors": "Candidates are within the ambiguity margin; look for discriminating "
     "evidence (unique malware, infrastructure re-use, operational timing).",
     "low_technique_coverage": "Map more observed behaviour to ATT&CK techniques (EDR telemetry, "
@@ -168,6 +170,16 @@ class GenerateReportExecutor(BaseStepExecutor):
                     "code": "no_infrastructure_link",
                     "description": "No indicator is linked to an intrusion set or "
                     "campaign through the infrastructure graph.",
+                }
+            )
+        truncated = upstream_list(self, ctx, "truncated")
+        if truncated:
+            unknowns.append(
+                {
+                    "code": "graph_truncated",
+                    "description": f"The graph walk was cut at config.maxNodes for "
+                    f"{len(truncated)} indicator(s).",
+                    "items": sorted(str(t) for t in truncated),
                 }
             )
         if top is not None and len(candidates) >= 2 and top_score > 0:

@@ -217,3 +217,10 @@ def test_example_bundle_is_fictional_and_uses_documentation_ranges_only() -> Non
             assert obj["value"].startswith("2001:db8:")
         if obj["type"] == "domain-name":
             assert obj["value"].endswith(".example")
+
+
+def test_max_nodes_caps_the_walk_and_says_so() -> None:
+    out = _graph_step(["192.0.2.10"], {"maxDepth": 3, "maxNodes": 2}, chain_bundle())["output"]
+    assert len(out["graph"]["nodes"]) == 2
+    assert out["truncated"] == ["ipv4:192.0.2.10"]
+    assert out["paths"] == []
