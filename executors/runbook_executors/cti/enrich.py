@@ -70,6 +70,11 @@ _ATTRIBUTES_FOR: dict[str, frozenset[str]] = {
 }
 
 
+def _brief(citation: Citation) -> dict[str, str | None]:
+    """Source and version only: what each enrichment entry names inline."""
+    return {"source": citation.source, "version": citation.version}
+
+
 def _probes(indicator: dict[str, Any]) -> list[tuple[str, str]]:
     """(attribute family, value) pairs to test an indicator against warning lists."""
     itype = str(indicator.get("type"))
@@ -144,7 +149,7 @@ class EnrichIntelExecutor(BaseStepExecutor):
                     "asnName": geo.asn_name,
                     "asnNetwork": geo.asn_network,
                 }
-                entry["sources"].append("geoip")
+                entry["sources"].append(_brief(geoip_citation()))
                 if geo.country_code or geo.asn_name:
                     geo_hits += 1
             if "registeredDomain" in ind:
@@ -152,7 +157,7 @@ class EnrichIntelExecutor(BaseStepExecutor):
                     "registeredDomain": ind["registeredDomain"],
                     "publicSuffix": ind.get("publicSuffix"),
                 }
-                entry["sources"].append("public-suffix-list")
+                entry["sources"].append(_brief(psl_citation()))
             warnings: list[dict[str, Any]] = []
             for family, value in _probes(ind):
                 wanted = _ATTRIBUTES_FOR.get(family, frozenset())
@@ -174,7 +179,7 @@ class EnrichIntelExecutor(BaseStepExecutor):
             warnings = sorted({w["list"]: w for w in warnings}.values(), key=lambda w: w["list"])
             if warnings:
                 entry["warnings"] = warnings
-                entry["sources"].append("misp-warninglists")
+                entry["sources"].extend(_brief(cited_lists[w["list"]]) for w in warnings)
                 warning_count += len(warnings)
             enrichments.append(entry)
             enriched = dict(ind)

@@ -128,3 +128,17 @@ def test_enrich_unknown_warning_list_is_a_config_error() -> None:
     )
     assert not result.success
     assert "no-such-list" in (result.error or "")
+
+
+def test_each_enrichment_names_its_sources_with_versions() -> None:
+    res = _enrich(["8.8.8.8", "login.example.co.uk"], {"suppressKnownBenign": False})
+    out = res["output"]
+    assert isinstance(out, dict)
+    by_key = {e["indicator"]: e for e in out["enrichments"]}
+    ip_sources = [s["source"] for s in by_key["ipv4:8.8.8.8"]["sources"]]
+    assert ip_sources[0].startswith("GeoLite2")
+    assert any(s.startswith("MISP warninglist") for s in ip_sources)
+    assert all(s["version"] for s in by_key["ipv4:8.8.8.8"]["sources"])
+    dom = by_key["domain:login.example.co.uk"]
+    assert dom["domain"] == {"registeredDomain": "example.co.uk", "publicSuffix": "co.uk"}
+    assert "Public Suffix List" in dom["sources"][0]["source"]
