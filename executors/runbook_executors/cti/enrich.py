@@ -204,6 +204,8 @@ class EnrichIntelExecutor(BaseStepExecutor):
             "suppressed": suppressed,
             "enrichments": enrichments,
             "warningListsChecked": lists,
+            # Read by GENERATE_REPORT so the report lists every data set that shaped it.
+            "enrichmentSources": [c.wire() for c in citations],
         }
         kpis: dict[str, KpiValue] = {
             "enrichedCount": len(enrichments),

@@ -402,7 +402,9 @@ class GenerateReportExecutor(BaseStepExecutor):
             "residualUnknowns": unknowns,
             "recommendations": recommendations,
             "scoringModel": model,
-            "dataSources": [c.wire() for c in sources],
+            "dataSources": _merge_sources(
+                [c.wire() for c in sources], upstream_list(self, ctx, "enrichmentSources")
+            ),
             "notices": [ATTACK_NOTICE],
         }
         if signing_key is not None:
@@ -421,6 +423,21 @@ class GenerateReportExecutor(BaseStepExecutor):
         if signing_key is not None:
             output["signingKeyId"] = key_id(signing_key.public_key())
         return self.success(output, kpis=kpis, evidence=evidence, citations=sources)
+
+
+def _merge_sources(*groups: list[Any]) -> list[dict[str, Any]]:
+    """Citations from this step and upstream, de-duplicated by (source, version), in order."""
+    seen: set[tuple[str, str]] = set()
+    merged: list[dict[str, Any]] = []
+    for group in groups:
+        for cite in group:
+            if not isinstance(cite, dict) or "source" not in cite:
+                continue
+            key = (str(cite["source"]), str(cite.get("version")))
+            if key not in seen:
+                seen.add(key)
+                merged.append(cite)
+    return merged
 
 
 def _fmt_list(items: list[Any]) -> str:

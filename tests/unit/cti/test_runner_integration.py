@@ -29,6 +29,8 @@ def test_example_runbook_runs_to_an_attribution(
     assert report["attribution"]["actor"]["name"] == ACTOR_NAME
     assert outcome.state.kpis["hasAttribution"] is True
     assert outcome.state.kpis["indicatorCount"] == 12
-    assert os.path.samefile(
-        report["dataSources"][-1]["reference"], EXAMPLE_DIR / "stix-bundle.json"
-    )
+    (bundle,) = [c for c in report["dataSources"] if c["source"].startswith("STIX")]
+    assert os.path.samefile(bundle["reference"], EXAMPLE_DIR / "stix-bundle.json")
+    sources = " ".join(c["source"] for c in report["dataSources"])
+    for name in ("Public Suffix List", "ATT&CK", "GeoLite2", "MISP warninglist"):
+        assert name in sources
