@@ -178,10 +178,16 @@ class NotifyStepExecutor(BaseStepExecutor):
                 output=secrets.redact(output),
                 kpis=kpis,
             )
+        # executionId/stepId in the data keep ids distinct per step, yet stable across re-runs.
+        evidence_data = {
+            "executionId": ctx.execution_id,
+            "stepId": ctx.step_id,
+            "url": shown,
+            "status": delivery.status,
+            "format": fmt,
+        }
         evidence = self.create_evidence(
-            "notification",
-            {"url": shown, "status": delivery.status, "format": fmt},
-            step_id=ctx.step_id,
+            "notification", secrets.redact(evidence_data), step_id=ctx.step_id
         )
         return self.success(secrets.redact(output), kpis=kpis, evidence=[evidence])
 

@@ -116,6 +116,9 @@ class ValidateStepExecutor(BaseStepExecutor):
         evidence = self.create_evidence(
             "validation",
             {
+                # executionId/stepId keep ids distinct per step, yet stable across re-runs.
+                "executionId": ctx.execution_id,
+                "stepId": ctx.step_id,
                 "valid": valid,
                 "violationCount": len(violations),
                 "schemaSha256": _digest(schema) if schema is not None else None,

@@ -105,7 +105,15 @@ def test_success_default_body(hook: Hook, run: Run) -> None:
         "format": "json",
     }
     assert result.kpis == {"notificationsSent": 1, "attempts": 1}
-    assert [e.type for e in result.evidence] == ["notification"]
+    (evidence,) = result.evidence
+    assert evidence.type == "notification"
+    assert evidence.data == {
+        "executionId": "exec-1",
+        "stepId": "step-1",
+        "url": hook.url,
+        "status": 200,
+        "format": "json",
+    }
     (request,) = hook.received
     assert request.path == "/hooks/abc"
     assert request.headers["Content-Type"] == "application/json"

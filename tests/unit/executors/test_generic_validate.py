@@ -45,14 +45,18 @@ def run(run_step: RunStep, make_ctx: MakeCtx) -> Run:
 
 
 def test_valid_document_passes_with_kpis_and_evidence(run: Run) -> None:
-    result = run(
-        {"schema": INDICATOR_SCHEMA},
-        input={"caseId": "CASE-1", "indicators": ["1.2.3.4"], "contact": "a@example.org"},
-    )
+    good = {"caseId": "CASE-1", "indicators": ["1.2.3.4"], "contact": "a@example.org"}
+    result = run({"schema": INDICATOR_SCHEMA}, input=good)
     assert result.success, result.error
     assert result.output == {"valid": True, "violations": []}
     assert result.kpis["violationCount"] == 0
-    assert [e.type for e in result.evidence] == ["validation"]
+    (evidence,) = result.evidence
+    assert evidence.type == "validation"
+    assert evidence.data["valid"] is True and evidence.data["stepId"] == "step-1"
+    # same step, same verdict: same id; another step: another id
+    again = run({"schema": INDICATOR_SCHEMA}, input=good)
+    other = run({"schema": INDICATOR_SCHEMA}, input=good, step_id="step-2")
+    assert again.evidence[0].id == evidence.id != other.evidence[0].id
 
 
 def test_every_violation_is_listed(run: Run) -> None:
