@@ -346,6 +346,14 @@ def _classify_refanged(text: str) -> Indicator:
         return normalise_url(text)
     if "@" in text:
         return normalise_email(text)
+    host_port = re.match(r"^([^:/\[\]]*[^\d.:/\[\]][^:/\[\]]*):(\d{1,5})$", text)
+    if host_port:  # evil.example:8443 -> the domain, port kept as an attribute
+        ind = normalise_domain(host_port.group(1))
+        port = int(host_port.group(2))
+        if not 0 < port < 65536:
+            raise Rejected("port out of range")
+        ind.attributes["port"] = port
+        return ind
     if re.match(r"^[\d.]+(:\d+)?$", text) or ":" in text:
         return normalise_ip(text)
     if "/" in text:

@@ -32,6 +32,7 @@ GOLDEN: list[tuple[str, str, str]] = [
     ("XN--BCHER-KVA.EXAMPLE.", "domain", "xn--bcher-kva.example"),
     ("ｅｖｉｌ．example", "domain", "evil.example"),
     ("Login.Example.CO.UK", "domain", "login.example.co.uk"),
+    ("c2.paper-lantern[.]example:8443", "domain", "c2.paper-lantern.example"),
     ("cdn[.]paper-lantern[.]example", "domain", "cdn.paper-lantern.example"),
     ("admin(at)paper-lantern[.]example", "email", "admin@paper-lantern.example"),
     ("Admin[@]Example.ORG", "email", "admin@example.org"),
@@ -86,6 +87,7 @@ REJECTED: list[tuple[str, str]] = [
     ("x" * 64 + ".example", "too long"),
     ("bad_label!.example", "invalid"),
     ("1.2.3.4:99999", "port"),
+    ("evil.example:0", "port"),
 ]
 
 
