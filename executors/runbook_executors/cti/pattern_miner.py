@@ -19,6 +19,7 @@ from runbook_executors.cti.scoring import (
     FAMILY_CREDIT,
     LINK_BASE,
     LINK_DECAY,
+    MATCH_HOP_PENALTY,
     SOFTWARE_BASE,
     TECHNIQUE_PRIOR,
     WEIGHTS,
@@ -99,7 +100,8 @@ class PatternMinerExecutor(BaseStepExecutor):
             evidence.links.setdefault(candidate, []).append(
                 GraphLink(
                     indicator=str(path.get("indicator")),
-                    hops=int(path.get("hops", 1)),
+                    hops=int(path.get("hops", 1))
+                    + MATCH_HOP_PENALTY.get(str(path.get("matchType", "exact")), 0),
                     path=[str(n.get("id")) for n in path.get("nodes", []) if isinstance(n, dict)],
                 )
             )
@@ -167,6 +169,7 @@ class PatternMinerExecutor(BaseStepExecutor):
                 "weights": WEIGHTS,
                 "linkBase": LINK_BASE,
                 "linkDecay": LINK_DECAY,
+                "matchHopPenalty": MATCH_HOP_PENALTY,
                 "techniquePrior": TECHNIQUE_PRIOR,
                 "familyCredit": FAMILY_CREDIT,
                 "softwareBase": SOFTWARE_BASE,

@@ -5,6 +5,8 @@ score(candidate) = 0.45 * infrastructure + 0.35 * techniques + 0.20 * software, 
 * infrastructure: indicators with a graph path to the candidate. Each linked indicator i with a
   shortest path of h_i hops contributes s_i = 0.5 * 0.85 ** (h_i - 1);
   value = 1 - prod(1 - s_i). One direct link gives 0.5, four two-hop links give ~0.89.
+  Indirect seed matches count extra hops (MATCH_HOP_PENALTY: e-mail domain +1, registered
+  domain only +2).
 * techniques: observed ATT&CK techniques weighted by rarity, w_t = 1 + ln((1 + N) / (1 + n_t))
   (N candidates, n_t of them use t). Match m_t = 1 if the candidate uses t, 0.5 if it uses
   only a technique of the same family (parent/sub-technique), else 0.
@@ -31,6 +33,9 @@ from runbook_executors.cti.attack import Actor
 WEIGHTS: dict[str, float] = {"infrastructure": 0.45, "techniques": 0.35, "software": 0.20}
 LINK_BASE = 0.5
 LINK_DECAY = 0.85
+MATCH_HOP_PENALTY: dict[str, int] = {"email_domain": 1, "registered_domain": 2}
+"""Extra hops charged when an indicator only matched the bundle indirectly (its e-mail domain,
+or merely its registered domain): weaker than an exact, network or URL-host match."""
 TECHNIQUE_PRIOR = 5.0
 FAMILY_CREDIT = 0.5
 SOFTWARE_BASE = 0.6

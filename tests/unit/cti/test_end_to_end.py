@@ -152,3 +152,37 @@ def test_attack_data_loads_once_and_fast() -> None:
     assert len(kb.actors) > 200
     assert attack_knowledge() is kb
     assert elapsed < 5.0  # ~0.5-1 s on the CI machine; generous for a loaded box
+
+
+def test_registered_domain_only_match_is_weaker_than_exact() -> None:
+    loose = run_chain({"indicators": ["other.update.paper-lantern.example"]})
+    # the bundle has no `paper-lantern.example` object, so the loose one is unresolved...
+    assert loose["resolve_infrastructure"].output["unresolved"]
+    # ...whereas a registered-domain match against a bundle domain is charged +2 hops
+    bundle = {
+        "type": "bundle",
+        "id": "bundle--t",
+        "objects": [
+            {"type": "domain-name", "id": "domain-name--1", "value": "lantern.example"},
+            {"type": "intrusion-set", "id": "intrusion-set--x", "name": "X"},
+            {
+                "type": "relationship",
+                "id": "relationship--1",
+                "relationship_type": "uses",
+                "source_ref": "intrusion-set--x",
+                "target_ref": "domain-name--1",
+            },
+        ],
+    }
+    keep_all = {"match_campaigns": {"minConfidence": 0.0}}
+    direct = run_chain({"indicators": ["lantern.example"], "stixBundle": bundle}, configs=keep_all)
+    indirect = run_chain(
+        {"indicators": ["cdn.lantern.example"], "stixBundle": bundle}, configs=keep_all
+    )
+    (path,) = indirect["resolve_infrastructure"].output["paths"]
+    assert path["matchType"] == "registered_domain"
+    top_direct = direct["match_campaigns"].output["candidates"][0]
+    top_indirect = indirect["match_campaigns"].output["candidates"][0]
+    assert top_direct["id"] == top_indirect["id"] == "intrusion-set--x"
+    assert top_direct["score"] == pytest.approx(0.45 * 0.5, abs=1e-5)  # one direct link
+    assert top_indirect["score"] == pytest.approx(0.45 * 0.5 * 0.85**2, abs=1e-5)  # +2 hops
