@@ -124,8 +124,14 @@ def build_registry() -> tuple[ExecutorRegistry, str | None]:
     try:
         return default_registry(), None
     except Exception as exc:  # a plugin's import error must not hide the built-ins
-        log.warning("loading executor plugins failed, using built-ins only: %s", exc)
-        return default_registry(plugins=False), f"{type(exc).__name__}: {exc}"
+        plugin_error = f"{type(exc).__name__}: {exc}"
+    log.warning("loading executor plugins failed, using built-ins only: %s", plugin_error)
+    try:
+        return default_registry(plugins=False), plugin_error
+    except Exception as exc:  # a broken image: say so instead of dying with a traceback
+        raise StartError(
+            f"loading the built-in executors failed: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def select_executor(action_type: str) -> BaseStepExecutor:
@@ -195,7 +201,12 @@ def _write_start_failure(result_path: str, error: str) -> None:
 
 def list_action_types() -> int:
     """The `list` command: registered action types, one per line, on stdout."""
-    for name in sorted(build_registry()[0].action_types()):
+    try:
+        registry, _ = build_registry()
+    except StartError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    for name in sorted(registry.action_types()):
         print(name)
     return EXIT_SUCCESS
 

@@ -169,6 +169,24 @@ def test_non_finite_numbers_are_written_as_null(tmp_path: Path, module_dir: Path
     assert read(out)["output"] == {"x": None}
 
 
+def test_broken_builtin_import_is_a_start_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import runbook_executors.registry as registry
+
+    def broken(*, plugins: bool = True) -> Any:
+        raise ImportError("cannot import name 'x' from 'runbook_executors.cti'")
+
+    monkeypatch.setattr(registry, "default_registry", broken)
+    out = tmp_path / "out.json"
+    assert main(["run", "--context", write(tmp_path, CTX), "--result", str(out)]) == EXIT_USAGE
+    message = "loading the built-in executors failed: ImportError: cannot import name 'x'"
+    assert message in capsys.readouterr().err
+    assert message in read(out)["error"]
+    assert main(["list"]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
 # -- atomic result file --------------------------------------------------------------------------
 def test_result_replaces_previous_file_and_leaves_no_temp(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
