@@ -314,6 +314,91 @@ def verify_cmd(
     raise typer.Exit(1 if bad else 0)
 
 
+def _find_report(doc: Any, step: str | None) -> dict[str, Any] | None:
+    """The report inside a report file, a step output, or `run -o json` output."""
+    if not isinstance(doc, dict):
+        return None
+    if "evidenceChain" in doc:
+        return doc
+    report = doc.get("report")
+    if isinstance(report, dict):
+        return report
+    outputs = doc.get("outputs")
+    if isinstance(outputs, dict):
+        candidates = [outputs[step]] if step else list(outputs.values())
+        for output in reversed(candidates):
+            found = _find_report(output, None)
+            if found is not None:
+                return found
+    return None
+
+
+@app.command("verify-report")
+def verify_report_cmd(
+    report_file: Annotated[
+        Path, typer.Argument(help="Report JSON, or the output of `run -o json`")
+    ],
+    public_key: Annotated[Path, typer.Option("--public-key", help="Ed25519 public key (PEM)")],
+    step: Annotated[
+        str | None, typer.Option("--step", help="Step whose output holds the report")
+    ] = None,
+) -> None:
+    """Verify a signed attribution report: signature, digest and every evidence hash."""
+    from runbook_executors.cti.report_signing import verify_report
+
+    try:
+        doc = json.loads(report_file.read_text(encoding="utf-8"))
+        key = public_key.read_bytes()
+    except OSError as exc:
+        err.print(f"error: {exc.filename}: {exc.strerror}", markup=False)
+        raise typer.Exit(2) from None
+    except json.JSONDecodeError as exc:
+        err.print(f"error: {report_file}: not JSON ({exc.msg})", markup=False)
+        raise typer.Exit(2) from None
+    report = _find_report(doc, step)
+    if report is None:
+        err.print(f"error: {report_file}: no attribution report found", markup=False)
+        raise typer.Exit(2)
+    problems = verify_report(report, key)
+    if problems:
+        for problem in problems:
+            typer.echo(f"INVALID: {problem}")
+        raise typer.Exit(1)
+    typer.echo(f"OK: signature and {len(report.get('evidenceChain', []))} evidence hashes verified")
+
+
+@app.command()
+def keygen(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for signing-key.pem and signing-key.pub.pem")
+    ],
+) -> None:
+    """Create an Ed25519 key pair for signing reports (private key mode 0600)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    out.mkdir(parents=True, exist_ok=True)
+    private, public = out / "signing-key.pem", out / "signing-key.pub.pem"
+    if private.exists():
+        err.print(f"error: {private} exists; refusing to overwrite a key", markup=False)
+        raise typer.Exit(1)
+    key = Ed25519PrivateKey.generate()
+    private.touch(mode=0o600)
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    typer.echo(f"wrote {private} and {public}")
+
+
 def main() -> None:
     app()
 
