@@ -4,7 +4,8 @@ The simulated world is scripted: every ``StartAttempt`` asks ``outcome(step_id, 
 happens, and gets back either ``(duration_seconds, success, output, kpis)`` or ``HANG`` (the
 attempt never reports, so only its timeout ends it). Events are processed in time order:
 attempt completions, the scheduler's ``next_wakeup``, and scripted control changes of the request
-(pause/resume/cancel at given times). Everything that happens at the same instant is folded into a
+(pause/resume/cancel at given times). ``Lost(duration)`` makes the worker vanish instead
+(an ``AttemptLost`` observation). Everything that happens at the same instant is folded into a
 single ``schedule`` call, observations in the order their attempts were started.
 
 ``StopAttempt`` drops the attempt's pending completion (unless ``deliver_late_results`` is set, in
@@ -30,6 +31,7 @@ from runbook_engine.model import ExecutionRequest, RunbookRef
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
     AttemptFinished,
+    AttemptLost,
     Decision,
     Observation,
     StartAttempt,
@@ -43,7 +45,17 @@ T0 = datetime(2024, 1, 15, 10, 0, 0, tzinfo=UTC)
 HANG: Literal["hang"] = "hang"
 
 OutcomeTuple = tuple[float, bool, Mapping[str, Any], Mapping[str, Any]]
-Outcome = OutcomeTuple | Literal["hang"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """The attempt's worker vanishes after ``duration`` seconds: an ``AttemptLost`` observation."""
+
+    duration: float
+    reason: str = "worker vanished"
+
+
+Outcome = OutcomeTuple | Lost | Literal["hang"]
 OutcomeFn = Callable[[str, int], Outcome]
 
 
@@ -210,6 +222,12 @@ class Sim:
                     continue
                 outcome = self.outcome(action.step_id, action.attempt)
                 if outcome == HANG:
+                    continue
+                if isinstance(outcome, Lost):
+                    done = at(outcome.duration, now)
+                    pending[key] = done
+                    lost = AttemptLost(action.step_id, action.attempt, outcome.reason)
+                    self._push(done, _FINISH, lost)
                     continue
                 duration, success, output, kpis = outcome
                 result = StepExecutorResult(

@@ -20,7 +20,7 @@ from runbook_engine.scheduler import Decision, is_done_for_dependents, reindex, 
 from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import format_time
 
-from .sim import HANG, Control, Outcome, Sim, SimResult, make_plan, request_for, step
+from .sim import HANG, Control, Lost, Outcome, Sim, SimResult, make_plan, request_for, step
 
 MAX_ATTEMPTS = 4
 SETTINGS = settings(
@@ -36,6 +36,8 @@ class Scenario:
     max_parallel: int
     outcomes: dict[tuple[str, int], Outcome]
     controls: tuple[Control, ...]
+    rejected: bool = False
+    """The runbook needs a legal basis the request does not give: nothing may start."""
 
     def outcome(self, step_id: str, attempt: int) -> Outcome:
         return self.outcomes[(step_id, attempt)]
@@ -65,21 +67,33 @@ retry_policies = st.one_of(
 def _outcome(kind: str, quarter_seconds: int, v: int, kpis: dict[str, int]) -> Outcome:
     if kind == "hang":
         return HANG
+    if kind == "lost":
+        return Lost(quarter_seconds * 0.25)
     return (quarter_seconds * 0.25, kind == "ok", {"v": v}, kpis)
 
 
-outcomes = st.builds(
-    _outcome,
-    st.sampled_from(["ok", "ok", "ok", "fail", "fail", "hang"]),
-    st.integers(0, 40),  # duration in quarter seconds: whole milliseconds
-    st.integers(0, 9),
-    st.sampled_from([{}, {}, {"k1": 1}, {"k1": 2, "k2": 3}, {"k2": 4}]),
-)
+WORLDS = {
+    # outcome kinds an attempt draws from (repeats weight them)
+    "reliable": ["ok"] * 40 + ["fail"],
+    "flaky": ["ok"] * 4 + ["fail", "lost", "hang"],
+    "hostile": ["ok", "fail", "fail", "hang", "lost"],
+}
+
+
+def outcomes(world: str) -> st.SearchStrategy[Outcome]:
+    return st.builds(
+        _outcome,
+        st.sampled_from(WORLDS[world]),
+        st.integers(0, 40),  # duration in quarter seconds: whole milliseconds
+        st.integers(0, 9),
+        st.sampled_from([{}, {}, {"k1": 1}, {"k1": 2, "k2": 3}, {"k2": 4}]),
+    )
 
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     n = draw(st.integers(1, 25))
+    world = outcomes(draw(st.sampled_from(["reliable", "flaky", "reliable", "hostile"])))
     ids = [f"s{i:02d}" for i in range(n)]
     docs = []
     table: dict[tuple[str, int], Outcome] = {}
@@ -96,16 +110,17 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             )
         )
         for attempt in range(1, (retry["maxAttempts"] if retry else 1) + 1):
-            table[(sid, attempt)] = draw(outcomes)
-    plan = make_plan(*docs)
+            table[(sid, attempt)] = draw(world)
+    rejected = all(draw(st.booleans()) for _ in range(3))  # about 1 in 8
+    plan = make_plan(*docs, **({"legalBasisRequired": ["consent"]} if rejected else {}))
     controls: list[Control] = []
     for _ in range(draw(st.integers(0, 2))):
-        start = draw(st.integers(0, 60)) * 0.5
+        start = draw(st.integers(0, 30)) * 0.5
         length = draw(st.integers(0, 20)) * 0.5
         controls += [Control(start, {"paused": True}), Control(start + length, {"paused": False})]
-    if draw(st.integers(0, 2)) == 0:
-        controls.append(Control(draw(st.integers(0, 50)) * 0.5, {"cancel": True}))
-    return Scenario(plan, draw(st.integers(1, 5)), table, tuple(controls))
+    if draw(st.booleans()) and draw(st.booleans()):
+        controls.append(Control(draw(st.integers(0, 24)) * 0.5, {"cancel": True}))
+    return Scenario(plan, draw(st.integers(1, 5)), table, tuple(controls), rejected)
 
 
 def _decision_view(d: Decision) -> tuple[Any, ...]:
@@ -185,6 +200,17 @@ def check_invariants(sc: Scenario, res: SimResult) -> None:
 
     final = res.final
     assert final.status.terminal, final.status
+    if sc.rejected:
+        assert res.starts() == []
+        assert final.status is ExecutionStatus.FAILED
+        assert all(
+            s.status is StepStatus.SKIPPED and s.blocked_by == "<rejected>"
+            for s in final.steps.values()
+        )
+        types = res.event_types()
+        assert "EXECUTION_REJECTED" in types and "EXECUTION_STARTED" not in types
+        assert verify(res.chain.entries).valid
+        return
     for s in final.steps.values():
         assert s.status.terminal, f"{s.step_id} ended {s.status}"
         assert s.attempt <= plan.steps[s.step_id].max_attempts
@@ -218,7 +244,7 @@ def check_invariants(sc: Scenario, res: SimResult) -> None:
         s = final.steps[sid]
         if s.status is StepStatus.SUCCEEDED:
             outcome = sc.outcomes[(sid, s.attempt)]
-            assert outcome != HANG
+            assert isinstance(outcome, tuple)
             expected_kpis.update(outcome[3])
     assert dict(final.kpis) == expected_kpis
 
@@ -273,6 +299,10 @@ def test_random_executions_keep_the_invariants(sc: Scenario) -> None:
             event(str(t))
     if any(a.reason == "timeout" for _, a in res.stops()):
         event("timeout")
+    if any(isinstance(o, Lost) for o in sc.outcomes.values()):
+        event("lost attempts")
+    if sc.rejected:
+        event("rejected")
     check_invariants(sc, res)
     check_replays(sc, res)
 
