@@ -4,7 +4,8 @@
 # the same inputs finds the ".complete" stamp and returns at once.
 #
 #   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [etcd] [kind]
-#   (default: all but kind, which only `make kind-up` needs when kind is not on PATH)
+#   (default: kubernetes kwok helm; etcd only for ETCD_SOURCE=go, kind only for
+#   `make kind-up` when no kind is on PATH)
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null || die "go is required (Go >= 1.24)"
@@ -58,7 +59,7 @@ build_etcd() {
 }
 
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(kubernetes kwok helm etcd)
+[[ ${#targets[@]} -eq 0 ]] && targets=(kubernetes kwok helm)
 for t in "${targets[@]}"; do
   case "$t" in
     kubernetes|kwok|helm|etcd|kind) "build_${t}" ;;

@@ -30,6 +30,19 @@ if [[ "${MODE}" == full && -x "$(kube_bin kube-proxy)" ]]; then
   "$(kube_bin kube-proxy)" --cleanup >/dev/null 2>&1 || true
 fi
 
+# The kubelet's own chains (KUBE-FIREWALL, canaries, hint); kube-proxy --cleanup leaves them.
+for ipt in iptables ip6tables; do
+  command -v "$ipt" >/dev/null || continue
+  if [[ "${MODE}" == full ]]; then
+    while "$ipt" -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    while "$ipt" -t filter -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    for tc in filter:KUBE-FIREWALL filter:KUBE-KUBELET-CANARY nat:KUBE-KUBELET-CANARY \
+              mangle:KUBE-KUBELET-CANARY mangle:KUBE-IPTABLES-HINT; do
+      "$ipt" -t "${tc%%:*}" -F "${tc#*:}" 2>/dev/null && "$ipt" -t "${tc%%:*}" -X "${tc#*:}" 2>/dev/null || true
+    done
+  fi
+done
+
 # 3. Remove whatever containers are left, so their shims exit; then stop containerd.
 netns=()
 if pid_alive containerd; then
@@ -80,6 +93,18 @@ for ns in "${netns[@]}"; do
 done
 awk -v d="${CLUSTER_DIR}/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
   umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+done
+
+# The kubelet links container logs from /var/log/containers (not configurable); remove
+# the links that point into this cluster's podLogsDir.
+for l in /var/log/containers/*.log; do
+  [[ -L "$l" ]] || continue
+  case "$(readlink "$l")" in "${CLUSTER_DIR}/"*) rm -f "$l" ;; esac
+done
+
+# Directories containerd and the kubelet create outside the state dir, if now empty.
+for d in /run/containerd /var/log/containers; do
+  [[ -d "$d" ]] && find "$d" -depth -type d -empty -delete 2>/dev/null || true
 done
 
 # 6. Network: the bridge that cluster-up created.

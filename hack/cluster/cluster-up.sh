@@ -16,7 +16,9 @@
 [[ "$(id -u)" == 0 ]] || die "must run as root (kubelet, containerd, iptables)"
 MODE=full
 [[ "${KWOK:-0}" != 0 && -n "${KWOK:-}" ]] && MODE=kwok
-ETCD_SOURCE="${ETCD_SOURCE:-go}"   # go: etcd ${ETCD_VERSION} built from its module; debian: /usr/bin/etcd
+# debian: /usr/bin/etcd from etcd-server (3.4.23, accepted by the 1.34 apiserver);
+# go: etcd ${ETCD_VERSION} built from its Go module (hack/cluster/tools/etcd).
+ETCD_SOURCE="${ETCD_SOURCE:-debian}"
 
 # ---------------------------------------------------------------- health / idempotency
 api_ready() { kctl get --raw /readyz >/dev/null 2>&1; }
@@ -209,6 +211,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   # Locally built (hack/image/build.sh); nothing is ever pulled.
   sandbox_image = "${PAUSE_IMAGE}"
   enable_selinux = false
+  # This VM withholds CAP_SYS_RESOURCE even from root, so runc cannot lower a process's
+  # oom_score_adj (the sandbox's -998 fails with "failed to update /proc/self/oom_score_adj:
+  # Permission denied"). Clamp to containerd's own value instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -274,6 +280,7 @@ cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
 clusterDomain: cluster.local
+podLogsDir: ${CLUSTER_DIR}/pod-logs
 resolvConf: /etc/resolv.conf
 podCIDR: ${POD_CIDR}
 maxPods: 110
