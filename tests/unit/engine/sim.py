@@ -55,7 +55,15 @@ class Lost:
     reason: str = "worker vanished"
 
 
-Outcome = OutcomeTuple | Lost | Literal["hang"]
+@dataclass(frozen=True, slots=True)
+class Full:
+    """A complete executor result (evidence, citations, error text) after ``duration`` seconds."""
+
+    duration: float
+    result: StepExecutorResult
+
+
+Outcome = OutcomeTuple | Lost | Full | Literal["hang"]
 OutcomeFn = Callable[[str, int], Outcome]
 
 
@@ -229,13 +237,16 @@ class Sim:
                     lost = AttemptLost(action.step_id, action.attempt, outcome.reason)
                     self._push(done, _FINISH, lost)
                     continue
-                duration, success, output, kpis = outcome
-                result = StepExecutorResult(
-                    success=success,
-                    output=dict(output),
-                    kpis=dict(kpis),
-                    error=None if success else f"scripted failure of attempt {action.attempt}",
-                )
+                if isinstance(outcome, Full):
+                    duration, result = outcome.duration, outcome.result
+                else:
+                    duration, success, output, kpis = outcome
+                    result = StepExecutorResult(
+                        success=success,
+                        output=dict(output),
+                        kpis=dict(kpis),
+                        error=None if success else f"scripted failure of attempt {action.attempt}",
+                    )
                 done = at(duration, now)
                 pending[key] = done
                 self._push(done, _FINISH, AttemptFinished(action.step_id, action.attempt, result))

@@ -14,13 +14,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from runbook_engine.audit import verify
+from runbook_engine.canonical import canonical_sha256
+from runbook_engine.contract import Citation, Evidence, StepExecutorResult
 from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import Decision, is_done_for_dependents, reindex, schedule
 from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import format_time
 
-from .sim import HANG, Control, Lost, Outcome, Sim, SimResult, make_plan, request_for, step
+from .sim import HANG, Control, Full, Lost, Outcome, Sim, SimResult, make_plan, request_for, step
 
 MAX_ATTEMPTS = 4
 SETTINGS = settings(
@@ -64,18 +66,29 @@ retry_policies = st.one_of(
 )
 
 
-def _outcome(kind: str, quarter_seconds: int, v: int, kpis: dict[str, int]) -> Outcome:
+def _outcome(kind: str, duration_ms: int, v: int, kpis: dict[str, int]) -> Outcome:
+    duration = duration_ms / 1000
     if kind == "hang":
         return HANG
     if kind == "lost":
-        return Lost(quarter_seconds * 0.25)
-    return (quarter_seconds * 0.25, kind == "ok", {"v": v}, kpis)
+        return Lost(duration)
+    if kind == "evidence":
+        data = {"v": v}
+        result = StepExecutorResult(
+            success=True,
+            output={"v": v},
+            kpis=kpis,
+            evidence=[Evidence(id=f"ev{v}", type="test", data=data, hash=canonical_sha256(data))],
+            citations=[Citation(source="sim", version=str(v))],
+        )
+        return Full(duration, result)
+    return (duration, kind == "ok", {"v": v}, kpis)
 
 
 WORLDS = {
     # outcome kinds an attempt draws from (repeats weight them)
-    "reliable": ["ok"] * 40 + ["fail"],
-    "flaky": ["ok"] * 4 + ["fail", "lost", "hang"],
+    "reliable": ["ok"] * 40 + ["evidence"] * 4 + ["fail"],
+    "flaky": ["ok"] * 4 + ["evidence", "fail", "lost", "hang"],
     "hostile": ["ok", "fail", "fail", "hang", "lost"],
 }
 
@@ -84,7 +97,12 @@ def outcomes(world: str) -> st.SearchStrategy[Outcome]:
     return st.builds(
         _outcome,
         st.sampled_from(WORLDS[world]),
-        st.integers(0, 40),  # duration in quarter seconds: whole milliseconds
+        # whole milliseconds; mostly on a 250 ms grid so that things happen at the same instant
+        st.builds(
+            lambda quarters, jitter: quarters * 250 + jitter,
+            st.integers(0, 40),
+            st.sampled_from([0, 0, 0, 0, 1, 333]),
+        ),
         st.integers(0, 9),
         st.sampled_from([{}, {}, {"k1": 1}, {"k1": 2, "k2": 3}, {"k2": 4}]),
     )
@@ -163,6 +181,12 @@ def check_invariants(sc: Scenario, res: SimResult) -> None:
                 if after.steps[sid].status is StepStatus.PENDING:
                     assert after.steps[sid].next_attempt_at == retry_at
                 failed_at[(sid, n)] = now
+            if ev.event_type is LogEventType.STEP_SUCCEEDED:
+                prev = before.steps[str(ev.step_id)]
+                assert prev.status is StepStatus.RUNNING
+                assert prev.attempt_started_at is not None
+                duration = (now - prev.attempt_started_at) // timedelta(milliseconds=1)
+                assert ev.details["durationMs"] == duration
         for start in call.starts:
             sid = start.step_id
             spec = plan.steps[sid]
@@ -244,8 +268,15 @@ def check_invariants(sc: Scenario, res: SimResult) -> None:
         s = final.steps[sid]
         if s.status is StepStatus.SUCCEEDED:
             outcome = sc.outcomes[(sid, s.attempt)]
-            assert isinstance(outcome, tuple)
-            expected_kpis.update(outcome[3])
+            if isinstance(outcome, Full):
+                expected_kpis.update(outcome.result.kpis)
+                assert final.artifacts[sid]["evidence"] == [
+                    e.wire() for e in outcome.result.evidence
+                ]
+            else:
+                assert isinstance(outcome, tuple)
+                expected_kpis.update(outcome[3])
+                assert sid not in final.artifacts
     assert dict(final.kpis) == expected_kpis
 
     # audit
@@ -254,6 +285,8 @@ def check_invariants(sc: Scenario, res: SimResult) -> None:
     assert v.valid, str(v)
     assert len({e["logId"] for e in entries}) == len(entries)
     assert res.duplicate_events == 0
+    stamps = [e["timestamp"] for e in entries]
+    assert stamps == sorted(stamps), "audit timestamps go backwards"
     started = [e for e in entries if e["eventType"] == LogEventType.STEP_STARTED]
     assert len(started) == len(res.starts())
     terminal_events = [e["eventType"] for e in entries][-1]
