@@ -180,6 +180,8 @@ def verify(
             return bad(
                 f"hash mismatch: content was edited (stored {str(entry['hash'])[:16]}…, computed {recomputed[:16]}…)"
             )
+        if not isinstance(entry["logId"], str):
+            return bad(f"logId is not a string: {entry['logId']!r}")
         if entry["logId"] in seen_ids:
             return bad(f"duplicate logId {entry['logId']!r}")
         seen_ids.add(entry["logId"])

@@ -8,6 +8,7 @@ is documented as undetectable by the chain alone, but caught against a checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runbook_engine.audit import (
     ENTRY_FIELDS,
@@ -389,3 +392,45 @@ def test_empty_chain() -> None:
     v = verify([])
     assert v.valid and v.count == 0 and v.head == GENESIS_HASH
     assert not verify([], expected_count=1).valid
+
+
+# --- fuzz: any JSON in any field ----------------------------------------------------------------
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**60), 2**60),
+        st.floats(allow_nan=False),
+        st.text(max_size=8),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    index=st.integers(0, N - 1),
+    field=st.sampled_from(ENTRY_FIELDS),
+    value=json_values,
+    rehash=st.booleans(),
+)
+def test_any_json_in_any_field_is_reported_not_raised(
+    index: int, field: str, value: Any, rehash: bool
+) -> None:
+    """verify() is a checker: malformed input is a failed verification, never an exception."""
+    entries = fresh()
+    same = entries[index][field] == value and type(entries[index][field]) is type(value)
+    entries[index][field] = value
+    if rehash and field != "hash":
+        with contextlib.suppress(ValueError):  # not canonicalisable (an int beyond 2^53)
+            entries[index]["hash"] = entry_hash(entries[index])
+    v = verify(entries, expected_count=N, expected_head=ENTRIES[-1]["hash"])
+    if same:
+        assert v.valid
+    else:
+        assert not v.valid
+        assert v.bad_index in (index, index + 1, N - 1)
