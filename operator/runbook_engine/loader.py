@@ -34,9 +34,16 @@ def definition_from_document(doc: Any, *, source: str | None = None) -> RunbookD
             raise InvalidRunbook(
                 [Problem("kind", f"expected Runbook, got {kind!r}")], source=source
             )
-        body = dict(doc.get("spec") or {})
+        spec, metadata = doc.get("spec") or {}, doc.get("metadata") or {}
+        for part, value in (("metadata", metadata), ("spec", spec)):
+            if not isinstance(value, Mapping):
+                raise InvalidRunbook(
+                    [Problem(part, f"expected a mapping, got {type(value).__name__}")],
+                    source=source,
+                )
+        body = dict(spec)
         prefix = "spec"
-        name = (doc.get("metadata") or {}).get("name")
+        name = metadata.get("name")
         if "id" not in body and name:
             body["id"] = name
     try:

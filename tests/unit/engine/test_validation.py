@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runbook_engine.enums import ActionType
 from runbook_engine.loader import definition_from_document, load_plan, load_runbook_file
@@ -319,3 +321,98 @@ def test_legal_problems() -> None:
     ]
     free = definition_from_document(plain(s("a")))
     assert legal_problems(free, None, []) == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (
+            {"kind": "Runbook", "metadata": ["x"], "spec": {"steps": []}},
+            [("metadata", "expected a mapping, got list")],
+        ),
+        ({"kind": "Runbook", "spec": "ab"}, [("spec", "expected a mapping, got str")]),
+        ({"kind": "Runbook", "spec": [1]}, [("spec", "expected a mapping, got list")]),
+    ],
+)
+def test_malformed_manifest_parts_are_problems_not_crashes(
+    doc: Any, expected: list[tuple[str, str]]
+) -> None:
+    assert load_problems(doc) == expected
+
+
+# --- fuzz: any document gives a definition or InvalidRunbook, never a crash ---------------------
+
+json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=5)
+)
+json_any = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+step_ids = st.sampled_from(["a", "b", "c", "d"])
+step_docs = st.fixed_dictionaries(
+    {"id": st.one_of(step_ids, json_any)},
+    optional={
+        "actionType": st.one_of(st.sampled_from(["TRANSFORM", "NOTIFY", "X_Y", "bad"]), json_any),
+        "dependsOn": st.one_of(st.lists(step_ids, max_size=3), json_any),
+        "retryPolicy": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "maxAttempts": st.integers(-1, 101),
+                    "backoffSeconds": st.floats(-1, 100),
+                    "backoffMultiplier": st.floats(0, 3),
+                    "maxBackoffSeconds": st.one_of(st.none(), st.floats(-1, 100)),
+                },
+            ),
+            json_any,
+        ),
+        "timeoutMs": st.one_of(st.integers(-1, 10**6), json_any),
+        "skipOnFailure": st.one_of(st.booleans(), json_any),
+        "config": json_any,
+    },
+)
+bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.just("rb"), json_any),
+        "steps": st.one_of(st.lists(step_docs, max_size=5), json_any),
+        "legalBasisRequired": st.one_of(st.lists(st.sampled_from(["consent", "nope"])), json_any),
+        "maxParallelSteps": st.one_of(st.integers(-1, 2000), json_any),
+    },
+)
+documents = st.one_of(
+    bodies,
+    st.fixed_dictionaries(
+        {"kind": st.one_of(st.just("Runbook"), json_any)},
+        optional={
+            "metadata": st.one_of(st.fixed_dictionaries({"name": st.just("rb")}), json_any),
+            "spec": st.one_of(bodies, json_any),
+            "apiVersion": json_any,
+        },
+    ),
+    json_any,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents)
+def test_any_document_loads_or_raises_invalid_runbook(doc: Any) -> None:
+    try:
+        definition = definition_from_document(doc)
+    except InvalidRunbook as exc:
+        assert exc.problems
+        assert all(isinstance(p, Problem) and p.reason for p in exc.problems)
+        return
+    problems = graph_problems(definition, KNOWN)
+    if problems:
+        with pytest.raises(InvalidRunbook):
+            compile_plan(definition, KNOWN)
+    else:
+        plan = compile_plan(definition, KNOWN)
+        assert list(plan.order) == [s.id for s in definition.steps]
+        # a valid plan is a DAG: every dependency comes before its dependent in some order
+        assert find_cycle(plan.dependencies, list(plan.order)) is None
