@@ -19,7 +19,7 @@ from typing import Any
 from immutables import Map, MapMutation
 
 from runbook_engine.audit import AuditEvent
-from runbook_engine.canonical import canonical_sha256
+from runbook_engine.canonical import canonical_json, canonical_sha256
 from runbook_engine.contract import StepExecutorResult
 from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
 from runbook_engine.kpis import merge_step_kpis
@@ -356,7 +356,7 @@ class _Transition:
         )
         self.skip_descendants(sid, "failed")
 
-    def succeeded(self, current: StepState, result: StepExecutorResult) -> None:
+    def succeeded(self, current: StepState, result: StepExecutorResult, output_hash: str) -> None:
         sid = current.step_id
         self.finish_step(
             StepState(
@@ -392,7 +392,7 @@ class _Transition:
             sid,
             attempt=current.attempt,
             durationMs=(self.now - started) // timedelta(milliseconds=1),
-            outputHash=canonical_sha256(result.output),
+            outputHash=output_hash,
             kpis=dict(result.kpis),
             evidenceHashes=[e.hash for e in result.evidence],
         )
@@ -466,7 +466,15 @@ def _apply(t: _Transition, observation: Observation) -> None:
     if isinstance(observation, AttemptLost):
         t.attempt_failed(current, f"lost: {observation.reason}")
     elif observation.result.success:
-        t.succeeded(current, observation.result)
+        # The audit hashes output and KPIs (RFC 8785): a result it cannot hash (NaN, an int
+        # beyond 2^53) is a failed attempt, not an exception that would wedge the execution.
+        try:
+            output_hash = canonical_sha256(observation.result.output)
+            canonical_json(observation.result.kpis)
+        except (TypeError, ValueError) as exc:
+            t.attempt_failed(current, f"result is not canonical JSON (RFC 8785): {exc}")
+            return
+        t.succeeded(current, observation.result, output_hash)
     else:
         t.attempt_failed(current, observation.result.error or "failed without an error message")
 

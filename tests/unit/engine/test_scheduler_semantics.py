@@ -23,6 +23,7 @@ from runbook_engine.scheduler import (
 from .sim import (
     HANG,
     T0,
+    Full,
     SimulationError,
     at,
     cancel,
@@ -504,3 +505,30 @@ def test_previous_outputs_hold_all_transitive_ancestors_in_definition_order() ->
     assert (ctx.attempt, ctx.input, ctx.step_id, ctx.timeout_ms) == (2, {"q": 1}, "d", 300_000)
     first = build_context(plan, request_for(plan), res.final, "z", 1)
     assert first.previous_outputs == {}
+
+
+# --- results that cannot be hashed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "kpis"),
+    [
+        ({"id": 2**64}, {}),  # a 64-bit id: beyond the JSON safe-integer range
+        ({"x": float("nan")}, {}),
+        ({}, {"score": float("inf")}),
+    ],
+)
+def test_a_result_that_is_not_canonical_json_fails_the_attempt(
+    output: dict[str, object], kpis: dict[str, float]
+) -> None:
+    """The audit hashes outputs and KPIs (RFC 8785): an unhashable result must not crash the
+    scheduler (that would wedge the execution); it is a failed attempt, retried per policy."""
+    plan = make_plan(step("a", retry={"maxAttempts": 2, "backoffSeconds": 0}), step("b", "a"))
+    bad = Full(1, StepExecutorResult(success=True, output=output, kpis=kpis))
+    res = run(plan, {"a": [bad, ok(1, {"id": "18446744073709551616"})]})
+    [failed] = entries_of(res, "STEP_ATTEMPT_FAILED")
+    assert "not canonical JSON" in failed["details"]["error"]
+    assert res.start_times("a") == [at(0), at(1)]
+    assert res.final.status is ExecutionStatus.COMPLETED
+    assert res.final.outputs["a"] == {"id": "18446744073709551616"}
+    assert verify(res.events()).valid
