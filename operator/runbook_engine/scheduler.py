@@ -25,6 +25,7 @@ from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
 from runbook_engine.kpis import merge_step_kpis
 from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan, legal_problems
+from runbook_engine.problems import Problem
 from runbook_engine.state import ExecutionState, StepState
 
 # --- observations (what happened) -------------------------------------------------------------
@@ -409,6 +410,11 @@ def _start(t: _Transition) -> None:
     """PENDING → RUNNING, or → FAILED when a legal gate refuses the request."""
     plan, request, now = t.plan, t.request, t.now
     problems = legal_problems(plan.definition, request.legal_basis, request.data_licenses)
+    input_hash = ""
+    try:
+        input_hash = canonical_sha256(request.input)
+    except (TypeError, ValueError) as exc:  # e.g. an int beyond 2^53: the audit cannot hash it
+        problems.append(Problem("input", f"not canonical JSON (RFC 8785): {exc}"))
     if problems:
         text = "; ".join(str(p) for p in problems)
         t.emit(
@@ -443,7 +449,7 @@ def _start(t: _Transition) -> None:
         runbookId=definition.id,
         runbookVersion=definition.version,
         definitionHash=canonical_sha256(definition.model_dump(mode="json", by_alias=True)),
-        inputHash=canonical_sha256(request.input),
+        inputHash=input_hash,
         legalBasis=str(request.legal_basis) if request.legal_basis else None,
         dataLicenses=[str(x) for x in request.data_licenses],
         authorityIds=list(request.authority_ids),

@@ -532,3 +532,15 @@ def test_a_result_that_is_not_canonical_json_fails_the_attempt(
     assert res.final.status is ExecutionStatus.COMPLETED
     assert res.final.outputs["a"] == {"id": "18446744073709551616"}
     assert verify(res.events()).valid
+
+
+@pytest.mark.parametrize("bad", [2**64, float("nan")])
+def test_an_input_that_is_not_canonical_json_rejects_the_execution(bad: object) -> None:
+    plan = make_plan(step("a"))
+    res = run(plan, {}, request=request_for(plan, input={"ids": [1, bad]}))
+    assert res.starts() == []
+    assert res.final.status is ExecutionStatus.FAILED
+    [rejected] = entries_of(res, "EXECUTION_REJECTED")
+    [problem] = rejected["details"]["problems"]
+    assert problem["field"] == "input"
+    assert problem["reason"].startswith("not canonical JSON (RFC 8785)")
