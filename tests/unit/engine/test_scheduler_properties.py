@@ -13,16 +13,37 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runbook_engine.audit import verify
+from runbook_engine.audit import AuditChain, verify
 from runbook_engine.canonical import canonical_sha256
 from runbook_engine.contract import Citation, Evidence, StepExecutorResult
 from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
 from runbook_engine.plan import Plan
-from runbook_engine.scheduler import Decision, is_done_for_dependents, reindex, schedule
+from runbook_engine.scheduler import (
+    AttemptFinished,
+    AttemptLost,
+    Decision,
+    StartAttempt,
+    is_done_for_dependents,
+    new_execution,
+    reindex,
+    schedule,
+)
 from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import format_time
 
-from .sim import HANG, Control, Full, Lost, Outcome, Sim, SimResult, make_plan, request_for, step
+from .sim import (
+    HANG,
+    T0,
+    Control,
+    Full,
+    Lost,
+    Outcome,
+    Sim,
+    SimResult,
+    make_plan,
+    request_for,
+    step,
+)
 
 MAX_ATTEMPTS = 4
 SETTINGS = settings(
@@ -362,3 +383,84 @@ def test_same_script_same_run(sc: Scenario) -> None:
     a, b = sc.run(), sc.run()
     assert [e["hash"] for e in a.chain.entries] == [e["hash"] for e in b.chain.entries]
     assert a.final == b.final
+
+
+@st.composite
+def chaos(draw: st.DrawFn) -> tuple[Scenario, list[tuple[int, dict[str, Any], list[Any]]]]:
+    """A scenario plus arbitrary calls: any step (or an unknown one), any attempt number, any
+    result, at non-decreasing times with arbitrary pause/cancel levels."""
+    sc = draw(scenarios())
+    ids = [*sc.plan.order, "ghost"]
+    observation = st.one_of(
+        st.builds(
+            AttemptFinished,
+            st.sampled_from(ids),
+            st.integers(0, MAX_ATTEMPTS + 1),
+            st.builds(
+                StepExecutorResult,
+                success=st.booleans(),
+                output=st.dictionaries(st.sampled_from("xy"), st.integers(0, 3), max_size=1),
+                kpis=st.dictionaries(st.sampled_from(["k1"]), st.integers(0, 3), max_size=1),
+            ),
+        ),
+        st.builds(
+            AttemptLost, st.sampled_from(ids), st.integers(0, MAX_ATTEMPTS + 1), st.just("x")
+        ),
+    )
+    calls = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, 3000),  # ms since the previous call
+                st.fixed_dictionaries(
+                    {"paused": st.booleans(), "cancel": st.integers(0, 9).map(lambda x: x == 9)}
+                ),
+                st.lists(observation, max_size=4),
+            ),
+            max_size=30,
+        )
+    )
+    return sc, calls
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chaos())
+def test_arbitrary_observations_never_break_the_state(
+    case: tuple[Scenario, list[tuple[int, dict[str, Any], list[Any]]]],
+) -> None:
+    sc, calls = case
+    plan = sc.plan
+    request = request_for(plan, max_parallel_steps=sc.max_parallel)
+    now = T0
+    state = new_execution(plan, "exec-1", now)
+    chain = AuditChain("exec-1")
+    for delta_ms, levels, observations in [(0, {}, []), *calls]:
+        now += timedelta(milliseconds=delta_ms)
+        request = request.model_copy(update=levels)
+        before = state
+        d = schedule(plan, request, state, observations, now)
+        state = d.state
+        for ev in d.events:
+            chain.append(ev, actor_id="chaos", timestamp=now)
+        running = [s for s in state.steps.values() if s.status is StepStatus.RUNNING]
+        assert len(running) <= sc.max_parallel
+        assert state.running == {s.step_id for s in running}
+        if d.actions and any(isinstance(a, StartAttempt) for a in d.actions):
+            assert state.status is ExecutionStatus.RUNNING
+        for s in state.steps.values():
+            assert s.attempt <= plan.steps[s.step_id].max_attempts
+            if before.steps[s.step_id].status.terminal:
+                assert s == before.steps[s.step_id]
+        if state.status.terminal:
+            assert all(s.status.terminal for s in state.steps.values())
+        # the derived indexes always match a rebuild from the step statuses
+        rebuilt = reindex(plan, ExecutionState.from_wire(state.to_wire()))
+        assert (rebuilt.ready, rebuilt.unfinished, rebuilt.failed, rebuilt.running) == (
+            state.ready,
+            state.unfinished,
+            state.failed,
+            state.running,
+        )
+        assert dict(rebuilt.remaining) == dict(state.remaining)
+        waiting = {sid for sid in state.ready if state.steps[sid].next_attempt_at is not None}
+        assert waiting <= set(getattr(state, "retry_waiting", waiting))
+    assert verify(chain.entries).valid
