@@ -613,6 +613,30 @@ def _next_wakeup(t: _Transition) -> datetime | None:
     return min(candidates) if candidates else None
 
 
+def _reject_late_control(t: _Transition) -> None:
+    """A pause or cancel asked of a finished execution is refused (once in the log).
+
+    `paused: true` left over from before the finish (more pauses than resumes: it finished
+    while paused) is not a new request and is not reported.
+    """
+    request, state = t.request, t.old
+    wants = []
+    if request.paused and state.pauses <= state.resumes:
+        wants.append("PAUSE")
+    if request.cancel and t.status is not ExecutionStatus.CANCELLED:
+        wants.append("CANCEL")
+    for action in wants:
+        reason = f"execution already {t.status}"
+        t.warnings.append(f"cannot {action.lower()}: {reason}")
+        t.emit(
+            f"control-rejected/{action.lower()}",
+            LogEventType.CONTROL_REJECTED,
+            None,
+            action=action,
+            reason=reason,
+        )
+
+
 def schedule(
     plan: Plan,
     request: ExecutionRequest,
@@ -623,17 +647,8 @@ def schedule(
     """One deterministic transition. Safe to call repeatedly: replays change nothing."""
     t = _Transition(plan, request, state, now)
     if t.status.terminal:
-        for obs in observations:  # late results never overwrite a terminal state
-            del obs
-        if request.paused and t.status is not ExecutionStatus.CANCELLED:
-            t.warnings.append(f"cannot pause: execution already {t.status}")
-            t.emit(
-                "control-rejected/pause",
-                LogEventType.CONTROL_REJECTED,
-                None,
-                action="PAUSE",
-                reason=f"execution already {t.status}",
-            )
+        # Late results never overwrite a terminal state; observations are dropped.
+        _reject_late_control(t)
         return Decision(t.build(), (), tuple(t.events), None, tuple(t.warnings))
 
     if t.status is ExecutionStatus.PENDING:

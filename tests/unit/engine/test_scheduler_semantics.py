@@ -370,6 +370,35 @@ def test_pausing_a_finished_execution_is_rejected() -> None:
         assert d.state == res.final and d.actions == ()
 
 
+def test_cancelling_a_finished_execution_is_rejected() -> None:
+    plan = make_plan(step("a"))
+    res = run(plan, {"a": ok(1)})
+    d = schedule(plan, request_for(plan, cancel=True), res.final, [], at(9))
+    assert d.warnings == ("cannot cancel: execution already COMPLETED",)
+    assert [(e.event_type, e.details["action"]) for e in d.events] == [
+        (LogEventType.CONTROL_REJECTED, "CANCEL")
+    ]
+    assert d.state == res.final and d.actions == ()
+
+
+def test_a_pause_left_over_from_before_the_finish_is_not_a_new_request() -> None:
+    """Finished while paused (running work ended, nothing left): `paused: true` lingers."""
+    plan = make_plan(step("a"))
+    first = schedule(plan, request_for(plan), new_execution(plan, "e", T0), [], T0)
+    paused = schedule(plan, request_for(plan, paused=True), first.state, [], at(1))
+    assert paused.state.status is ExecutionStatus.PAUSED
+    done = schedule(
+        plan,
+        request_for(plan, paused=True),
+        paused.state,
+        [AttemptFinished("a", 1, StepExecutorResult(success=True))],
+        at(2),
+    )
+    assert done.state.status is ExecutionStatus.COMPLETED
+    again = schedule(plan, request_for(plan, paused=True), done.state, [], at(3))
+    assert again.warnings == () and again.events == ()
+
+
 def test_terminal_execution_ignores_observations() -> None:
     plan = make_plan(step("a"))
     res = run(plan, {"a": ok(1)})
