@@ -87,7 +87,11 @@ def test_redact_without_secrets_is_identity() -> None:
     assert redact(data, [""]) is data
 
 
-secret_text = st.text(min_size=1, max_size=12).filter(lambda s: s not in REDACTED)
+# Keys are redacted too (a secret inside "nested" rewrites that key), so the property below
+# draws secrets that do not occur in its own key names.
+secret_text = st.text(min_size=1, max_size=12).filter(
+    lambda s: s not in REDACTED and not any(s in key for key in ("msg", "nested", "k"))
+)
 
 
 @given(secret=secret_text, before=st.text(max_size=10), after=st.text(max_size=10))
