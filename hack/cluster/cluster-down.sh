@@ -44,19 +44,24 @@ for ipt in iptables ip6tables; do
 done
 
 # 3. Remove whatever containers are left, so their shims exit; then stop containerd.
+# Network namespaces of the pods whose tasks still exist (their OCI specs are in
+# containerd's state dir); removed after the containers are gone.
 netns=()
+if [[ -d "${CLUSTER_DIR}/containerd/state" ]]; then
+  while IFS= read -r ns; do [[ -n "$ns" ]] && netns+=("$ns"); done < <(
+    find "${CLUSTER_DIR}/containerd/state" -maxdepth 4 -name config.json -print0 2>/dev/null \
+      | xargs -0 -r python3 -c '
+import json, sys
+for f in sys.argv[1:]:
+    try:
+        for n in json.load(open(f)).get("linux", {}).get("namespaces", []):
+            if n.get("type") == "network" and n.get("path", "").startswith("/var/run/netns/cni-"):
+                print(n["path"])
+    except Exception:
+        pass' | sort -u)
+fi
 if pid_alive containerd; then
   for id in $("${CTR[@]}" containers ls -q 2>/dev/null); do
-    ns="$("${CTR[@]}" containers info "$id" 2>/dev/null | python3 -c '
-import json, sys
-try:
-    spec = json.load(sys.stdin).get("Spec", {})
-    for n in spec.get("linux", {}).get("namespaces", []):
-        if n.get("type") == "network" and n.get("path"):
-            print(n["path"])
-except Exception:
-    pass' || true)"
-    [[ -n "$ns" ]] && netns+=("$ns")
     "${CTR[@]}" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
   done
   sleep 1
@@ -65,15 +70,25 @@ except Exception:
     "${CTR[@]}" containers delete "$id" >/dev/null 2>&1 || true
   done
 fi
-# A shim still alive (e.g. containerd died first) is stopped by the pid it recorded.
+# Containers still alive (e.g. containerd was killed first) are found through the init.pid
+# files in containerd's state dir; their parent is the shim, which is stopped too after
+# checking that it is a shim of *this* containerd (its -address is our socket).
 if [[ -d "${CLUSTER_DIR}/containerd/state" ]]; then
+  procs=() shims=()
   while IFS= read -r f; do
     pid="$(cat "$f" 2>/dev/null || true)"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-      log "stopping containerd shim (pid ${pid})"
-      kill -KILL "$pid" 2>/dev/null || true
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || continue
+    ppid="$(awk '/^PPid:/ {print $2}' "/proc/${pid}/status" 2>/dev/null || true)"
+    [[ -n "$ppid" ]] || continue
+    if tr '\0' ' ' <"/proc/${ppid}/cmdline" 2>/dev/null | grep -qF -- "-address ${CONTAINERD_SOCK} "; then
+      procs+=("$pid"); shims+=("$ppid")
     fi
-  done < <(find "${CLUSTER_DIR}/containerd/state" -name shim.pid 2>/dev/null)
+  done < <(find "${CLUSTER_DIR}/containerd/state" -maxdepth 4 -name init.pid 2>/dev/null)
+  if ((${#procs[@]})); then
+    log "stopping leftover container processes ${procs[*]} and their shims $(printf '%s\n' "${shims[@]}" | sort -u | xargs)"
+    kill -KILL "${procs[@]}" 2>/dev/null || true
+    kill -KILL "${shims[@]}" 2>/dev/null || true
+  fi
 fi
 stop_pid containerd 30
 

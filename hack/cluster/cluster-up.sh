@@ -80,7 +80,7 @@ start() {
   local name="$1"; shift
   log "starting ${name}"
   setsid "$@" >"${LOGS}/${name}.log" 2>&1 </dev/null &
-  echo $! >"${PIDS}/${name}.pid"
+  record_pid "${name}" $!
 }
 fail() { log "ERROR: $1; last lines of ${LOGS}/$2.log:"; tail -25 "${LOGS}/$2.log" >&2 || true; exit 1; }
 
@@ -254,7 +254,8 @@ EOF
   start containerd containerd --config "${CLUSTER_DIR}/containerd/config.toml"
   wait_until containerd 30 ctr --address "${CONTAINERD_SOCK}" version || fail "containerd did not start" containerd
   "${CLUSTER_HACK_DIR}/import-images.sh"
-  ctr --address "${CONTAINERD_SOCK}" -n k8s.io images ls -q | grep -qF "${PAUSE_IMAGE}" \
+  images="$(ctr --address "${CONTAINERD_SOCK}" -n k8s.io images ls -q)"
+  grep -qxF "${PAUSE_IMAGE}" <<<"${images}" \
     || log "WARNING: ${PAUSE_IMAGE} is not in containerd; run 'make image' (pods cannot start without it)"
 
   cat >"${CLUSTER_DIR}/kubelet/config.yaml" <<EOF

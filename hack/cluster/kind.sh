@@ -13,6 +13,7 @@
 KIND_NAME="${KIND_NAME:-runbook}"
 KIND_DIR="${RUNBOOK_CACHE}/kind"
 KIND_KUBECONFIG="${KIND_DIR}/kubeconfig"
+PIDS="${KIND_DIR}"   # kwok's PID file (lib.sh record_pid/stop_pid)
 IMAGE="${IMAGE:-runbook-operator:dev}"
 mkdir -p "${KIND_DIR}"
 
@@ -33,12 +34,12 @@ case "${1:-}" in
     # kwok as a local process against kind's API server, same stages and node shape as
     # the local cluster, so the kwok tests run here too.
     "${CLUSTER_HACK_DIR}/build-tools.sh" kubernetes kwok
-    if ! { [[ -f "${KIND_DIR}/kwok.pid" ]] && kill -0 "$(cat "${KIND_DIR}/kwok.pid")" 2>/dev/null; }; then
+    if ! pid_alive kwok; then
       setsid "$(kwok_bin)" --kubeconfig "${KIND_KUBECONFIG}" --config "${CLUSTER_HACK_DIR}/kwok/stages.yaml" \
         --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
         --node-lease-duration-seconds 40 --cidr 10.245.0.0/16 --node-ip 10.245.255.254 \
         --server-address 127.0.0.1:10248 >"${KIND_DIR}/kwok.log" 2>&1 </dev/null &
-      echo $! >"${KIND_DIR}/kwok.pid"
+      record_pid kwok $!
     fi
     ADMIN_KUBECONFIG="${KIND_KUBECONFIG}" "${CLUSTER_HACK_DIR}/kwok-nodes.sh"
     echo "export KUBECONFIG=${KIND_KUBECONFIG}"
@@ -47,10 +48,7 @@ case "${1:-}" in
     "${KIND}" load docker-image "${IMAGE}" --name "${KIND_NAME}"
     ;;
   down)
-    if [[ -f "${KIND_DIR}/kwok.pid" ]]; then
-      kill "$(cat "${KIND_DIR}/kwok.pid")" 2>/dev/null || true
-      rm -f "${KIND_DIR}/kwok.pid"
-    fi
+    stop_pid kwok
     "${KIND}" delete cluster --name "${KIND_NAME}"
     ;;
   *) die "usage: $0 up|load|down" ;;

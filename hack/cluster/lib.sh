@@ -58,19 +58,34 @@ CONTAINERD_SOCK="${CLUSTER_DIR}/containerd/containerd.sock"
 
 kctl() { "$(kube_bin kubectl)" --kubeconfig "${ADMIN_KUBECONFIG}" "$@"; }
 
-pid_alive() {  # name -> true when pids/NAME.pid names a live process
-  local f="${PIDS}/$1.pid" pid
-  [[ -f "$f" ]] || return 1
-  pid="$(cat "$f")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+# A PID file holds "PID STARTTIME" (field 22 of /proc/PID/stat), so that a PID reused by
+# another process after a reboot or crash is never mistaken for ours.
+proc_starttime() {
+  local s
+  s="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  s="${s##*) }"
+  local -a f
+  read -ra f <<<"$s"
+  echo "${f[19]}"
 }
+record_pid() {  # NAME PID -> pids/NAME.pid
+  echo "$2 $(proc_starttime "$2" || echo 0)" >"${PIDS}/$1.pid"
+}
+recorded_pid() {  # NAME -> the PID in pids/NAME.pid if that process is still the one recorded
+  local f="${PIDS}/$1.pid" pid start
+  [[ -f "$f" ]] || return 1
+  read -r pid start <"$f" || true
+  [[ -n "${pid:-}" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ -z "${start:-}" || "$(proc_starttime "$pid")" == "$start" ]] || return 1
+  echo "$pid"
+}
+pid_alive() { recorded_pid "$1" >/dev/null; }
 
 # stop_pid NAME [TIMEOUT]: TERM, wait, KILL the process in pids/NAME.pid; remove the file.
 stop_pid() {
   local name="$1" timeout="${2:-20}" f="${PIDS}/$1.pid" pid i
   [[ -f "$f" ]] || return 0
-  pid="$(cat "$f")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+  if pid="$(recorded_pid "$name")"; then
     log "stopping ${name} (pid ${pid})"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < timeout * 5; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
