@@ -20,7 +20,7 @@ for c in kwok kube-scheduler kube-controller-manager; do stop_pid "$c"; done
 if pid_alive kubelet && pid_alive kube-apiserver && [[ -x "$(kube_bin kubectl)" ]]; then
   log "deleting all pods so the kubelet tears them down"
   kctl delete pods --all --all-namespaces --grace-period=0 --wait=false >/dev/null 2>&1 || true
-  running() { "${CTR[@]}" tasks ls 2>/dev/null | awk 'NR>1 && $3=="RUNNING"' | grep -q .; }
+  running() { [[ -n "$("${CTR[@]}" tasks ls 2>/dev/null | awk 'NR>1 && $3=="RUNNING"')" ]]; }
   for _ in $(seq 1 60); do running || break; sleep 1; done
 fi
 stop_pid kubelet
@@ -80,7 +80,8 @@ if [[ -d "${CLUSTER_DIR}/containerd/state" ]]; then
     [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || continue
     ppid="$(awk '/^PPid:/ {print $2}' "/proc/${pid}/status" 2>/dev/null || true)"
     [[ -n "$ppid" ]] || continue
-    if tr '\0' ' ' <"/proc/${ppid}/cmdline" 2>/dev/null | grep -qF -- "-address ${CONTAINERD_SOCK} "; then
+    cmdline="$(tr '\0' ' ' <"/proc/${ppid}/cmdline" 2>/dev/null || true)"
+    if [[ "${cmdline}" == *"-address ${CONTAINERD_SOCK} "* ]]; then
       procs+=("$pid"); shims+=("$ppid")
     fi
   done < <(find "${CLUSTER_DIR}/containerd/state" -maxdepth 4 -name init.pid 2>/dev/null)

@@ -156,7 +156,7 @@ start etcd "${ETCD_BIN}" --name runbook --data-dir "${CLUSTER_DIR}/etcd" \
   --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
   --initial-cluster "runbook=http://127.0.0.1:${ETCD_PEER_PORT}" \
   --quota-backend-bytes 2147483648 --snapshot-count 10000 \
-  $("${ETCD_BIN}" --help 2>&1 | grep -q -- '--unsafe-no-fsync' && echo --unsafe-no-fsync)
+  $([[ "$("${ETCD_BIN}" --help 2>&1)" == *--unsafe-no-fsync* ]] && echo --unsafe-no-fsync)
 wait_until etcd 30 curl -fsS "http://127.0.0.1:${ETCD_CLIENT_PORT}/health" || fail "etcd did not start" etcd
 
 # ---------------------------------------------------------------- control plane
