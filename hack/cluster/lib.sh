@@ -7,6 +7,12 @@ REPO_ROOT="$(cd "${CLUSTER_HACK_DIR}/../.." && pwd)"
 # shellcheck source=versions.env
 . "${CLUSTER_HACK_DIR}/versions.env"
 
+# ip, iptables, sysctl, dockerd, runc live in sbin; CI environments may not have it on PATH.
+for d in /usr/local/sbin /usr/sbin /sbin; do
+  case ":${PATH}:" in *":$d:"*) ;; *) PATH="${PATH}:$d" ;; esac
+done
+export PATH
+
 RUNBOOK_CACHE="${RUNBOOK_CACHE:-/var/cache/runbook-operator}"
 export RUNBOOK_CACHE
 CLUSTER_DIR="${CLUSTER_DIR:-${RUNBOOK_CACHE}/cluster}"
