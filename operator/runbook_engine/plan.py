@@ -23,24 +23,20 @@ class Plan:
 
     def ancestors(self, step_id: str) -> list[str]:
         """Every transitive upstream step, in definition order."""
-        seen: set[str] = set()
-        stack = list(self.dependencies[step_id])
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(self.dependencies[current])
-        return sorted(seen, key=self.position.__getitem__)
+        return self._closure(step_id, self.dependencies)
 
     def descendants(self, step_id: str) -> list[str]:
         """Every transitive downstream step, in definition order."""
+        return self._closure(step_id, self.dependents)
+
+    def _closure(self, step_id: str, edges: Mapping[str, tuple[str, ...]]) -> list[str]:
         seen: set[str] = set()
-        stack = list(self.dependents[step_id])
+        stack = list(edges[step_id])
         while stack:
             current = stack.pop()
             if current not in seen:
                 seen.add(current)
-                stack.extend(self.dependents[current])
+                stack.extend(edges[current])
         return sorted(seen, key=self.position.__getitem__)
 
 
