@@ -123,7 +123,8 @@ for d in /run/containerd /var/log/containers; do
   [[ -d "$d" ]] && find "$d" -depth -type d -empty -delete 2>/dev/null || true
 done
 
-# 6. Network: the bridge that cluster-up created.
+# 6. Network: the egress guard and the bridge that cluster-up created.
+while iptables -D "${EGRESS_RULE[@]}" 2>/dev/null; do :; done
 if [[ -f "${CLUSTER_DIR}/created-bridge" ]] && ip link show "${CNI_BRIDGE}" >/dev/null 2>&1; then
   log "deleting bridge ${CNI_BRIDGE}"
   ip link delete "${CNI_BRIDGE}" 2>/dev/null || true

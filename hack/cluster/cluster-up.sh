@@ -248,6 +248,10 @@ EOF
   ]
 }
 EOF
+  # Nothing from a pod is forwarded off this machine, whatever net.ipv4.ip_forward says
+  # (dockerd, for one, turns it on): Service traffic to the apiserver is DNATed to the
+  # node's own address and never forwarded; pod-to-pod traffic stays inside POD_CIDR.
+  iptables -C "${EGRESS_RULE[@]}" 2>/dev/null || iptables -I "${EGRESS_RULE[@]}"
   # Service traffic from pods crosses the bridge: let iptables (kube-proxy) see it.
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || log "warning: cannot set bridge-nf-call-iptables"
 
@@ -313,6 +317,9 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 EOF
   start kube-proxy "$(kube_bin kube-proxy)" --config "${CLUSTER_DIR}/kube-proxy/config.yaml" --v 1
   wait_until "node ${NODE_NAME} Ready" 120 node_ready || fail "node did not become Ready" kubelet
+  # Pods reach the API through the `kubernetes` Service only once kube-proxy has synced.
+  svc_rule() { [[ "$(iptables -t nat -S KUBE-SERVICES 2>/dev/null)" == *"${KUBERNETES_SVC_IP}/32"* ]]; }
+  wait_until "kube-proxy rules for ${KUBERNETES_SVC_IP}" 60 svc_rule || fail "kube-proxy did not sync" kube-proxy
 fi
 
 # ---------------------------------------------------------------- kwok fake nodes

@@ -55,6 +55,8 @@ API_PORT="${API_PORT:-6443}"
 ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-2379}"
 ETCD_PEER_PORT="${ETCD_PEER_PORT:-2380}"
 KWOK_NODES="${KWOK_NODES:-2}"
+# Pods may talk to each other and to this node, never beyond it (see docs/cluster.md).
+EGRESS_RULE=(FORWARD -s "${POD_CIDR}" ! -d "${POD_CIDR}" -m comment --comment runbook-operator-pod-egress -j DROP)
 
 PKI="${CLUSTER_DIR}/pki"
 PIDS="${CLUSTER_DIR}/pids"

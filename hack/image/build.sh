@@ -37,7 +37,7 @@ ensure_docker() {
   log "starting dockerd (log: ${DOCKER_DIR}/dockerd.log)"
   # No iptables rules and no default bridge: builds use --network host, and Docker's
   # FORWARD policy must not interfere with the cluster's pod network.
-  setsid dockerd --iptables=false --ip-masq=false --bridge=none \
+  setsid dockerd --iptables=false --ip-masq=false --ip-forward=false --bridge=none \
     --pidfile "${DOCKER_DIR}/dockerd.pid" >"${DOCKER_DIR}/dockerd.log" 2>&1 < /dev/null &
   STARTED_DOCKERD=1
   [[ -n "${KEEP_DOCKERD:-}" ]] || trap stop_dockerd EXIT
