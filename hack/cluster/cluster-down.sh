@@ -125,6 +125,9 @@ done
 
 # 6. Network: the egress guard and the bridge that cluster-up created.
 while iptables -D "${EGRESS_RULE[@]}" 2>/dev/null; do :; done
+if [[ -f "${CLUSTER_DIR}/ip_forward.orig" ]]; then
+  sysctl -qw "net.ipv4.ip_forward=$(cat "${CLUSTER_DIR}/ip_forward.orig")" 2>/dev/null || true
+fi
 if [[ -f "${CLUSTER_DIR}/created-bridge" ]] && ip link show "${CNI_BRIDGE}" >/dev/null 2>&1; then
   log "deleting bridge ${CNI_BRIDGE}"
   ip link delete "${CNI_BRIDGE}" 2>/dev/null || true

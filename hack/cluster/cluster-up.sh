@@ -252,6 +252,8 @@ EOF
   # (dockerd, for one, turns it on): Service traffic to the apiserver is DNATed to the
   # node's own address and never forwarded; pod-to-pod traffic stays inside POD_CIDR.
   iptables -C "${EGRESS_RULE[@]}" 2>/dev/null || iptables -I "${EGRESS_RULE[@]}"
+  # The bridge plugin (isGateway) switches ip_forward on; cluster-down restores this value.
+  cat /proc/sys/net/ipv4/ip_forward >"${CLUSTER_DIR}/ip_forward.orig"
   # Service traffic from pods crosses the bridge: let iptables (kube-proxy) see it.
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || log "warning: cannot set bridge-nf-call-iptables"
 
