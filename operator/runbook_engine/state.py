@@ -132,7 +132,10 @@ class ExecutionState:
             out["message"] = self.message
         order = self.order or tuple(self.steps)
         out["steps"] = [self.steps[sid].to_wire() for sid in order]
-        out["kpis"] = dict(self.kpis)
+        # Steps finish in any order; list KPIs by the step that set them (definition order).
+        out["kpis"] = dict(
+            sorted(self.kpis.items(), key=lambda kv: self.kpi_sources.get(kv[0], -1))
+        )
         if self.kpi_sources:
             out["kpiSources"] = dict(self.kpi_sources)
         if with_outputs:

@@ -225,7 +225,9 @@ def run(
     elif output is Output.yaml:
         sys.stdout.write(yaml.safe_dump(final, sort_keys=False))
     else:
-        Console().print(steps_table(plan, state))
+        out = Console()
+        if not (live_tty and out.is_terminal):  # the live table already shows the final steps
+            out.print(steps_table(plan, state))
         if state.kpis:
             Console().print(
                 "KPIs: " + json.dumps(dict(state.kpis), default=str), markup=False, highlight=False

@@ -517,6 +517,20 @@ def test_kpi_merge_later_in_definition_order_wins(first: float, second: float) -
     assert failed["details"]["kpis"] == {"confidence": 0.9, "found": 3, "extra": True}
 
 
+def test_wire_kpis_are_listed_in_definition_order_whatever_the_completion_order() -> None:
+    plan = make_plan(step("first"), step("second"), step("third"))
+    res = run(
+        plan,
+        {
+            "first": ok(3, kpis={"a": 1, "b": 2}),
+            "second": ok(2, kpis={"c": 3}),
+            "third": ok(1, kpis={"d": 4}),
+        },
+    )
+    assert list(res.final.kpis) == ["d", "c", "a", "b"]  # completion order
+    assert list(res.final.to_wire()["kpis"]) == ["a", "b", "c", "d"]
+
+
 def test_previous_outputs_hold_all_transitive_ancestors_in_definition_order() -> None:
     plan = make_plan(
         step("z"),
