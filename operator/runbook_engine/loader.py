@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
-from runbook_engine.plan import Plan, compile_plan, graph_problems
+from runbook_engine.plan import Plan, compile_plan
 from runbook_engine.problems import InvalidRunbook, Problem, problems_from_pydantic
 
 API_GROUP = "runbook-operator.dev"
@@ -86,8 +86,8 @@ def read_yaml_documents(path: Path) -> list[Any]:
         ) from None
 
 
-def load_runbook_file(path: Path) -> RunbookDefinition:
-    """The single Runbook in a YAML/JSON file (other kinds in the same file are ignored)."""
+def _runbook_document(path: Path) -> Mapping[str, Any]:
+    """The single Runbook document in a YAML/JSON file (other kinds in it are ignored)."""
     docs = read_yaml_documents(path)
     runbooks = [d for d in docs if isinstance(d, Mapping) and (d.get("kind") in (None, "Runbook"))]
     if not runbooks:
@@ -97,24 +97,22 @@ def load_runbook_file(path: Path) -> RunbookDefinition:
             [Problem("", f"{len(runbooks)} Runbook documents found; expected one")],
             source=str(path),
         )
-    return definition_from_document(runbooks[0], source=str(path))
+    return runbooks[0]
+
+
+def load_runbook_file(path: Path) -> RunbookDefinition:
+    """The single Runbook in a YAML/JSON file (other kinds in the same file are ignored)."""
+    return definition_from_document(_runbook_document(path), source=str(path))
 
 
 def load_plan(path: Path, known_action_types: Collection[str] | None = None) -> Plan:
-    """Load and fully validate (structure and graph)."""
-    definition = load_runbook_file(path)
-    problems = graph_problems(definition, known_action_types)
-    if problems:
+    """Load and fully validate (structure and graph); graph problems get manifest paths."""
+    doc = _runbook_document(path)
+    definition = definition_from_document(doc, source=str(path))
+    try:
+        return compile_plan(definition, known_action_types)
+    except InvalidRunbook as exc:
+        prefix = "spec." if doc.get("kind") == "Runbook" else ""
         raise InvalidRunbook(
-            [
-                Problem(f"spec.{p.field}" if _is_manifest(path) else p.field, p.reason)
-                for p in problems
-            ],
-            source=str(path),
-        )
-    return compile_plan(definition, known_action_types)
-
-
-def _is_manifest(path: Path) -> bool:
-    docs = read_yaml_documents(path)
-    return any(isinstance(d, Mapping) and d.get("kind") == "Runbook" for d in docs)
+            [Problem(prefix + p.field, p.reason) for p in exc.problems], source=str(path)
+        ) from None

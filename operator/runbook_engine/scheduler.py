@@ -27,6 +27,7 @@ from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan, legal_problems
 from runbook_engine.problems import Problem
 from runbook_engine.state import ExecutionState, StepState
+from runbook_engine.timeutil import format_time
 
 # --- observations (what happened) -------------------------------------------------------------
 
@@ -311,7 +312,7 @@ class _Transition:
                 attempt=current.attempt,
                 maxAttempts=spec.max_attempts,
                 error=error,
-                retryAt=_iso(retry_at),
+                retryAt=format_time(retry_at),
             )
             return
         attempts = f"{current.attempt} attempt{'s' if current.attempt != 1 else ''}"
@@ -398,12 +399,6 @@ class _Transition:
             evidenceHashes=[e.hash for e in result.evidence],
         )
         self.release_dependents(sid)
-
-
-def _iso(value: datetime) -> str:
-    from runbook_engine.timeutil import format_time
-
-    return format_time(value)
 
 
 def _start(t: _Transition) -> None:
@@ -565,7 +560,7 @@ def _launch(t: _Transition) -> None:
             sid,
             attempt=attempt,
             actionType=spec.action_type,
-            deadline=_iso(deadline),
+            deadline=format_time(deadline),
         )
     t.ready = still_ready
 
