@@ -16,17 +16,23 @@ from runbook_engine.contract import (
     StepExecutorResult,
 )
 
-__all__ = ["BaseStepExecutor", "canonical_sha256", "invoke"]
+__all__ = ["BaseStepExecutor", "NonRetryableError", "canonical_sha256", "invoke"]
 
 T = TypeVar("T")
 
 _MISSING: Any = object()
 
 
+class NonRetryableError(Exception):
+    """Raise from `execute` when another attempt cannot succeed (bad config, invalid input):
+    the step fails at once instead of spending its retry policy on the same error."""
+
+
 class BaseStepExecutor(ABC):
     """Subclass, set `action_type`, implement `execute` (sync or async).
 
-    An exception raised from `execute` is a failed attempt carrying the exception's message.
+    An exception raised from `execute` is a failed attempt carrying the exception's message;
+    `NonRetryableError` (or `failure(..., retryable=False)`) also skips the remaining retries.
     """
 
     action_type: ClassVar[str]
@@ -82,8 +88,11 @@ class BaseStepExecutor(ABC):
         *,
         output: dict[str, Any] | None = None,
         kpis: dict[str, KpiValue] | None = None,
+        retryable: bool = True,
     ) -> StepExecutorResult:
-        return StepExecutorResult(success=False, error=error, output=output or {}, kpis=kpis or {})
+        return StepExecutorResult(
+            success=False, error=error, output=output or {}, kpis=kpis or {}, retryable=retryable
+        )
 
     def create_evidence(
         self,
@@ -122,6 +131,8 @@ async def invoke(executor: BaseStepExecutor, ctx: StepExecutorContext) -> StepEx
         result = executor.execute(ctx)
         if inspect.isawaitable(result):
             result = await result
+    except NonRetryableError as exc:
+        return StepExecutorResult(success=False, error=str(exc), retryable=False)
     except Exception as exc:  # any executor error is a failed attempt
         return StepExecutorResult(success=False, error=f"{type(exc).__name__}: {exc}")
     if not isinstance(result, StepExecutorResult):

@@ -8,6 +8,12 @@ from runbook_engine.plan import Plan
 from runbook_engine.state import ExecutionState
 
 
+def context_sources(plan: Plan, step_id: str) -> list[str]:
+    """Upstream steps whose outputs a step sees, in definition order (one rule for every shell:
+    the local runner passes them by value, the operator mounts their result ConfigMaps)."""
+    return plan.ancestors(step_id)
+
+
 def build_context(
     plan: Plan,
     request: ExecutionRequest,
@@ -19,7 +25,9 @@ def build_context(
     produced an output, in definition order (so `find_previous_output` finds the nearest)."""
     step = plan.steps[step_id]
     previous = {
-        sid: dict(state.outputs[sid]) for sid in plan.ancestors(step_id) if sid in state.outputs
+        sid: dict(state.outputs[sid])
+        for sid in context_sources(plan, step_id)
+        if sid in state.outputs
     }
     return StepExecutorContext(
         execution_id=state.execution_id,

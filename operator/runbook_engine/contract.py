@@ -56,6 +56,11 @@ class StepExecutorResult(CamelModel):
     evidence: list[Evidence] = Field(default_factory=list)
     citations: list[Citation] = Field(default_factory=list)
     error: str | None = None
+    retryable: bool = Field(
+        default=True,
+        description="false: the failure cannot change between attempts (bad config, invalid "
+        "input); the step fails at once instead of retrying",
+    )
 
 
 class StepExecutorContext(CamelModel):

@@ -281,12 +281,15 @@ class _Transition:
                 (grandchild, child) for grandchild in reversed(self.plan.dependents[child])
             )
 
-    def attempt_failed(self, current: StepState, error: str) -> None:
-        """Retry with backoff if attempts remain; else FAILED (or SKIPPED with skipOnFailure)."""
+    def attempt_failed(self, current: StepState, error: str, *, retryable: bool = True) -> None:
+        """Retry with backoff if attempts remain and the failure may change on another attempt;
+        else FAILED (or SKIPPED with skipOnFailure)."""
         spec = self.plan.steps[current.step_id]
         sid = current.step_id
         self.running.discard(sid)
-        if current.attempt < spec.max_attempts:
+        if not retryable and current.attempt < spec.max_attempts:
+            error = f"{error} (not retryable)"
+        if retryable and current.attempt < spec.max_attempts:
             assert spec.retry_policy is not None
             delay = spec.retry_policy.delay_after(current.attempt)
             retry_at = self.now + timedelta(seconds=delay)
@@ -368,6 +371,7 @@ class _Transition:
                 started_at=current.started_at,
                 attempt_started_at=current.attempt_started_at,
                 finished_at=self.now,
+                output_hash=output_hash,
             )
         )
         if self.outputs is None:
@@ -477,7 +481,11 @@ def _apply(t: _Transition, observation: Observation) -> None:
             return
         t.succeeded(current, observation.result, output_hash)
     else:
-        t.attempt_failed(current, observation.result.error or "failed without an error message")
+        t.attempt_failed(
+            current,
+            observation.result.error or "failed without an error message",
+            retryable=observation.result.retryable,
+        )
 
 
 def _expire(t: _Transition) -> None:

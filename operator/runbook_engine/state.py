@@ -40,6 +40,8 @@ class StepState:
     message: str | None = None
     blocked_by: str | None = None
     """For SKIPPED: the failed/blocked dependency that stopped it (None: its own skipOnFailure)."""
+    output_hash: str | None = None
+    """For SUCCEEDED: SHA-256 of the output's canonical JSON (as in the STEP_SUCCEEDED entry)."""
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -59,6 +61,8 @@ class StepState:
             out["message"] = self.message
         if self.blocked_by is not None:
             out["blockedBy"] = self.blocked_by
+        if self.output_hash is not None:
+            out["outputHash"] = self.output_hash
         return out
 
     @classmethod
@@ -77,6 +81,7 @@ class StepState:
             next_attempt_at=t("nextAttemptAt"),
             message=data.get("message"),
             blocked_by=data.get("blockedBy"),
+            output_hash=data.get("outputHash"),
         )
 
 

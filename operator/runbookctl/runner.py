@@ -22,9 +22,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from runbook_engine.audit import AuditChain, AuditEvent
+from runbook_engine.audit import AuditChain
 from runbook_engine.context import build_context
 from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_engine.control import ControlError, apply_control
+from runbook_engine.driver import Actors, drive
+from runbook_engine.enums import ControlAction
 from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
@@ -35,7 +38,6 @@ from runbook_engine.scheduler import (
     StartAttempt,
     StopAttempt,
     new_execution,
-    schedule,
 )
 from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import utcnow
@@ -44,8 +46,7 @@ Isolation = Literal["process", "inline"]
 KILL_GRACE_SECONDS = 2.0
 
 
-class ControlError(RuntimeError):
-    """A pause/resume/cancel that cannot apply in the execution's current phase."""
+__all__ = ["ControlError", "Isolation", "JsonlLedger", "LocalRunner", "RunOutcome"]
 
 
 class EntrySink(Protocol):
@@ -123,28 +124,16 @@ class LocalRunner:
 
     # -- control (level changes to the request, as `kubectl patch` does on a cluster) ---------
     def pause(self, actor: str = "user") -> None:
-        if self.state.status.terminal:
-            raise ControlError(
-                f"cannot pause: execution {self.execution_id} is already {self.state.status}"
-            )
-        self._control(actor, paused=True)
+        self._control(ControlAction.PAUSE, actor)
 
     def resume(self, actor: str = "user") -> None:
-        if self.state.status.terminal:
-            raise ControlError(
-                f"cannot resume: execution {self.execution_id} is already {self.state.status}"
-            )
-        self._control(actor, paused=False)
+        self._control(ControlAction.RESUME, actor)
 
     def cancel(self, actor: str = "user") -> None:
-        if self.state.status.terminal:
-            raise ControlError(
-                f"cannot cancel: execution {self.execution_id} is already {self.state.status}"
-            )
-        self._control(actor, cancel=True)
+        self._control(ControlAction.CANCEL, actor)
 
-    def _control(self, actor: str, **change: bool) -> None:
-        self.request = self.request.model_copy(update=change)
+    def _control(self, action: ControlAction, actor: str) -> None:
+        self.request = apply_control(self.request, action, self.state.status, self.execution_id)
         self._control_actor = actor
         self._wake.set()
 
@@ -158,10 +147,21 @@ class LocalRunner:
             )
             while True:
                 self._wake.clear()
-                decision = schedule(self.plan, self.request, self.state, observations, self.clock())
+                step = drive(
+                    self.plan,
+                    self.request,
+                    self.state,
+                    self.chain,
+                    observations,
+                    self.clock(),
+                    self._actors(),
+                )
+                decision = step.decision
                 observations = []
                 self.state = decision.state
-                self._record(decision.events)
+                for entry in step.entries:
+                    for sink in self.sinks:
+                        sink(entry)
                 self._warnings.extend(decision.warnings)
                 for action in decision.actions:
                     if isinstance(action, StartAttempt):
@@ -210,25 +210,8 @@ class LocalRunner:
                     observations.append(item.task.result())
         return observations
 
-    def _record(self, events: tuple[AuditEvent, ...]) -> None:
-        now = self.clock()
-        for event in events:
-            actor = self._actor_for(event)
-            entry = self.chain.append(event, actor_id=actor, timestamp=now)
-            if entry is not None:
-                for sink in self.sinks:
-                    sink(entry)
-
-    def _actor_for(self, event: AuditEvent) -> str:
-        kind = str(event.event_type)
-        if kind == "EXECUTION_STARTED" or kind == "EXECUTION_REJECTED":
-            return self.request.started_by or self.actor
-        if (
-            kind in ("EXECUTION_PAUSED", "EXECUTION_RESUMED", "EXECUTION_CANCELLED")
-            and self._control_actor
-        ):
-            return self._control_actor
-        return self.actor
+    def _actors(self) -> Actors:
+        return Actors(self.actor, self.request.started_by, self._control_actor)
 
     # -- attempts ------------------------------------------------------------------------------
     async def _run_attempt(self, ctx: StepExecutorContext, work: Path) -> Observation:

@@ -587,3 +587,21 @@ def test_an_input_that_is_not_canonical_json_rejects_the_execution(bad: object) 
     [problem] = rejected["details"]["problems"]
     assert problem["field"] == "input"
     assert problem["reason"].startswith("not canonical JSON (RFC 8785)")
+
+
+def test_a_non_retryable_failure_fails_the_step_without_spending_its_retries() -> None:
+    plan = make_plan(step("a", retry={"maxAttempts": 3, "backoffSeconds": 0}), step("b", "a"))
+    request = request_for(plan)
+    first = schedule(plan, request, new_execution(plan, "x", T0), (), T0)
+    assert [a.step_id for a in first.actions if isinstance(a, StartAttempt)] == ["a"]
+    permanent = StepExecutorResult(success=False, error="bad config", retryable=False)
+    second = schedule(plan, request, first.state, [AttemptFinished("a", 1, permanent)], at(1))
+    assert second.actions == ()
+    assert second.state.steps["a"].status is F
+    assert second.state.steps["a"].attempt == 1
+    assert second.state.steps["a"].message == ("failed after 1 attempt: bad config (not retryable)")
+    assert second.state.steps["b"].status is K
+    assert second.state.status is ExecutionStatus.FAILED
+    retryable = StepExecutorResult(success=False, error="flaky")
+    again = schedule(plan, request, first.state, [AttemptFinished("a", 1, retryable)], at(1))
+    assert [a.attempt for a in again.actions if isinstance(a, StartAttempt)] == [2]

@@ -1,0 +1,94 @@
+"""One drive step, shared by every shell: schedule, then record the decision in the audit chain.
+
+The local runner, the test simulator, the benchmark and the operator all call `drive`; they
+differ only in how they observe attempts and carry out `StartAttempt`/`StopAttempt`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from runbook_engine.audit import AuditChain, AuditEvent
+from runbook_engine.enums import LogEventType
+from runbook_engine.model import ExecutionRequest
+from runbook_engine.plan import Plan
+from runbook_engine.scheduler import Decision, Observation, schedule
+from runbook_engine.state import ExecutionState
+
+
+@dataclass(frozen=True, slots=True)
+class Actors:
+    """Who may be recorded as an event's actor. `shell` is the default (the runner, the operator)."""
+
+    shell: str
+    started_by: str | None = None
+    """Who asked for the execution (request.startedBy)."""
+    control: str | None = None
+    """Who made the latest pause/resume/cancel request, when the shell knows."""
+
+
+def _requester(actors: Actors) -> str | None:
+    return actors.started_by
+
+
+def _controller(actors: Actors) -> str | None:
+    return actors.control
+
+
+ACTOR_RULES: Mapping[LogEventType, Callable[[Actors], str | None]] = MappingProxyType(
+    {
+        LogEventType.EXECUTION_STARTED: _requester,
+        LogEventType.EXECUTION_REJECTED: _requester,
+        LogEventType.EXECUTION_PAUSED: _controller,
+        LogEventType.EXECUTION_RESUMED: _controller,
+        LogEventType.EXECUTION_CANCELLED: _controller,
+    }
+)
+"""Event type → who caused it; every other event (and an unknown person) is the shell's."""
+
+
+def actor_for(event_type: LogEventType, actors: Actors) -> str:
+    rule = ACTOR_RULES.get(event_type)
+    return (rule(actors) if rule else None) or actors.shell
+
+
+def record(
+    chain: AuditChain, events: Iterable[AuditEvent], actors: Actors, now: datetime
+) -> tuple[dict[str, Any], ...]:
+    """Append events to the chain; returns the new entries (replayed events are skipped)."""
+    new: list[dict[str, Any]] = []
+    for event in events:
+        entry = chain.append(event, actor_id=actor_for(event.event_type, actors), timestamp=now)
+        if entry is not None:
+            new.append(entry)
+    return tuple(new)
+
+
+@dataclass(frozen=True, slots=True)
+class DriveStep:
+    """A decision and the audit entries it added (to hand to the ledger sinks)."""
+
+    decision: Decision
+    entries: tuple[dict[str, Any], ...]
+
+    @property
+    def state(self) -> ExecutionState:
+        return self.decision.state
+
+
+def drive(
+    plan: Plan,
+    request: ExecutionRequest,
+    state: ExecutionState,
+    chain: AuditChain,
+    observations: Iterable[Observation],
+    now: datetime,
+    actors: Actors,
+) -> DriveStep:
+    """`schedule` once and record its events; the caller carries out the actions."""
+    decision = schedule(plan, request, state, observations, now)
+    return DriveStep(decision, record(chain, decision.events, actors, now))
