@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from runbook_engine.crdgen import generate_crds
 from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan
-from runbook_engine.resources import Runbook, RunbookExecution, RunbookExecutionStatus
 from runbook_engine.scheduler import new_execution
+from runbook_operator.crdgen import generate_crds
+from runbook_operator.resources import Runbook, RunbookExecution, RunbookExecutionStatus
 
 REPO = Path(__file__).resolve().parents[2]
 

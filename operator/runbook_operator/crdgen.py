@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from runbook_engine.loader import API_GROUP
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
-from runbook_engine.resources import (
+from runbook_operator.resources import (
     API_VERSION_NAME,
     RunbookExecutionStatus,
     RunbookStatus,
@@ -199,6 +199,7 @@ def generate_crds() -> dict[str, dict[str, Any]]:
         [
             {"name": "Runbook", "type": "string", "jsonPath": ".spec.runbookRef.name"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
             {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused"},
             {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

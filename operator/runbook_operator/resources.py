@@ -3,6 +3,7 @@
 Specs reuse the engine model verbatim (RunbookDefinition, ExecutionRequest); the status models
 describe what the operator writes, in the same wire form as `ExecutionState.to_wire`. The CRDs
 in `crds/` are generated from these classes by `hack/gen_crds.py` (a test fails on drift).
+They live beside the operator, not in the engine: the engine knows nothing of Kubernetes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class StepStatusEntry(CamelModel):
     next_attempt_at: str | None = None
     message: str | None = None
     blocked_by: str | None = None
+    output_hash: str | None = Field(
+        default=None, description="SHA-256 of the output's canonical JSON (SUCCEEDED steps)"
+    )
     job_name: str | None = Field(default=None, description="Job of the current/last attempt")
 
 
@@ -54,6 +58,16 @@ class AuditHead(CamelModel):
         default=None, description="ConfigMap (prefix) holding the full ledger"
     )
     recent: list[dict[str, Any]] = Field(default_factory=list)
+    checkpoint: dict[str, Any] | None = Field(
+        default=None, description="The latest signed checkpoint (count, head, signature)"
+    )
+
+
+class Problem(CamelModel):
+    """One validation problem: the field it concerns and why."""
+
+    field: str
+    reason: str
 
 
 class RunbookStatus(CamelModel):
@@ -61,6 +75,7 @@ class RunbookStatus(CamelModel):
     conditions: list[Condition] = Field(default_factory=list)
     step_count: int | None = Field(default=None, ge=0)
     definition_hash: str | None = None
+    problems: list[Problem] = Field(default_factory=list, description="Why it is not Valid")
 
 
 class RunbookExecutionStatus(CamelModel):
@@ -71,6 +86,13 @@ class RunbookExecutionStatus(CamelModel):
     started_at: str | None = None
     finished_at: str | None = None
     message: str | None = None
+    progress: str | None = Field(default=None, description="Finished steps / all steps, e.g. 3/5")
+    definition_hash: str | None = Field(
+        default=None, description="SHA-256 of the pinned definition (canonical JSON)"
+    )
+    definition_ref: str | None = Field(
+        default=None, description="ConfigMap holding the definition pinned at start"
+    )
     steps: list[StepStatusEntry] = Field(default_factory=list)
     kpis: dict[str, Any] = Field(default_factory=dict)
     kpi_sources: dict[str, int] = Field(default_factory=dict)
@@ -79,7 +101,6 @@ class RunbookExecutionStatus(CamelModel):
     observed_generation: int | None = Field(default=None, ge=0)
     conditions: list[Condition] = Field(default_factory=list)
     audit: AuditHead | None = None
-    outputs_ref: str | None = Field(default=None, description="ConfigMap holding step outputs")
 
 
 class ObjectMeta(CamelModel):

@@ -1,0 +1,97 @@
+"""Operator settings, read once from the environment (the Helm chart sets them).
+
+Every setting has a sane default so `python -m runbook_operator` runs against a dev cluster
+as is; a bad value is a start-up error naming the variable, never a crash mid-reconcile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from runbook_engine.model import ContainerSpec
+
+DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+DEFAULT_IMAGE = "runbook-operator:dev"
+DEFAULT_SIGNING_KEY_FILE = "/var/run/runbook-operator/signing/ed25519.pem"
+DEFAULT_PUBLIC_KEY_CONFIGMAP = "runbook-operator-ledger-key"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty: the whole cluster."""
+    executor_image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    executor_service_account: str = "runbook-executor"
+    manage_executor_rbac: bool = True
+    """Create the executor ServiceAccount/Role/RoleBinding in a namespace on first use."""
+    job_ttl_seconds: int = 3600
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    signing_key_file: str = DEFAULT_SIGNING_KEY_FILE
+    public_key_configmap: str = DEFAULT_PUBLIC_KEY_CONFIGMAP
+    operator_namespace: str = "default"
+    metrics_port: int = 8080
+    health_port: int = 8081
+    resync_seconds: float = 60.0
+    """Safety net: an execution is re-examined at least this often even without events."""
+    executor_resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        }
+    )
+    actor: str = "system:runbook-operator"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
+    """Settings from RUNBOOK_* variables (documented in docs/operator.md)."""
+    env = os.environ if env is None else env
+    namespaces = tuple(n.strip() for n in env.get("RUNBOOK_NAMESPACES", "").split(",") if n.strip())
+    image = env.get("RUNBOOK_EXECUTOR_IMAGE") or DEFAULT_IMAGE
+    ContainerSpec(image=image)  # same rule as a step's own image
+    return OperatorConfig(
+        namespaces=namespaces,
+        executor_image=image,
+        image_pull_policy=env.get("RUNBOOK_IMAGE_PULL_POLICY") or "IfNotPresent",
+        executor_service_account=env.get("RUNBOOK_EXECUTOR_SERVICE_ACCOUNT") or "runbook-executor",
+        manage_executor_rbac=_bool(env, "RUNBOOK_MANAGE_EXECUTOR_RBAC", True),
+        job_ttl_seconds=_int(env, "RUNBOOK_JOB_TTL_SECONDS", 3600),
+        max_output_bytes=_int(env, "RUNBOOK_MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES, 1),
+        signing_key_file=env.get("RUNBOOK_SIGNING_KEY_FILE") or DEFAULT_SIGNING_KEY_FILE,
+        public_key_configmap=env.get("RUNBOOK_PUBLIC_KEY_CONFIGMAP")
+        or DEFAULT_PUBLIC_KEY_CONFIGMAP,
+        operator_namespace=env.get("RUNBOOK_OPERATOR_NAMESPACE") or "default",
+        metrics_port=_int(env, "RUNBOOK_METRICS_PORT", 8080, 1),
+        health_port=_int(env, "RUNBOOK_HEALTH_PORT", 8081, 1),
+        resync_seconds=float(_int(env, "RUNBOOK_RESYNC_SECONDS", 60, 1)),
+    )

@@ -1,0 +1,219 @@
+"""The only module that talks to the Kubernetes API (checked by import-linter).
+
+A thin, typed funnel over the official client's transport: every call is a plain REST request
+with JSON dicts in and out (no generated models: they cost CPU per object and hide fields), and
+every failure becomes one of a few exceptions that the rest of the operator can act on without
+importing the client. Calls are synchronous; async callers use `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+
+from runbook_engine.loader import API_GROUP
+
+USER_AGENT = "runbook-operator/0.1"
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """Where a kind lives in the REST API."""
+
+    group_version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str = "") -> str:
+        base = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name, safe='')}"
+        return f"{base}/{sub}" if sub else base
+
+
+RUNBOOKS = Resource(f"{API_GROUP}/v1alpha1", "runbooks")
+EXECUTIONS = Resource(f"{API_GROUP}/v1alpha1", "runbookexecutions")
+JOBS = Resource("batch/v1", "jobs")
+PODS = Resource("v1", "pods")
+CONFIGMAPS = Resource("v1", "configmaps")
+SECRETS = Resource("v1", "secrets")
+EVENTS = Resource("v1", "events")
+SERVICE_ACCOUNTS = Resource("v1", "serviceaccounts")
+NAMESPACES = Resource("v1", "namespaces", namespaced=False)
+ROLES = Resource("rbac.authorization.k8s.io/v1", "roles")
+ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "rolebindings")
+
+
+class KubeError(RuntimeError):
+    """An API call failed; `status` is the HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class NotFound(KubeError):
+    pass
+
+
+class AlreadyExists(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    """resourceVersion mismatch: someone wrote in between; re-read and retry."""
+
+
+class Invalid(KubeError):
+    """422: the object breaks its schema or a validation rule; the message names the field."""
+
+
+def _error(status: int, body: bytes) -> KubeError:
+    try:
+        data = json.loads(body)
+        reason, message = str(data.get("reason", "")), str(data.get("message", ""))
+    except ValueError:
+        reason, message = "", body[:500].decode("utf-8", "replace")
+    if status == 404:
+        return NotFound(status, reason or "NotFound", message)
+    if status == 409:
+        kind = AlreadyExists if reason == "AlreadyExists" else Conflict
+        return kind(status, reason or "Conflict", message)
+    if status == 422:
+        return Invalid(status, reason or "Invalid", message)
+    return KubeError(status, reason, message)
+
+
+class Kube:
+    """A connection to one cluster. Thread-safe (urllib3 pool underneath)."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, timeout: float = 30.0) -> None:
+        self._client = api_client
+        self._client.user_agent = USER_AGENT
+        self.timeout = timeout
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+        """In-cluster credentials when running in a pod, else kubeconfig (and its context)."""
+        if kubeconfig is None and context is None:
+            try:
+                cfg = k8s_client.Configuration()
+                k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+                return cls(k8s_client.ApiClient(cfg))
+            except ConfigException:
+                pass
+        try:
+            api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context
+            )
+            return cls(api)
+        except (ConfigException, OSError) as exc:
+            raise KubeError(0, "NoConfig", f"no usable kubeconfig: {exc}") from None
+
+    # -- transport -----------------------------------------------------------------------------
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+    ) -> dict[str, Any]:
+        headers = {"Accept": JSON}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        params = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query.items()) if query else None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self._client.call_api(*params, _request_timeout=self.timeout)
+            data = resp.read()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # transport failures (refused, TLS, timeout) in one type
+            raise KubeError(0, "Unreachable", f"{method} {path}: {exc}") from None
+        if not 200 <= resp.status < 300:
+            raise _error(resp.status, data or b"")
+        return json.loads(data) if data else {}
+
+    # -- verbs ---------------------------------------------------------------------------------
+    def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        return self.call("GET", res.path(namespace, name))
+
+    def list(
+        self, res: Resource, namespace: str | None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"labelSelector": selector} if selector else None
+        return list(self.call("GET", res.path(namespace), query=query).get("items", []))
+
+    def create(
+        self, res: Resource, namespace: str | None, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return self.call("POST", res.path(namespace), body=dict(body))
+
+    def replace(
+        self, res: Resource, namespace: str | None, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """PUT; with metadata.resourceVersion set, a concurrent write raises Conflict."""
+        return self.call("PUT", res.path(namespace, name), body=dict(body))
+
+    def patch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        *,
+        subresource: str = "",
+        content_type: str = MERGE_PATCH,
+    ) -> dict[str, Any]:
+        """Merge patch by default; put metadata.resourceVersion in `body` to guard it."""
+        return self.call(
+            "PATCH", res.path(namespace, name, subresource), body=body, content_type=content_type
+        )
+
+    def delete(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str = "Background",
+        uid: str | None = None,
+    ) -> None:
+        """Delete; NotFound is success (idempotent). `uid` makes sure it is the same object."""
+        body: dict[str, Any] = {"propagationPolicy": propagation}
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self.call("DELETE", res.path(namespace, name), body=body)
+        except NotFound:
+            return
+
+    def create_or_get(
+        self, res: Resource, namespace: str | None, body: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Create, or return the existing object of that name: (object, created)."""
+        try:
+            return self.create(res, namespace, body), True
+        except AlreadyExists:
+            return self.get(res, namespace, str(body["metadata"]["name"])), False
