@@ -18,7 +18,7 @@ DEFAULT_SIGNING_KEY_FILE = "/var/run/runbook-operator/signing/ed25519.pem"
 DEFAULT_PUBLIC_KEY_CONFIGMAP = "runbook-operator-ledger-key"
 
 
-class ConfigError(ValueError):
+class SettingsError(ValueError):
     """A setting that cannot be used; the message names the variable."""
 
 
@@ -56,9 +56,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+        raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
     if value < minimum:
-        raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
+        raise SettingsError(f"{name}: must be >= {minimum}, got {value}")
     return value
 
 
@@ -70,7 +70,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if raw in ("0", "false", "no"):
         return False
-    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
 
 
 def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
