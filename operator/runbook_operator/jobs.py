@@ -1,0 +1,172 @@
+"""StartAttempt → Job manifest (pure). One Job per attempt, named deterministically.
+
+The operator owns retries (backoffLimit 0) and timeouts (it deletes the Job at the deadline);
+activeDeadlineSeconds is only a backstop for when the operator is down. Pods run with the
+restricted Pod Security profile and a ServiceAccount that may only create ConfigMaps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runbook_engine.model import RunbookStep
+from runbook_operator import names
+from runbook_operator.config import OperatorConfig
+
+API_VERSION = f"{names.LABEL_PREFIX}/v1alpha1"
+MOUNT = "/var/run/runbook"
+DEADLINE_GRACE_SECONDS = 30
+STEP_ID_ANNOTATION = f"{names.LABEL_PREFIX}/step-id"
+DEFAULT_COMMAND = ("python3", "-m", "runbook_operator.pod")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRef:
+    """The RunbookExecution a child belongs to."""
+
+    namespace: str
+    name: str
+    uid: str
+    execution_id: str
+
+    def owner(self, *, controller: bool = True) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "RunbookExecution",
+            "name": self.name,
+            "uid": self.uid,
+            "controller": controller,
+            "blockOwnerDeletion": controller,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptJob:
+    """What a Job needs beyond the step itself."""
+
+    execution: ExecutionRef
+    step: RunbookStep
+    attempt: int
+    definition_configmap: str
+    upstream: Sequence[tuple[str, str]]
+    """(step id, result ConfigMap) of every upstream output the step sees."""
+    max_output_bytes: int
+
+
+def _env(job: AttemptJob, name: str) -> list[dict[str, Any]]:
+    ex = job.execution
+    plain = {
+        "RUNBOOK_EXECUTION": ex.name,
+        "RUNBOOK_EXECUTION_UID": ex.uid,
+        "RUNBOOK_EXECUTION_ID": ex.execution_id,
+        "RUNBOOK_STEP_ID": job.step.id,
+        "RUNBOOK_ATTEMPT": str(job.attempt),
+        "RUNBOOK_RESULT_CONFIGMAP": names.result_configmap(name),
+        "RUNBOOK_MAX_OUTPUT_BYTES": str(job.max_output_bytes),
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+    }
+    own = job.step.container.env if job.step.container else {}
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in {**own, **plain}.items()]
+    env.append(
+        {
+            "name": "RUNBOOK_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        }
+    )
+    return env
+
+
+def _volumes(job: AttemptJob) -> list[dict[str, Any]]:
+    upstream: dict[str, Any]
+    if job.upstream:
+        upstream = {
+            "projected": {
+                "sources": [
+                    {
+                        "configMap": {
+                            "name": cm,
+                            "items": [{"key": "result.json.gz", "path": f"{sid}.json.gz"}],
+                        }
+                    }
+                    for sid, cm in job.upstream
+                ]
+            }
+        }
+    else:
+        upstream = {"emptyDir": {"sizeLimit": "1Mi"}}
+    return [
+        {"name": "definition", "configMap": {"name": job.definition_configmap}},
+        {"name": "upstream", **upstream},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
+
+
+def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any]:
+    own = job.step.container
+    container: dict[str, Any] = {
+        "name": "step",
+        "image": (own.image if own and own.image else cfg.executor_image),
+        "imagePullPolicy": cfg.image_pull_policy,
+        "command": list(own.command) if own and own.command else list(DEFAULT_COMMAND),
+        "env": _env(job, name),
+        "resources": {k: dict(v) for k, v in cfg.executor_resources.items()},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "terminationMessagePolicy": "File",
+        "volumeMounts": [
+            {"name": "definition", "mountPath": f"{MOUNT}/definition", "readOnly": True},
+            {"name": "upstream", "mountPath": f"{MOUNT}/upstream", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if own and own.args:
+        container["args"] = list(own.args)
+    return container
+
+
+def job_manifest(job: AttemptJob, cfg: OperatorConfig) -> dict[str, Any]:
+    """The Job for one attempt of one step."""
+    ex = job.execution
+    name = names.job_name(ex.name, ex.uid, job.step.id, job.attempt)
+    labels = names.labels(ex.name, ex.uid, "step", step_id=job.step.id, attempt=job.attempt)
+    deadline = math.ceil(job.step.timeout_ms / 1000) + DEADLINE_GRACE_SECONDS
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": ex.namespace,
+            "labels": labels,
+            "annotations": {STEP_ID_ANNOTATION: job.step.id},
+            "ownerReferences": [ex.owner()],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": deadline,
+            "ttlSecondsAfterFinished": cfg.job_ttl_seconds,
+            "template": {
+                "metadata": {"labels": labels, "annotations": {STEP_ID_ANNOTATION: job.step.id}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": cfg.executor_service_account,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [_container(job, name, cfg)],
+                    "volumes": _volumes(job),
+                },
+            },
+        },
+    }

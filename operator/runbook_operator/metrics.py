@@ -1,0 +1,55 @@
+"""Prometheus metrics (served on RUNBOOK_METRICS_PORT by the operator's startup handler)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from runbook_operator.reconcile import Effects
+
+EXECUTIONS = Counter("runbook_executions_total", "Executions that reached a phase", ["phase"])
+STEP_SECONDS = Histogram(
+    "runbook_step_duration_seconds",
+    "Duration of succeeded step attempts",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+STEP_ATTEMPTS = Counter("runbook_step_attempts_total", "Step attempts by outcome", ["outcome"])
+RUNNING_JOBS = Gauge("runbook_running_jobs", "Step Jobs started and not yet finished")
+API_ERRORS = Counter("runbook_api_errors_total", "Kubernetes API calls that failed", ["call"])
+RECONCILE_SECONDS = Histogram(
+    "runbook_reconcile_seconds",
+    "Time of one reconcile of an execution",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_PHASE_EVENTS = {
+    "EXECUTION_STARTED": "RUNNING",
+    "EXECUTION_PAUSED": "PAUSED",
+    "EXECUTION_RESUMED": "RUNNING",
+    "EXECUTION_COMPLETED": "COMPLETED",
+    "EXECUTION_FAILED": "FAILED",
+    "EXECUTION_CANCELLED": "CANCELLED",
+}
+_ATTEMPT_EVENTS = {
+    "STEP_SUCCEEDED": "succeeded",
+    "STEP_ATTEMPT_FAILED": "failed",
+    "STEP_FAILED": "failed",
+    "STEP_SKIPPED": "skipped",
+}
+
+
+def observe(effects: Effects) -> None:
+    """Count what one reconcile did, from the audit entries it added."""
+    RUNNING_JOBS.inc(len(effects.create_jobs))
+    for entry in effects.entries:
+        kind = entry["eventType"]
+        if kind in _PHASE_EVENTS:
+            EXECUTIONS.labels(_PHASE_EVENTS[kind]).inc()
+        if kind in _ATTEMPT_EVENTS:
+            STEP_ATTEMPTS.labels(_ATTEMPT_EVENTS[kind]).inc()
+        if kind in ("STEP_SUCCEEDED", "STEP_ATTEMPT_FAILED", "STEP_FAILED", "STEP_CANCELLED"):
+            RUNNING_JOBS.dec()
+        if kind == "STEP_SUCCEEDED":
+            STEP_SECONDS.observe(float(entry["details"].get("durationMs", 0)) / 1000)

@@ -1,0 +1,141 @@
+"""Jobs and pods → what happened to each running attempt (pure).
+
+Every way a pod can end is turned into an outcome with its real reason — a result to read,
+an exit code, OOMKilled, the Job's deadline, an image that cannot be pulled, a deleted pod or
+Job — so an attempt never stays RUNNING because its pod is stuck or gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runbook_engine.contract import StepExecutorResult
+from runbook_operator import results
+
+STUCK_WAITING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+"""A container waiting for one of these will not start by itself: the attempt has failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """Still working (or not yet started)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Ended (or will never start) without a result: `reason` says why."""
+
+    reason: str
+    delete_job: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """Ended with a result: a pointer to check and read, or the whole result inline."""
+
+    pointer: results.Pointer | None
+    inline: StepExecutorResult | None
+
+
+Outcome = Running | Failed | Reported
+
+
+def _condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for cond in job.get("status", {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond  # type: ignore[no-any-return]
+    return None
+
+
+def _container_state(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return statuses[0].get("state", {}) if statuses else {}
+
+
+def _latest(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    if not pods:
+        return None
+    return max(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp", ""))
+
+
+def _terminated(pod: Mapping[str, Any]) -> Outcome | None:
+    state = _container_state(pod).get("terminated")
+    if not state:
+        return None
+    try:
+        reported = results.parse_termination_message(state.get("message"))
+    except results.ResultError as exc:
+        return Failed(str(exc))
+    if isinstance(reported, results.Pointer):
+        return Reported(reported, None)
+    if isinstance(reported, StepExecutorResult):
+        return Reported(None, reported)
+    code, reason = state.get("exitCode"), state.get("reason") or "Error"
+    text = (state.get("message") or "").strip()[-400:]
+    if reason == "OOMKilled":
+        return Failed(f"OOMKilled: the step pod ran out of memory (exit code {code})")
+    return Failed(
+        f"pod exited with code {code} ({reason}) without a result" + (f": {text}" if text else "")
+    )
+
+
+def _stuck(pod: Mapping[str, Any]) -> Outcome | None:
+    waiting = _container_state(pod).get("waiting") or {}
+    reason = waiting.get("reason")
+    if reason in STUCK_WAITING_REASONS:
+        image = ((pod.get("spec", {}).get("containers") or [{}])[0]).get("image", "?")
+        message = (waiting.get("message") or "").strip()[:300]
+        return Failed(f"{reason} for image {image}: {message}".rstrip(": "), delete_job=True)
+    status = pod.get("status", {})
+    if status.get("phase") == "Failed" and status.get("reason"):
+        return Failed(f"pod {status['reason']}: {status.get('message', '')}".rstrip(": "))
+    return None
+
+
+def classify(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Outcome:
+    """The outcome of one attempt from its Job (None: not found) and the Job's pods."""
+    if job is None:
+        return Failed("its Job was deleted before the step finished")
+    pod = _latest(pods)
+    if pod is not None:
+        found = _terminated(pod) or _stuck(pod)
+        if found is not None:
+            return found
+    failed = _condition(job, "Failed")
+    if failed is not None:
+        reason = failed.get("reason", "Failed")
+        if reason == "DeadlineExceeded":
+            return Failed("the Job's activeDeadlineSeconds passed (operator was away?)")
+        return Failed(f"Job failed ({reason}): {failed.get('message', '')}".rstrip(": "))
+    if _condition(job, "Complete") is not None:
+        return Failed("Job completed but its pod is gone: no result to read")
+    if pod is None and job.get("status", {}).get("failed"):
+        return Failed("its pod was deleted before the step finished")
+    return Running()
+
+
+def index_by_attempt(
+    items: Sequence[Mapping[str, Any]], step_label: str, attempt_label: str
+) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
+    """Group Jobs or pods by their (step label, attempt label)."""
+    out: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for item in items:
+        labels = item.get("metadata", {}).get("labels") or {}
+        try:
+            key = (str(labels[step_label]), int(labels[attempt_label]))
+        except (KeyError, ValueError):
+            continue
+        out.setdefault(key, []).append(item)
+    return out

@@ -1,0 +1,145 @@
+"""The step pod's entrypoint (`python -m runbook_operator.pod`): context in, result out.
+
+The operator mounts the pinned definition and request (`/var/run/runbook/definition`) and the
+result ConfigMaps of the upstream steps the engine says a step sees (`/var/run/runbook/upstream`).
+This builds the same StepExecutorContext the local runner would, runs the executor through the
+same entrypoint (`runbook_executors.entrypoint.run`), enforces the output limit, stores the
+result in the step's result ConfigMap and leaves a pointer to it in the termination message.
+Exit 0: the step succeeded; 1: it failed (the result says why); 2: no result could be stored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from immutables import Map
+
+from runbook_engine.context import build_context
+from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_engine.enums import ExecutionStatus
+from runbook_engine.model import ExecutionRequest, RunbookDefinition
+from runbook_engine.plan import compile_plan
+from runbook_engine.state import ExecutionState
+from runbook_operator import names, results
+
+MOUNT = Path("/var/run/runbook")
+TERMINATION_LOG = Path("/dev/termination-log")
+API_VERSION = f"{names.LABEL_PREFIX}/v1alpha1"
+
+
+def upstream_outputs(folder: Path) -> dict[str, dict[str, Any]]:
+    """`<step>.json.gz` files (upstream result ConfigMaps) → {step: output}."""
+    out: dict[str, dict[str, Any]] = {}
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*.json.gz")):
+        raw = gzip.decompress(path.read_bytes())
+        out[path.name.removesuffix(".json.gz")] = results.parse_result(raw).output
+    return out
+
+
+def pod_context(env: Mapping[str, str], mount: Path) -> StepExecutorContext:
+    """The context the local runner would build, from the mounted files and the pod's env."""
+    definition = RunbookDefinition.model_validate_json(
+        (mount / "definition" / "definition.json").read_bytes()
+    )
+    request = ExecutionRequest.model_validate_json(
+        (mount / "definition" / "request.json").read_bytes()
+    )
+    plan = compile_plan(definition)
+    state = ExecutionState(
+        execution_id=env["RUNBOOK_EXECUTION_ID"],
+        runbook_id=definition.id,
+        status=ExecutionStatus.RUNNING,
+        steps=Map(),
+        created_at=datetime.now(UTC),
+        outputs=Map(upstream_outputs(mount / "upstream")),
+    )
+    return build_context(plan, request, state, env["RUNBOOK_STEP_ID"], int(env["RUNBOOK_ATTEMPT"]))
+
+
+def over_limit(result: StepExecutorResult, limit: int) -> StepExecutorResult:
+    """The result, or a failed one when its output is larger than `limit` bytes."""
+    if not result.success:
+        return result
+    size = results.output_size(result)
+    if size <= limit:
+        return result
+    return StepExecutorResult(
+        success=False,
+        error=f"output is {size} bytes, over the limit of {limit} bytes "
+        "(RUNBOOK_MAX_OUTPUT_BYTES on the operator)",
+    )
+
+
+def run_step(ctx: StepExecutorContext, work: Path) -> StepExecutorResult:
+    from runbook_executors import entrypoint
+
+    ctx_path, result_path = work / "context.json", work / "result.json"
+    ctx_path.write_text(json.dumps(ctx.wire()), encoding="utf-8")
+    entrypoint.run(str(ctx_path), str(result_path))
+    try:
+        return StepExecutorResult.model_validate_json(result_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return StepExecutorResult(success=False, error=f"executor wrote no readable result: {exc}")
+
+
+def store(env: Mapping[str, str], result: StepExecutorResult) -> results.Pointer:
+    """Create the result ConfigMap (or find the identical one of a replayed pod)."""
+    from runbook_operator.kube import CONFIGMAPS, AlreadyExists, Kube
+
+    raw, sha = results.encode(result)
+    name = env["RUNBOOK_RESULT_CONFIGMAP"]
+    labels = names.labels(
+        env["RUNBOOK_EXECUTION"],
+        env["RUNBOOK_EXECUTION_UID"],
+        "result",
+        step_id=env["RUNBOOK_STEP_ID"],
+        attempt=int(env["RUNBOOK_ATTEMPT"]),
+    )
+    owner = {
+        "apiVersion": API_VERSION,
+        "kind": "RunbookExecution",
+        "name": env["RUNBOOK_EXECUTION"],
+        "uid": env["RUNBOOK_EXECUTION_UID"],
+    }
+    body = results.configmap(name, raw, sha, labels, owner)
+    kube = Kube.connect()
+    try:
+        kube.create(CONFIGMAPS, env["RUNBOOK_NAMESPACE"], body)
+    except AlreadyExists:
+        existing = kube.get(CONFIGMAPS, env["RUNBOOK_NAMESPACE"], name)
+        results.read_configmap(existing, expected_sha256=sha)  # same result, or ResultError
+    return results.Pointer(name, sha, len(raw))
+
+
+def main() -> int:
+    env = os.environ
+    try:
+        ctx = pod_context(env, MOUNT)
+    except (OSError, ValueError, KeyError) as exc:
+        result = StepExecutorResult(success=False, error=f"cannot build the step context: {exc}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="runbook-") as work:
+            result = run_step(ctx, Path(work))
+    result = over_limit(result, int(env.get("RUNBOOK_MAX_OUTPUT_BYTES", "1048576")))
+    try:
+        pointer = store(env, result)
+    except Exception as exc:  # the operator sees exit 2 and this message as a lost attempt
+        print(f"runbook_operator.pod: cannot store the result: {exc}", file=sys.stderr)
+        TERMINATION_LOG.write_text(f"cannot store the result: {exc}"[:3000], encoding="utf-8")
+        return 2
+    TERMINATION_LOG.write_text(json.dumps(pointer.wire()), encoding="utf-8")
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

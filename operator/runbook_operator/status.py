@@ -1,0 +1,123 @@
+"""ExecutionState + audit chain → the RunbookExecution's status (pure).
+
+Compact on purpose (argo#1186, tekton#3140): per step only status, attempt, times, message,
+Job name and output hash; outputs stay in their result ConfigMaps, the full log in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from runbook_engine.audit import AuditChain
+from runbook_engine.enums import ExecutionStatus
+from runbook_engine.state import ExecutionState
+from runbook_engine.timeutil import format_time
+from runbook_operator import names
+
+RECENT_ENTRIES = 5
+
+_SUCCEEDED: Mapping[ExecutionStatus, tuple[str, str]] = {
+    ExecutionStatus.COMPLETED: ("True", "Completed"),
+    ExecutionStatus.FAILED: ("False", "Failed"),
+    ExecutionStatus.CANCELLED: ("False", "Cancelled"),
+}
+
+
+def progress(state: ExecutionState) -> str:
+    """Finished steps / all steps, e.g. ``3/5`` (the `kubectl get rbx` column)."""
+    done = sum(1 for s in state.steps.values() if s.status.terminal)
+    return f"{done}/{len(state.steps)}"
+
+
+def condition(
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+    previous: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """A metav1.Condition; lastTransitionTime moves only when `status` changes."""
+    since = format_time(now)
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == status:
+            since = str(old.get("lastTransitionTime") or since)
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message[:2000],
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+    }
+
+
+def execution_conditions(
+    state: ExecutionState,
+    generation: int | None,
+    now: datetime,
+    previous: Sequence[Mapping[str, Any]] = (),
+    failure_reason: str | None = None,
+) -> list[dict[str, Any]]:
+    """Ready (the operator is driving it and nothing is wrong) and Succeeded (its outcome)."""
+    phase = state.status
+    message = state.message or str(phase)
+    if phase is ExecutionStatus.FAILED:
+        ready = ("False", failure_reason or "StepFailed")
+    elif phase is ExecutionStatus.PAUSED:
+        ready = ("True", "Paused")
+    else:
+        ready = ("True", str(phase).capitalize())
+    succeeded = _SUCCEEDED.get(phase, ("Unknown", str(phase).capitalize()))
+    return [
+        condition("Ready", *ready, message, generation, now, previous),
+        condition("Succeeded", *succeeded, message, generation, now, previous),
+    ]
+
+
+def audit_head(
+    chain: AuditChain, ledger: str, checkpoint: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "count": len(chain.entries),
+        "head": chain.head,
+        "ledger": ledger,
+        "recent": [dict(e) for e in chain.entries[-RECENT_ENTRIES:]],
+    }
+    if checkpoint is not None:
+        out["checkpoint"] = dict(checkpoint)
+    return out
+
+
+def execution_status(
+    state: ExecutionState,
+    chain: AuditChain,
+    *,
+    execution: str,
+    uid: str,
+    generation: int | None,
+    now: datetime,
+    previous: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    failure_reason: str | None = None,
+) -> dict[str, Any]:
+    """The whole status subresource; `extra` carries definitionHash/definitionRef/checkpoint."""
+    wire = state.to_wire(with_outputs=False)
+    for entry in wire["steps"]:
+        if entry["attempt"] > 0:
+            entry["jobName"] = names.job_name(execution, uid, entry["stepId"], entry["attempt"])
+    wire.update(
+        progress=progress(state),
+        observedGeneration=generation,
+        conditions=execution_conditions(
+            state, generation, now, previous.get("conditions") or (), failure_reason
+        ),
+        audit=audit_head(chain, names.ledger_configmap(execution, uid, 0), extra.get("checkpoint")),
+    )
+    for key in ("definitionHash", "definitionRef"):
+        if extra.get(key):
+            wire[key] = extra[key]
+    return wire

@@ -1,0 +1,163 @@
+"""Job manifests (restricted pods, owner, deadline backstop) and pinning a definition."""
+
+from __future__ import annotations
+
+import pytest
+
+from runbook_engine.model import ExecutionRequest, RunbookStep
+from runbook_operator import names, pinning
+from runbook_operator.config import OperatorConfig, SettingsError, load_config
+from runbook_operator.jobs import AttemptJob, job_manifest
+
+from .kubefakes import REF
+
+CFG = OperatorConfig()
+
+
+def _job(step: RunbookStep, upstream: list[tuple[str, str]] | None = None) -> dict:  # type: ignore[type-arg]
+    return job_manifest(AttemptJob(REF, step, 2, "def-cm", upstream or [], 1024), CFG)
+
+
+def test_a_job_is_one_attempt_owned_by_the_execution_with_no_retries_of_its_own() -> None:
+    job = _job(RunbookStep(id="a", actionType="TRANSFORM", timeoutMs=90_500))
+    assert job["metadata"]["name"] == names.job_name(REF.name, REF.uid, "a", 2)
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("RunbookExecution", REF.uid, True)
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 91 + 30  # the operator's timeout comes first
+    assert spec["ttlSecondsAfterFinished"] == CFG.job_ttl_seconds
+    labels = spec["template"]["metadata"]["labels"]
+    assert labels[names.ATTEMPT_LABEL] == "2" and labels[names.EXECUTION_UID_LABEL] == REF.uid
+
+
+def test_step_pods_run_with_the_restricted_profile() -> None:
+    pod = _job(RunbookStep(id="a", actionType="TRANSFORM"))["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "runbook-executor"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert container["command"] == ["python3", "-m", "runbook_operator.pod"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RUNBOOK_STEP_ID"] == "a" and env["RUNBOOK_ATTEMPT"] == "2"
+    assert env["RUNBOOK_MAX_OUTPUT_BYTES"] == "1024"
+
+
+def test_a_custom_step_brings_its_own_image_and_command_but_not_our_variables() -> None:
+    step = RunbookStep.model_validate(
+        {
+            "id": "c",
+            "actionType": "CUSTOM",
+            "container": {
+                "image": "example/tool:1",
+                "command": ["/bin/tool"],
+                "args": ["--fast"],
+                "env": {"MODE": "x", "RUNBOOK_STEP_ID": "forged"},
+            },
+        }
+    )
+    (container,) = _job(step)["spec"]["template"]["spec"]["containers"]
+    assert (container["image"], container["command"], container["args"]) == (
+        "example/tool:1",
+        ["/bin/tool"],
+        ["--fast"],
+    )
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODE"] == "x"
+    assert env["RUNBOOK_STEP_ID"] == "c"  # ours win: a step cannot pose as another
+
+
+def test_upstream_results_are_mounted_by_step_id() -> None:
+    volumes = _job(RunbookStep(id="b", actionType="TRANSFORM"), [("a", "a-result")])["spec"][
+        "template"
+    ]["spec"]["volumes"]
+    (source,) = volumes[1]["projected"]["sources"]
+    assert source["configMap"] == {
+        "name": "a-result",
+        "items": [{"key": "result.json.gz", "path": "a.json.gz"}],
+    }
+
+
+RUNBOOK = {
+    "apiVersion": "runbook-operator.dev/v1alpha1",
+    "kind": "Runbook",
+    "metadata": {"name": "rb"},
+    "spec": {"steps": [{"id": "a", "actionType": "TRANSFORM"}]},
+}
+REQUEST = ExecutionRequest.model_validate({"runbookRef": {"name": "rb"}})
+
+
+def test_pinning_copies_definition_and_request_and_reads_back() -> None:
+    cm = pinning.pin(RUNBOOK, REQUEST, REF)
+    assert isinstance(cm, dict)
+    assert cm["immutable"] is True
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == REF.uid
+    pinned = pinning.pinned_from_configmap(cm)
+    assert pinned.plan.order == ("a",)
+    assert pinned.request == REQUEST
+    assert pinned.configmap == names.definition_configmap(REF.name, REF.uid)
+
+
+def test_an_altered_pinned_definition_is_detected() -> None:
+    cm = pinning.pin(RUNBOOK, REQUEST, REF)
+    assert isinstance(cm, dict)
+    cm["data"][pinning.DEFINITION_KEY] = cm["data"][pinning.DEFINITION_KEY].replace(
+        "TRANSFORM", "CUSTOM"
+    )
+    with pytest.raises(ValueError, match="altered"):
+        pinning.pinned_from_configmap(cm)
+
+
+def test_a_missing_runbook_is_a_refusal_naming_the_field() -> None:
+    refusal = pinning.pin(None, REQUEST, REF)
+    assert isinstance(refusal, pinning.Refusal)
+    assert refusal.reason == "RunbookNotFound"
+    assert refusal.message == "spec.runbookRef.name: Runbook 'rb' not found in namespace ns1"
+
+
+def test_a_cyclic_runbook_is_a_refusal_naming_the_steps() -> None:
+    cyclic = {
+        **RUNBOOK,
+        "spec": {
+            "steps": [
+                {"id": "a", "actionType": "TRANSFORM", "dependsOn": ["b"]},
+                {"id": "b", "actionType": "TRANSFORM", "dependsOn": ["a"]},
+            ]
+        },
+    }
+    refusal = pinning.pin(cyclic, REQUEST, REF)
+    assert isinstance(refusal, pinning.Refusal) and refusal.reason == "InvalidRunbook"
+    assert "cycle" in refusal.message
+
+
+def test_a_bad_spec_is_a_refusal() -> None:
+    refusal = pinning.parse_request({"runbookRef": {}})
+    assert isinstance(refusal, pinning.Refusal) and refusal.reason == "InvalidSpec"
+    assert refusal.problems[0].field.startswith("spec.runbookRef.name")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RUNBOOK_JOB_TTL_SECONDS": "soon"}, "RUNBOOK_JOB_TTL_SECONDS: expected an integer"),
+        ({"RUNBOOK_MAX_OUTPUT_BYTES": "0"}, "RUNBOOK_MAX_OUTPUT_BYTES: must be >= 1"),
+        (
+            {"RUNBOOK_MANAGE_EXECUTOR_RBAC": "perhaps"},
+            "RUNBOOK_MANAGE_EXECUTOR_RBAC: expected true",
+        ),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_config(env)
+
+
+def test_settings_defaults_and_namespaces() -> None:
+    cfg = load_config({"RUNBOOK_NAMESPACES": "a, b,", "RUNBOOK_JOB_TTL_SECONDS": "60"})
+    assert cfg.namespaces == ("a", "b")
+    assert cfg.job_ttl_seconds == 60
+    assert load_config({}).namespaces == ()
