@@ -53,6 +53,9 @@ class ContainerSpec(CamelModel):
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    resources: dict[str, dict[str, str]] | None = Field(
+        default=None, description="Kubernetes requests/limits for this step's pod"
+    )
 
 
 class RunbookStep(CamelModel):
@@ -96,6 +99,13 @@ class RunbookDefinition(CamelModel):
     benchmarks: Benchmarks | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     max_parallel_steps: int = Field(default=DEFAULT_MAX_PARALLEL_STEPS, ge=1, le=1000)
+    files_config_map: str | None = Field(
+        default=None,
+        max_length=253,
+        description="On a cluster: ConfigMap whose keys are the runbook's data files (relative "
+        "paths in step configs resolve against it, as they resolve against the runbook's "
+        "folder locally)",
+    )
 
 
 class RunbookRef(CamelModel):

@@ -21,6 +21,7 @@ MOUNT = "/var/run/runbook"
 DEADLINE_GRACE_SECONDS = 30
 STEP_ID_ANNOTATION = f"{names.LABEL_PREFIX}/step-id"
 DEFAULT_COMMAND = ("python3", "-m", "runbook_operator.pod")
+FILES_DIR = f"{MOUNT}/files"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,8 @@ class AttemptJob:
     upstream: Sequence[tuple[str, str]]
     """(step id, result ConfigMap) of every upstream output the step sees."""
     max_output_bytes: int
+    files_configmap: str | None = None
+    """The runbook's data files, mounted at FILES_DIR (RUNBOOK_BASE_DIR of the executors)."""
 
 
 def _env(job: AttemptJob, name: str) -> list[dict[str, Any]]:
@@ -69,6 +72,8 @@ def _env(job: AttemptJob, name: str) -> list[dict[str, Any]]:
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
     }
+    if job.files_configmap:
+        plain["RUNBOOK_BASE_DIR"] = FILES_DIR
     own = job.step.container.env if job.step.container else {}
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in {**own, **plain}.items()]
     env.append(
@@ -98,11 +103,14 @@ def _volumes(job: AttemptJob) -> list[dict[str, Any]]:
         }
     else:
         upstream = {"emptyDir": {"sizeLimit": "1Mi"}}
-    return [
+    volumes = [
         {"name": "definition", "configMap": {"name": job.definition_configmap}},
         {"name": "upstream", **upstream},
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
     ]
+    if job.files_configmap:
+        volumes.append({"name": "files", "configMap": {"name": job.files_configmap}})
+    return volumes
 
 
 def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any]:
@@ -113,7 +121,10 @@ def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any
         "imagePullPolicy": cfg.image_pull_policy,
         "command": list(own.command) if own and own.command else list(DEFAULT_COMMAND),
         "env": _env(job, name),
-        "resources": {k: dict(v) for k, v in cfg.executor_resources.items()},
+        "resources": {
+            k: dict(v)
+            for k, v in (own.resources if own and own.resources else cfg.executor_resources).items()
+        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -129,6 +140,10 @@ def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any
     }
     if own and own.args:
         container["args"] = list(own.args)
+    if job.files_configmap:
+        container["volumeMounts"].append(
+            {"name": "files", "mountPath": FILES_DIR, "readOnly": True}
+        )
     return container
 
 

@@ -227,6 +227,7 @@ def _job_for(
         definition_configmap=world.pinned.configmap,
         upstream=upstream,
         max_output_bytes=cfg.max_output_bytes,
+        files_configmap=plan.definition.files_config_map,
     )
     return job_manifest(job, cfg)
 

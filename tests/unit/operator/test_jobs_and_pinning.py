@@ -161,3 +161,29 @@ def test_settings_defaults_and_namespaces() -> None:
     assert cfg.namespaces == ("a", "b")
     assert cfg.job_ttl_seconds == 60
     assert load_config({}).namespaces == ()
+
+
+def test_the_runbooks_files_configmap_is_where_relative_paths_resolve() -> None:
+    step = RunbookStep(id="g", actionType="LOOKUP_GRAPH", config={"bundlePath": "b.json"})
+    job = job_manifest(AttemptJob(REF, step, 1, "def-cm", [], 1024, "rb-files"), CFG)
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "files", "configMap": {"name": "rb-files"}} in pod["volumes"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RUNBOOK_BASE_DIR"] == "/var/run/runbook/files"
+    assert {"name": "files", "mountPath": "/var/run/runbook/files", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+
+
+def test_a_step_may_set_its_own_resources() -> None:
+    step = RunbookStep.model_validate(
+        {
+            "id": "m",
+            "actionType": "CUSTOM",
+            "container": {"resources": {"limits": {"memory": "64Mi"}}},
+        }
+    )
+    (container,) = _job(step)["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {"limits": {"memory": "64Mi"}}
+    assert container["image"] == CFG.executor_image
