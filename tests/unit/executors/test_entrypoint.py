@@ -51,6 +51,7 @@ def test_run_success_writes_camel_case_result(tmp_path: Path) -> None:
         "kpis": result["kpis"],
         "evidence": [],
         "citations": [],
+        "retryable": True,
     }
     assert set(result["kpis"]) == {"inputSize", "outputSize"}
     assert StepExecutorResult.model_validate(result).success

@@ -135,6 +135,7 @@ def test_entrypoint_lists_and_runs_plugin(site: Path, tmp_path: Path, cli: RunCl
         "evidence": [],
         "citations": [],
         "error": "echo asked to fail",
+        "retryable": True,
     }
 
 
