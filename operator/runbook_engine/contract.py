@@ -8,18 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-
-class CamelModel(BaseModel):
-    """Base for wire models: camelCase on the wire, snake_case in Python."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    def wire(self) -> dict[str, Any]:
-        """JSON-ready dict with camelCase keys and no unset optional noise."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+from runbook_engine.wire import CamelModel
 
 
 class Citation(CamelModel):

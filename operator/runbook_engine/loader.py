@@ -16,9 +16,6 @@ from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_engine.plan import Plan, compile_plan
 from runbook_engine.problems import InvalidRunbook, Problem, problems_from_pydantic
 
-API_GROUP = "runbook-operator.dev"
-API_VERSION = f"{API_GROUP}/v1alpha1"
-
 
 def definition_from_document(doc: Any, *, source: str | None = None) -> RunbookDefinition:
     """Accept a Runbook manifest or a plain definition; raise InvalidRunbook naming each field."""

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from runbook_engine.contract import CamelModel
 from runbook_engine.enums import DataLicense, LegalBasis
+from runbook_engine.wire import CamelModel
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 ACTION_TYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,62}$"

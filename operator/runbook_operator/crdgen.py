@@ -11,10 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runbook_engine.loader import API_GROUP
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
+from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
 from runbook_operator.resources import (
-    API_VERSION_NAME,
     RunbookExecutionStatus,
     RunbookStatus,
 )

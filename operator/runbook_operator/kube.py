@@ -18,7 +18,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
-from runbook_engine.loader import API_GROUP
+from runbook_operator.apigroup import API_VERSION
 
 USER_AGENT = "runbook-operator/0.1"
 JSON = "application/json"
@@ -44,8 +44,8 @@ class Resource:
         return f"{base}/{sub}" if sub else base
 
 
-RUNBOOKS = Resource(f"{API_GROUP}/v1alpha1", "runbooks")
-EXECUTIONS = Resource(f"{API_GROUP}/v1alpha1", "runbookexecutions")
+RUNBOOKS = Resource(API_VERSION, "runbooks")
+EXECUTIONS = Resource(API_VERSION, "runbookexecutions")
 JOBS = Resource("batch/v1", "jobs")
 PODS = Resource("v1", "pods")
 CONFIGMAPS = Resource("v1", "configmaps")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from runbook_engine.loader import API_GROUP
+from runbook_operator.apigroup import API_GROUP
 
 LABEL_PREFIX = API_GROUP
 MANAGED_BY = "runbook-operator"

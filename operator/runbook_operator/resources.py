@@ -12,12 +12,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from runbook_engine.contract import CamelModel
 from runbook_engine.enums import ExecutionStatus, StepStatus
-from runbook_engine.loader import API_GROUP
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
-
-API_VERSION_NAME = "v1alpha1"
+from runbook_engine.wire import CamelModel
 
 
 class Condition(CamelModel):
@@ -125,6 +122,3 @@ class RunbookExecution(CamelModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ExecutionRequest
     status: RunbookExecutionStatus | None = None
-
-
-assert API_GROUP + "/" + API_VERSION_NAME == "runbook-operator.dev/v1alpha1"

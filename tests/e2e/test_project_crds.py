@@ -12,10 +12,10 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from runbook_engine.loader import API_GROUP
 from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.scheduler import new_execution
+from runbook_operator.apigroup import API_GROUP
 
 from .conftest import Cluster, wait_for
 
