@@ -16,16 +16,19 @@ from runbook_engine.contract import (
     StepExecutorResult,
 )
 
-__all__ = ["BaseStepExecutor", "NonRetryableError", "canonical_sha256", "invoke"]
+__all__ = ["BaseStepExecutor", "ConfigError", "NonRetryableError", "canonical_sha256", "invoke"]
 
 T = TypeVar("T")
-
-_MISSING: Any = object()
 
 
 class NonRetryableError(Exception):
     """Raise from `execute` when another attempt cannot succeed (bad config, invalid input):
     the step fails at once instead of spending its retry policy on the same error."""
+
+
+class ConfigError(ValueError):
+    """A step's config or input is unusable (wrong type, range or shape); the message starts
+    with the offending field, e.g. ``config.maxDepth: must be between 1 and 5``."""
 
 
 class BaseStepExecutor(ABC):

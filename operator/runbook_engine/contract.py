@@ -6,11 +6,27 @@ context/result files of a Job pod (`python -m runbook_executors run`).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
 
 from runbook_engine.wire import CamelModel
+
+
+class ActionType(StrEnum):
+    """Built-in action types (`StepExecutorContext.action_type`). Plugins may register more
+    (any UPPER_SNAKE name)."""
+
+    INGEST = "INGEST"
+    LOOKUP_GRAPH = "LOOKUP_GRAPH"
+    PATTERN_MINER = "PATTERN_MINER"
+    GENERATE_REPORT = "GENERATE_REPORT"
+    ENRICH_INTEL = "ENRICH_INTEL"
+    VALIDATE = "VALIDATE"
+    TRANSFORM = "TRANSFORM"
+    NOTIFY = "NOTIFY"
+    CUSTOM = "CUSTOM"
 
 
 class Citation(CamelModel):

@@ -91,20 +91,6 @@ class LogEventType(StrEnum):
     """A signed checkpoint (size, head hash) written by the operator's ledger."""
 
 
-class ActionType(StrEnum):
-    """Built-in action types. Plugins may register more (any UPPER_SNAKE name)."""
-
-    INGEST = "INGEST"
-    LOOKUP_GRAPH = "LOOKUP_GRAPH"
-    PATTERN_MINER = "PATTERN_MINER"
-    GENERATE_REPORT = "GENERATE_REPORT"
-    ENRICH_INTEL = "ENRICH_INTEL"
-    VALIDATE = "VALIDATE"
-    TRANSFORM = "TRANSFORM"
-    NOTIFY = "NOTIFY"
-    CUSTOM = "CUSTOM"
-
-
 class ControlAction(StrEnum):
     """Control verbs of the reference API."""
 

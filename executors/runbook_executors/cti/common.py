@@ -6,10 +6,7 @@ from typing import Any
 
 from runbook_engine.contract import StepExecutorContext
 from runbook_executors.base import BaseStepExecutor
-
-
-class ConfigError(ValueError):
-    """A step config or input value has the wrong type or range (a failed attempt)."""
+from runbook_executors.base import ConfigError as ConfigError  # one class for every executor
 
 
 def upstream_list(executor: BaseStepExecutor, ctx: StepExecutorContext, key: str) -> list[Any]:

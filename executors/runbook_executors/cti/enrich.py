@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from runbook_engine.contract import Citation, KpiValue, StepExecutorContext, StepExecutorResult
+from runbook_engine.contract import (
+    ActionType,
+    Citation,
+    KpiValue,
+    StepExecutorContext,
+    StepExecutorResult,
+)
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.cti.common import (
     ConfigError,
@@ -102,7 +108,7 @@ class EnrichIntelExecutor(BaseStepExecutor):
     `suppressKnownBenign` (default true), `geoip` (default true).
     """
 
-    action_type: ClassVar[str] = "ENRICH_INTEL"
+    action_type: ClassVar[str] = ActionType.ENRICH_INTEL
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         indicators = [i for i in upstream_list(self, ctx, "indicators") if isinstance(i, dict)]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from runbook_engine.contract import Citation, KpiValue, StepExecutorContext, StepExecutorResult
+from runbook_engine.contract import (
+    ActionType,
+    Citation,
+    KpiValue,
+    StepExecutorContext,
+    StepExecutorResult,
+)
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.cti.common import ConfigError, indicator_key, int_setting, upstream_list
 from runbook_executors.cti.datasources import resolve_path
@@ -39,7 +45,7 @@ class LookupGraphExecutor(BaseStepExecutor):
     Config: `maxDepth` (default 3), `maxNodes` (default 5000).
     """
 
-    action_type: ClassVar[str] = "LOOKUP_GRAPH"
+    action_type: ClassVar[str] = ActionType.LOOKUP_GRAPH
 
     def _load(self, ctx: StepExecutorContext) -> StixGraph | None:
         inline = self.get_input(ctx, "stixBundle")

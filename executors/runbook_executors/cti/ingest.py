@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from runbook_engine.contract import KpiValue, StepExecutorContext, StepExecutorResult
+from runbook_engine.contract import ActionType, KpiValue, StepExecutorContext, StepExecutorResult
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.cti.common import ConfigError, int_setting
 from runbook_executors.cti.datasources import psl_citation
@@ -18,7 +18,7 @@ class IngestExecutor(BaseStepExecutor):
     Config: `maxIndicators` (default 10000) caps the accepted set.
     """
 
-    action_type: ClassVar[str] = "INGEST"
+    action_type: ClassVar[str] = ActionType.INGEST
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         raw_items = self.get_input(ctx, "indicators", [])

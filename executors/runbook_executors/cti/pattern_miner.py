@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from runbook_engine.contract import Citation, KpiValue, StepExecutorContext, StepExecutorResult
+from runbook_engine.contract import (
+    ActionType,
+    Citation,
+    KpiValue,
+    StepExecutorContext,
+    StepExecutorResult,
+)
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.cti.attack import attack_knowledge, merge_bundle_actors
 from runbook_executors.cti.common import (
@@ -40,7 +46,7 @@ class PatternMinerExecutor(BaseStepExecutor):
     Config: `minConfidence` (default 0.2), `maxCandidates` (default 10), `maxCampaigns` (5).
     """
 
-    action_type: ClassVar[str] = "PATTERN_MINER"
+    action_type: ClassVar[str] = ActionType.PATTERN_MINER
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         min_conf = float_setting(self, ctx, "minConfidence", 0.2)

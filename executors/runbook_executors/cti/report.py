@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from runbook_engine.contract import (
+    ActionType,
     Citation,
     Evidence,
     KpiValue,
@@ -94,7 +95,7 @@ class GenerateReportExecutor(BaseStepExecutor):
     `title`, and a signing key (`signingKeyFile` or `signingKey: {secretFrom: {env|file}}`).
     """
 
-    action_type: ClassVar[str] = "GENERATE_REPORT"
+    action_type: ClassVar[str] = ActionType.GENERATE_REPORT
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         threshold = float_setting(self, ctx, "attributionThreshold", 0.5)

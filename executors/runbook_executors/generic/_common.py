@@ -6,10 +6,7 @@ import re
 from typing import Any, Final
 
 from runbook_engine.contract import StepExecutorContext
-
-
-class ConfigError(ValueError):
-    """The step's config is unusable; the message starts with the offending field."""
+from runbook_executors.base import ConfigError as ConfigError  # one class for every executor
 
 
 class _Missing:

@@ -17,7 +17,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_engine.contract import ActionType, StepExecutorContext, StepExecutorResult
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic._common import ConfigError
 
@@ -106,7 +106,7 @@ def _import(module_name: str, *, where: str) -> Any:
 class CustomStepExecutor(BaseStepExecutor):
     """Runs user code; see the module docstring for config."""
 
-    action_type: ClassVar[str] = "CUSTOM"
+    action_type: ClassVar[str] = ActionType.CUSTOM
 
     def __init__(self) -> None:
         self._functions: dict[str, CustomFunction] = {}

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_engine.contract import ActionType, StepExecutorContext, StepExecutorResult
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic._common import ConfigError, describe_type
 from runbook_executors.secrets import SecretError, SecretResolver, read_source
@@ -148,7 +148,7 @@ def post_json(
 class NotifyStepExecutor(BaseStepExecutor):
     """Sends one webhook notification; see the module docstring for config."""
 
-    action_type: ClassVar[str] = "NOTIFY"
+    action_type: ClassVar[str] = ActionType.NOTIFY
 
     async def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         secrets = SecretResolver()

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_engine.contract import ActionType, StepExecutorContext, StepExecutorResult
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic._common import (
     MISSING,
@@ -236,7 +236,7 @@ def _size(value: Any) -> int:
 class TransformStepExecutor(BaseStepExecutor):
     """Reshapes upstream data; see the module docstring for config."""
 
-    action_type: ClassVar[str] = "TRANSFORM"
+    action_type: ClassVar[str] = ActionType.TRANSFORM
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         document = step_document(ctx)

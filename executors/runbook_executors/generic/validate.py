@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from runbook_engine.contract import StepExecutorContext, StepExecutorResult
+from runbook_engine.contract import ActionType, StepExecutorContext, StepExecutorResult
 from runbook_executors.base import BaseStepExecutor, canonical_sha256
 from runbook_executors.generic._common import (
     MISSING,
@@ -86,7 +86,7 @@ def _join(prefix: str, parts: Any) -> str:
 class ValidateStepExecutor(BaseStepExecutor):
     """Validates upstream data; see the module docstring for config."""
 
-    action_type: ClassVar[str] = "VALIDATE"
+    action_type: ClassVar[str] = ActionType.VALIDATE
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         document = step_document(ctx)

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runbook_engine.enums import ActionType
+from runbook_engine.contract import ActionType
 from runbook_engine.loader import definition_from_document, load_plan, load_runbook_file
 from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan, find_cycle, graph_problems, legal_problems
