@@ -212,3 +212,7 @@ def kwok_nodes(cluster: Cluster) -> list[str]:
     if not nodes:
         pytest.skip("the cluster has no kwok nodes (start it with hack/cluster/cluster-up.sh)")
     return [str(n.metadata.name) for n in nodes]
+
+
+# The operator under test and its helpers (imported last: operator_env imports this module).
+from .operator_env import op_namespace, operator, project_crds, rb  # noqa: E402, F401

@@ -1,0 +1,308 @@
+"""The operator under test, run as a process on this machine against the real cluster.
+
+Step Jobs run as real pods (the project image). The operator itself runs from this checkout so a
+test can kill and restart it at will; tests/e2e/test_chart.py covers it installed by Helm.
+Each operator watches namespaces by glob, so tests that own an operator never share objects
+with the session-wide one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from .conftest import IMAGE, REPO_ROOT, Cluster, wait_for
+
+GROUP, VERSION = "runbook-operator.dev", "v1alpha1"
+SHARED_PREFIX = "e2e-op-"
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def project_crds(cluster: Cluster) -> None:
+    """The project's CRDs, applied from crds/ (replaced when they changed)."""
+    ext = client.ApiextensionsV1Api(cluster.api)
+    for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        name = body["metadata"]["name"]
+        try:
+            current = ext.read_custom_resource_definition(name)
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            ext.replace_custom_resource_definition(name, body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            ext.create_custom_resource_definition(body)
+
+        def established(name: str = name) -> bool:
+            crd = ext.read_custom_resource_definition(name)
+            return any(
+                c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
+            )
+
+        wait_for(established, 60, 0.5, f"CRD {name}")
+
+
+@dataclass
+class OperatorProcess:
+    """A running `python -m runbook_operator`; `restart()`/`kill()` for crash tests."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runbook_operator"],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+        port = self.env["RUNBOOK_HEALTH_PORT"]
+
+        def healthy() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.tail()
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", int(port)), 0.5),
+            ):
+                return True
+            return False
+
+        wait_for(healthy, 60, 0.2, "the operator's liveness endpoint")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _signing_key(folder: Path) -> Path:
+    key = Ed25519PrivateKey.generate()
+    path = folder / "ed25519.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def operator_env(cluster: Cluster, folder: Path, namespaces: str, home_ns: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KUBECONFIG=cluster.kubeconfig or os.path.expanduser("~/.kube/config"),
+        RUNBOOK_NAMESPACES=namespaces,
+        RUNBOOK_EXECUTOR_IMAGE=IMAGE,
+        RUNBOOK_IMAGE_PULL_POLICY="IfNotPresent",
+        RUNBOOK_SIGNING_KEY_FILE=str(_signing_key(folder)),
+        RUNBOOK_OPERATOR_NAMESPACE=home_ns,
+        RUNBOOK_METRICS_PORT=str(_free_port()),
+        RUNBOOK_HEALTH_PORT=str(_free_port()),
+        RUNBOOK_JOB_TTL_SECONDS="900",
+        RUNBOOK_RESYNC_SECONDS="30",
+    )
+    return env
+
+
+def _create_namespace(cluster: Cluster, name: str) -> None:
+    cluster.core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"runbook-e2e": "1"}))
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, project_crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The session's operator, watching every `e2e-op-*` namespace."""
+    folder = tmp_path_factory.mktemp("operator")
+    home = f"{SHARED_PREFIX}home-{uuid.uuid4().hex[:6]}"
+    _create_namespace(cluster, home)
+    op = OperatorProcess(
+        operator_env(cluster, folder, f"{SHARED_PREFIX}*", home), folder / "operator.log"
+    )
+    op.start()
+    yield op
+    op.stop()
+    print(f"--- operator log (tail) ---\n{op.tail(200)}")
+    with contextlib.suppress(ApiException):
+        cluster.core.delete_namespace(home)
+
+
+@dataclass
+class Runbooks:
+    """Create Runbooks and RunbookExecutions in one namespace and watch them converge."""
+
+    cluster: Cluster
+    namespace: str
+    custom: client.CustomObjectsApi = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.custom = client.CustomObjectsApi(self.cluster.api)
+
+    def runbook(self, name: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Runbook",
+            "metadata": {"name": name},
+            "spec": {"id": name, "steps": steps, **spec},
+        }
+        return self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "runbooks", body
+        )  # type: ignore[no-any-return]
+
+    def execute(self, name: str, runbook: str, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "RunbookExecution",
+            "metadata": {"name": name},
+            "spec": {"runbookRef": {"name": runbook}, **spec},
+        }
+        return self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "runbookexecutions", body
+        )  # type: ignore[no-any-return]
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "runbookexecutions", name
+        )  # type: ignore[no-any-return]
+
+    def patch(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "runbookexecutions", name, {"spec": spec}
+        )
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "runbookexecutions", name
+        )
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.get(name).get("status") or {}
+
+    def wait(
+        self, name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            status = self.status(name)
+            return status if predicate(status) else None
+
+        return wait_for(check, timeout, 0.5, f"{name}: {what}")  # type: ignore[no-any-return]
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 180) -> dict[str, Any]:
+        return self.wait(name, lambda s: s.get("phase") in phases, timeout, f"phase in {phases}")
+
+    def steps(self, name: str) -> dict[str, dict[str, Any]]:
+        return {s["stepId"]: s for s in self.status(name).get("steps", [])}
+
+    def jobs(self, uid: str) -> list[Any]:
+        selector = f"runbook-operator.dev/execution-uid={uid}"
+        return list(
+            self.cluster.batch.list_namespaced_job(self.namespace, label_selector=selector).items
+        )
+
+    def pods(self, uid: str) -> list[Any]:
+        selector = f"runbook-operator.dev/execution-uid={uid}"
+        return list(
+            self.cluster.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        )
+
+    def events(self, name: str) -> list[tuple[str, str]]:
+        items = self.cluster.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        return [(e.reason, e.message) for e in items]
+
+    def output(self, name: str, step: str) -> dict[str, Any]:
+        from runbook_operator import results
+
+        job = self.steps(name)[step]["jobName"]
+        cm = self.cluster.core.read_namespaced_config_map(f"{job}-result", self.namespace)
+        body = {"metadata": {"name": cm.metadata.name}, "binaryData": cm.binary_data}
+        return results.read_configmap(body).output
+
+
+@pytest.fixture
+def op_namespace(cluster: Cluster, operator: OperatorProcess) -> Iterator[str]:
+    """A fresh namespace the session's operator watches; deleted afterwards."""
+    name = f"{SHARED_PREFIX}{uuid.uuid4().hex[:8]}"
+    _create_namespace(cluster, name)
+    yield name
+    with contextlib.suppress(ApiException):
+        cluster.core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def rb(cluster: Cluster, op_namespace: str) -> Runbooks:
+    return Runbooks(cluster, op_namespace)
+
+
+def transform(sid: str, *deps: str, **config: Any) -> dict[str, Any]:
+    return {"id": sid, "actionType": "TRANSFORM", "dependsOn": list(deps), "config": config}
+
+
+def shell_step(sid: str, code: str, *deps: str, **extra: Any) -> dict[str, Any]:
+    """A step running `python3 -c code` in the project image (no result: the pod's exit)."""
+    return {
+        "id": sid,
+        "actionType": "CUSTOM",
+        "dependsOn": list(deps),
+        "container": {
+            "image": IMAGE,
+            "command": ["python3", "-c", code],
+            **extra.pop("container", {}),
+        },
+        **extra,
+    }
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=1, default=str)[:4000]
+
+
+def now() -> float:
+    return time.time()
