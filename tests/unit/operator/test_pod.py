@@ -1,0 +1,63 @@
+"""The step pod's side: the context it builds from mounted files, and the output limit."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from runbook_engine.contract import StepExecutorResult
+from runbook_operator import pod, results
+
+DEFINITION = {
+    "id": "rb",
+    "steps": [
+        {"id": "a", "actionType": "TRANSFORM", "config": {"expressions": {"n": "input.n"}}},
+        {
+            "id": "b",
+            "actionType": "TRANSFORM",
+            "dependsOn": ["a"],
+            "config": {"expressions": {"seen": "outputs.a.n"}},
+            "timeoutMs": 5000,
+        },
+    ],
+}
+ENV = {"RUNBOOK_EXECUTION_ID": "ns/x/1234", "RUNBOOK_STEP_ID": "b", "RUNBOOK_ATTEMPT": "2"}
+
+
+def _mount(tmp_path: Path) -> Path:
+    (tmp_path / "definition").mkdir()
+    (tmp_path / "definition" / "definition.json").write_text(json.dumps(DEFINITION))
+    request = {"runbookRef": {"name": "rb"}, "input": {"n": 7}, "startedBy": "alice"}
+    (tmp_path / "definition" / "request.json").write_text(json.dumps(request))
+    (tmp_path / "upstream").mkdir()
+    raw, _ = results.encode(StepExecutorResult(success=True, output={"n": 7}))
+    (tmp_path / "upstream" / "a.json.gz").write_bytes(gzip.compress(raw))
+    return tmp_path
+
+
+def test_the_pod_builds_the_same_context_as_the_local_runner(tmp_path: Path) -> None:
+    ctx = pod.pod_context(ENV, _mount(tmp_path))
+    assert (ctx.execution_id, ctx.step_id, ctx.attempt) == ("ns/x/1234", "b", 2)
+    assert ctx.input == {"n": 7}
+    assert ctx.previous_outputs == {"a": {"n": 7}}
+    assert ctx.config == {"expressions": {"seen": "outputs.a.n"}}
+    assert ctx.timeout_ms == 5000
+    assert ctx.started_by == "alice"
+
+
+def test_the_pod_runs_the_executor_through_the_shared_entrypoint(tmp_path: Path) -> None:
+    ctx = pod.pod_context(ENV, _mount(tmp_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = pod.run_step(ctx, work)
+    assert result.success and result.output == {"seen": 7}
+
+
+def test_an_output_over_the_limit_fails_with_size_and_limit() -> None:
+    big = StepExecutorResult(success=True, output={"blob": "x" * 100})
+    failed = pod.over_limit(big, 50)
+    assert not failed.success
+    assert failed.error is not None
+    assert failed.error.startswith("output is 111 bytes, over the limit of 50 bytes")
+    assert pod.over_limit(big, 111) is big
