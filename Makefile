@@ -29,6 +29,9 @@ demo: setup ## run the Rapid Attribution runbook locally and show its report
 	$(BIN)/python -c "import json,sys; r=json.load(open('$(OUT)/demo-result.json')); print(r['outputs']['generate_report'].get('markdown','(no markdown)')); print('phase:', r['phase'], '| kpis:', json.dumps(r['kpis']))"
 	$(BIN)/runbookctl verify --ledger $(OUT)/demo-ledger.jsonl
 
+demo-cluster: setup ## one command from a fresh machine: cluster, operator (Helm), the Rapid Attribution run on it, its report and verified ledger
+	bash hack/demo-cluster.sh
+
 demo-generic: setup ## run the generic-executor demo runbook (no CTI data needed)
 	$(BIN)/runbookctl run examples/generic/runbook.yaml --input-file examples/generic/input.json
 
@@ -52,6 +55,6 @@ test: lint unit ## set up everything and run all tests (unit + e2e on a real loc
 clean: ## remove the venv and outputs
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup demo demo-generic lint unit crds bench test clean
+.PHONY: help setup demo demo-cluster demo-generic lint unit crds bench test clean
 
 -include cluster.mk

@@ -81,6 +81,8 @@ out="$(hack/cluster/cluster-up.sh)"
 last="$(tail -n1 <<<"${out}")"
 [[ "${last}" == "export KUBECONFIG="* ]] || { echo "ci-e2e: cluster-up printed no KUBECONFIG" >&2; exit 1; }
 eval "${last}"
+# `make demo-cluster` reuses everything above and stops here (the cluster stays up).
+[[ -n "${RUNBOOK_PREPARE_ONLY:-}" ]] && exit 0
 
 phase pytest
 set +e
