@@ -37,6 +37,8 @@ from runbook_operator.status import execution_status
 
 log = logging.getLogger("runbook_operator")
 MAX_CONFLICT_RETRIES = 5
+TERMINAL_PHASES = ("COMPLETED", "FAILED", "CANCELLED")
+DELETE_ACTOR = "kubectl-delete (finalizer)"
 
 
 class Ledger(Protocol):
@@ -107,7 +109,8 @@ class Controller:
             body = self.kube.get(k.EXECUTIONS, namespace, name)
         except k.NotFound:
             return
-        self._drive(body, cancel=True)
+        if (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+            self._drive(body, cancel=True)
         ref = _ref(body)
         for job in self.kube.list(k.JOBS, namespace, f"{names.EXECUTION_UID_LABEL}={ref.uid}"):
             self.kube.delete(k.JOBS, namespace, job["metadata"]["name"])
@@ -121,14 +124,16 @@ class Controller:
         if isinstance(pinned, pinning.Refusal):
             self._refuse(body, ref, pinned, now)
             return Outcome(done=True)
+        control = None
         if cancel:
             body = {**body, "spec": {**body.get("spec", {}), "cancel": True}}
+            control = DELETE_ACTOR
         ledger = self._ledger(ref)
         chain = ledger.load()
         state = load_state(pinned.plan, body.get("status") or {}, ref.execution_id, now)
         jobs, pods = self._children(ref, bool(state.running) or state.status.terminal)
         reads = self._read_results(ref, wanted_reads(state, jobs, pods, ref))
-        world = World(ref, body, pinned, chain, jobs, pods, reads, now)
+        world = World(ref, body, pinned, chain, jobs, pods, reads, now, control)
         effects = reconcile(world, state, self.cfg)
         self._apply(body, ref, ledger, chain, effects, now)
         return Outcome(done=effects.terminal, wake_at=effects.next_wakeup)

@@ -61,6 +61,8 @@ class World:
     reads: Mapping[str, StepExecutorResult | str]
     """Job name → the result read from its ConfigMap, or why it could not be trusted."""
     now: datetime
+    control: str | None = None
+    """Who asked for the control change, when the shell knows better than managedFields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +283,7 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
             "cancel": bool(world.body.get("spec", {}).get("cancel", False)),
         }
     )
-    actors = Actors(cfg.actor, request.started_by, control_actor(world.body))
+    actors = Actors(cfg.actor, request.started_by, world.control or control_actor(world.body))
     step = drive(world.pinned.plan, request, state, world.chain, observations, world.now, actors)
     new = step.state
     creates = [
