@@ -1,6 +1,6 @@
 """The imperative shell of one reconcile: fetch, decide (`reconcile`), carry out.
 
-Synchronous (the kopf handlers call it through `asyncio.to_thread`). Effects go out in a
+Synchronous (the kopf handlers run it on a thread pool). Effects go out in a
 crash-safe order — ledger, result ConfigMaps, Jobs, then status — and every write is
 idempotent or guarded by a resourceVersion, so kopf's at-least-once delivery, an operator
 restart between two writes, or a concurrent edit leaves no duplicate Job and no gap in the ledger.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from runbook_engine.audit import AuditChain
@@ -38,6 +38,7 @@ from runbook_operator.status import execution_status
 log = logging.getLogger("runbook_operator")
 MAX_CONFLICT_RETRIES = 5
 TERMINAL_PHASES = ("COMPLETED", "FAILED", "CANCELLED")
+RETRY_AFTER_ERROR = timedelta(seconds=15)
 DELETE_ACTOR = "kubectl-delete (finalizer)"
 
 
@@ -75,7 +76,11 @@ class Controller:
 
     # -- entry points ----------------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
-        """One reconcile, retried from a fresh read when a guarded write meets a Conflict."""
+        """One reconcile, retried from a fresh read when a guarded write meets a Conflict.
+
+        Any other failure (the API unreachable, a damaged ledger, a bug) is logged, shown in the
+        execution's Ready condition and retried later: one bad object never stops the operator.
+        """
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 with metrics.RECONCILE_SECONDS.time():
@@ -83,7 +88,33 @@ class Controller:
             except k.Conflict as exc:
                 log.info("conflict on %s/%s, re-reading: %s", namespace, name, exc.message)
                 self._ledgers.pop(f"{namespace}/{name}", None)
+            except Exception as exc:  # never let one execution take the operator down
+                return self._failed_reconcile(namespace, name, exc)
         return Outcome(done=False, wake_at=self.clock())
+
+    def _failed_reconcile(self, namespace: str, name: str, exc: Exception) -> Outcome:
+        log.exception("reconcile of %s/%s failed", namespace, name)
+        metrics.API_ERRORS.labels("reconcile").inc()
+        self._ledgers.pop(f"{namespace}/{name}", None)
+        message = f"{type(exc).__name__}: {exc}"[:1000]
+        ready = {"type": "Ready", "status": "False", "reason": "ReconcileError", "message": message}
+        try:
+            body = self.kube.get(k.EXECUTIONS, namespace, name)
+            conditions = [
+                c
+                for c in (body.get("status") or {}).get("conditions") or []
+                if c.get("type") != "Ready"
+            ]
+            ready["lastTransitionTime"] = format_time(self.clock())
+            ready["observedGeneration"] = body["metadata"].get("generation")
+            patch = {
+                "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                "status": {"conditions": [*conditions, ready]},
+            }
+            self.kube.patch(k.EXECUTIONS, namespace, name, patch, subresource="status")
+        except Exception as again:  # reporting is best effort; the log has the first error
+            log.info("cannot report the failure on %s/%s: %s", namespace, name, again)
+        return Outcome(done=False, wake_at=self.clock() + RETRY_AFTER_ERROR)
 
     def finalize(self, namespace: str, name: str) -> None:
         """The execution is being deleted: cancel what runs, seal the ledger, then let go."""
