@@ -9,6 +9,7 @@ ATT&CK data: Copyright The MITRE Corporation; used under the ATT&CK Terms of Use
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
@@ -38,6 +39,9 @@ class Actor:
     attributed_to: tuple[str, ...] = ()
     url: str | None = None
     bundle_stix_ids: tuple[str, ...] = ()
+    inherited: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Technique ids and software keys this group has only through campaigns attributed to it
+    (-> those campaigns' candidate ids); they are also in `techniques` / `software`."""
 
 
 @dataclass(frozen=True)
@@ -231,3 +235,37 @@ def merge_bundle_actors(
                 actor, attributed_to=tuple(sorted({*actor.attributed_to, *targets}))
             )
     return actors, stix_to_candidate
+
+
+def inherit_campaign_evidence(actors: dict[str, Actor]) -> dict[str, Actor]:
+    """Groups also use what the campaigns attributed to them use (ATT&CK's and the bundle's).
+
+    Vendor bundles and ATT&CK put `uses` on campaigns that are `attributed-to` a group; without
+    this, the group would show no technique overlap for its own campaigns' behaviour. What a
+    group gains this way is recorded in `inherited`, so the contributions can say so.
+    """
+    techniques: dict[str, dict[str, set[str]]] = {}
+    software: dict[str, dict[str, set[str]]] = {}
+    for campaign in sorted(actors.values(), key=lambda a: a.id):
+        if campaign.kind != "campaign":
+            continue
+        for group_id in campaign.attributed_to:
+            group = actors.get(group_id)
+            if group is None or group.kind != "intrusion-set":
+                continue
+            for key in campaign.techniques - group.techniques:
+                techniques.setdefault(group_id, {}).setdefault(key, set()).add(campaign.id)
+            for key in campaign.software - group.software:
+                software.setdefault(group_id, {}).setdefault(key, set()).add(campaign.id)
+    result = dict(actors)
+    for group_id in sorted({*techniques, *software}):
+        group = actors[group_id]
+        gained_t = techniques.get(group_id, {})
+        gained_s = software.get(group_id, {})
+        result[group_id] = replace(
+            group,
+            techniques=group.techniques | set(gained_t),
+            software=group.software | set(gained_s),
+            inherited={k: tuple(sorted(v)) for k, v in sorted({**gained_t, **gained_s}.items())},
+        )
+    return result

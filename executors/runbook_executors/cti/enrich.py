@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from runbook_engine.contract import (
@@ -20,6 +21,7 @@ from runbook_executors.cti.common import (
     upstream_list,
 )
 from runbook_executors.cti.datasources import (
+    WarningList,
     available_warning_lists,
     geoip,
     geoip_citation,
@@ -100,6 +102,90 @@ def _probes(indicator: dict[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
+def _geo_ip(indicator: dict[str, Any]) -> str | None:
+    """The IP address to look up: the indicator itself, or a URL's IP host."""
+    if indicator.get("type") in ("ipv4", "ipv6"):
+        return str(indicator["value"])
+    if indicator.get("type") == "url" and indicator.get("hostType") in ("ipv4", "ipv6"):
+        return str(indicator.get("host"))
+    return None
+
+
+def _geo(ip: str) -> dict[str, Any]:
+    geo = geoip().lookup(ip)
+    return {
+        "countryCode": geo.country_code,
+        "countryName": geo.country_name,
+        "network": geo.network,
+        "asnName": geo.asn_name,
+        "asnNetwork": geo.asn_network,
+    }
+
+
+@dataclass
+class Enricher:
+    """Enriches indicators one by one, collecting the counts and cited lists as it goes."""
+
+    lists: list[WarningList]
+    suppress: set[str]
+    suppress_benign: bool
+    use_geoip: bool
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    suppressed: list[dict[str, Any]] = field(default_factory=list)
+    enrichments: list[dict[str, Any]] = field(default_factory=list)
+    cited_lists: dict[str, Citation] = field(default_factory=dict)
+    geo_hits: int = 0
+    warning_count: int = 0
+
+    def warnings(self, indicator: dict[str, Any]) -> list[dict[str, Any]]:
+        """Warning-list hits that apply to the indicator's type, one per list."""
+        hits: list[dict[str, Any]] = []
+        for family, value in _probes(indicator):
+            wanted = _ATTRIBUTES_FOR.get(family, frozenset())
+            for wl in self.lists:
+                applies = not wl.matching_attributes or bool(wanted & set(wl.matching_attributes))
+                if applies and value and wl.matches(value):
+                    hits.append(
+                        {
+                            "list": wl.slug,
+                            "name": wl.name,
+                            "version": wl.version,
+                            "matched": value,
+                            "suppresses": wl.slug in self.suppress,
+                        }
+                    )
+                    self.cited_lists[wl.slug] = wl.citation()
+        return sorted({w["list"]: w for w in hits}.values(), key=lambda w: w["list"])
+
+    def add(self, ind: dict[str, Any]) -> None:
+        key = indicator_key(ind)
+        entry: dict[str, Any] = {"indicator": key, "sources": []}
+        ip = _geo_ip(ind)
+        if ip and self.use_geoip:
+            entry["geo"] = _geo(ip)
+            entry["sources"].append(_brief(geoip_citation()))
+            self.geo_hits += bool(entry["geo"]["countryCode"] or entry["geo"]["asnName"])
+        if "registeredDomain" in ind:
+            entry["domain"] = {
+                "registeredDomain": ind["registeredDomain"],
+                "publicSuffix": ind.get("publicSuffix"),
+            }
+            entry["sources"].append(_brief(psl_citation()))
+        warnings = self.warnings(ind)
+        if warnings:
+            entry["warnings"] = warnings
+            entry["sources"].extend(_brief(self.cited_lists[w["list"]]) for w in warnings)
+            self.warning_count += len(warnings)
+        self.enrichments.append(entry)
+        suppressing = [w["list"] for w in warnings if w["suppresses"]]
+        if self.suppress_benign and suppressing:
+            reason = "known benign per MISP warning list(s)"
+            self.suppressed.append({"indicator": key, "lists": suppressing, "reason": reason})
+        else:
+            enrichment = {k: v for k, v in entry.items() if k != "indicator"}
+            self.kept.append({**ind, "enrichment": enrichment})
+
+
 class EnrichIntelExecutor(BaseStepExecutor):
     """Add offline context to each indicator and drop known-benign ones before attribution.
 
@@ -110,119 +196,45 @@ class EnrichIntelExecutor(BaseStepExecutor):
 
     action_type: ClassVar[str] = ActionType.ENRICH_INTEL
 
-    def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
-        indicators = [i for i in upstream_list(self, ctx, "indicators") if isinstance(i, dict)]
-        lists = sorted(
-            set(
-                str_list(
-                    self.get_config(ctx, "warningLists", list(DEFAULT_LISTS)), "config.warningLists"
-                )
-            )
-        )
-        suppress = set(
-            str_list(
-                self.get_config(ctx, "suppressLists", list(SUPPRESS_LISTS)), "config.suppressLists"
-            )
-        )
-        suppress_benign = bool_setting(self, ctx, "suppressKnownBenign", True)
-        use_geoip = bool_setting(self, ctx, "geoip", True)
-        known = set(available_warning_lists())
-        unknown = sorted(set(lists) - known)
+    def _enricher(self, ctx: StepExecutorContext) -> Enricher:
+        wanted = self.get_config(ctx, "warningLists", list(DEFAULT_LISTS))
+        lists = sorted(set(str_list(wanted, "config.warningLists")))
+        suppress = self.get_config(ctx, "suppressLists", list(SUPPRESS_LISTS))
+        unknown = sorted(set(lists) - set(available_warning_lists()))
         if unknown:
             raise ConfigError(f"unknown MISP warning lists: {', '.join(unknown)}")
-        compiled = [warning_list(slug) for slug in lists]
+        return Enricher(
+            lists=[warning_list(slug) for slug in lists],
+            suppress=set(str_list(suppress, "config.suppressLists")),
+            suppress_benign=bool_setting(self, ctx, "suppressKnownBenign", True),
+            use_geoip=bool_setting(self, ctx, "geoip", True),
+        )
 
-        kept: list[dict[str, Any]] = []
-        suppressed: list[dict[str, Any]] = []
-        enrichments: list[dict[str, Any]] = []
-        cited_lists: dict[str, Citation] = {}
-        geo_hits = 0
-        warning_count = 0
+    def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
+        indicators = [i for i in upstream_list(self, ctx, "indicators") if isinstance(i, dict)]
+        enricher = self._enricher(ctx)
         for ind in indicators:
-            key = indicator_key(ind)
-            entry: dict[str, Any] = {"indicator": key, "sources": []}
-            ip = None
-            if ind.get("type") in ("ipv4", "ipv6"):
-                ip = str(ind["value"])
-            elif ind.get("type") == "url" and ind.get("hostType") in ("ipv4", "ipv6"):
-                ip = str(ind.get("host"))
-            if ip and use_geoip:
-                geo = geoip().lookup(ip)
-                entry["geo"] = {
-                    "countryCode": geo.country_code,
-                    "countryName": geo.country_name,
-                    "network": geo.network,
-                    "asnName": geo.asn_name,
-                    "asnNetwork": geo.asn_network,
-                }
-                entry["sources"].append(_brief(geoip_citation()))
-                if geo.country_code or geo.asn_name:
-                    geo_hits += 1
-            if "registeredDomain" in ind:
-                entry["domain"] = {
-                    "registeredDomain": ind["registeredDomain"],
-                    "publicSuffix": ind.get("publicSuffix"),
-                }
-                entry["sources"].append(_brief(psl_citation()))
-            warnings: list[dict[str, Any]] = []
-            for family, value in _probes(ind):
-                wanted = _ATTRIBUTES_FOR.get(family, frozenset())
-                for wl in compiled:
-                    applies = not wl.matching_attributes or bool(
-                        wanted & set(wl.matching_attributes)
-                    )
-                    if applies and value and wl.matches(value):
-                        warnings.append(
-                            {
-                                "list": wl.slug,
-                                "name": wl.name,
-                                "version": wl.version,
-                                "matched": value,
-                                "suppresses": wl.slug in suppress,
-                            }
-                        )
-                        cited_lists[wl.slug] = wl.citation()
-            warnings = sorted({w["list"]: w for w in warnings}.values(), key=lambda w: w["list"])
-            if warnings:
-                entry["warnings"] = warnings
-                entry["sources"].extend(_brief(cited_lists[w["list"]]) for w in warnings)
-                warning_count += len(warnings)
-            enrichments.append(entry)
-            enriched = dict(ind)
-            enriched["enrichment"] = {k: v for k, v in entry.items() if k not in ("indicator",)}
-            if suppress_benign and any(w["suppresses"] for w in warnings):
-                suppressed.append(
-                    {
-                        "indicator": key,
-                        "lists": [w["list"] for w in warnings if w["suppresses"]],
-                        "reason": "known benign per MISP warning list(s)",
-                    }
-                )
-            else:
-                kept.append(enriched)
-
-        citations = [psl_citation()]
-        if use_geoip:
-            citations.append(geoip_citation())
-        citations.extend(cited_lists[s] for s in sorted(cited_lists))
+            enricher.add(ind)
+        citations = [psl_citation(), *([geoip_citation()] if enricher.use_geoip else [])]
+        citations += [enricher.cited_lists[s] for s in sorted(enricher.cited_lists)]
         output: dict[str, Any] = {
-            "indicators": kept,
-            "suppressed": suppressed,
-            "enrichments": enrichments,
-            "warningListsChecked": lists,
+            "indicators": enricher.kept,
+            "suppressed": enricher.suppressed,
+            "enrichments": enricher.enrichments,
+            "warningListsChecked": [wl.slug for wl in enricher.lists],
             # Read by GENERATE_REPORT so the report lists every data set that shaped it.
             "enrichmentSources": [c.wire() for c in citations],
         }
         kpis: dict[str, KpiValue] = {
-            "enrichedCount": len(enrichments),
-            "geoResolvedCount": geo_hits,
-            "warningCount": warning_count,
-            "suppressedCount": len(suppressed),
-            "retainedIndicatorCount": len(kept),
+            "enrichedCount": len(enricher.enrichments),
+            "geoResolvedCount": enricher.geo_hits,
+            "warningCount": enricher.warning_count,
+            "suppressedCount": len(enricher.suppressed),
+            "retainedIndicatorCount": len(enricher.kept),
         }
         evidence = self.create_evidence(
             "enrichment",
-            {"enrichments": enrichments, "suppressed": suppressed},
+            {"enrichments": enricher.enrichments, "suppressed": enricher.suppressed},
             step_id=ctx.step_id,
             citations=citations,
         )

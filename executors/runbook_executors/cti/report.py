@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from runbook_engine.contract import (
     ActionType,
     Citation,
@@ -22,52 +24,35 @@ from runbook_executors.cti.common import (
     upstream_list,
 )
 from runbook_executors.cti.datasources import psl_citation
+from runbook_executors.cti.report_markdown import render_markdown
+from runbook_executors.cti.report_rules import (
+    Findings,
+    component,
+    recommendations,
+    residual_unknowns,
+    statement,
+)
 from runbook_executors.cti.report_signing import (
     key_id,
     load_signing_key,
     sign_evidence,
     sign_report,
 )
+from runbook_executors.cti.stix_bundle import bundle_citation
 
 REPORT_SCHEMA = "runbook-operator.dev/attribution-report/v1"
-
-RECOMMENDATIONS: dict[str, str] = {
-    "no_indicators": "Collect indicators (network, host or e-mail artefacts) before attempting "
-    "attribution.",
-    "no_bundle": "Supply a STIX 2.1 infrastructure bundle (config.bundlePath) so indicators can be "
-    "linked to known infrastructure.",
-    "unresolved_indicators": "Search internal telemetry, passive DNS and sandbox reports for the "
-    "unresolved indicators and add what is found to the STIX bundle.",
-    "no_infrastructure_link": "No indicator reached an intrusion set or campaign; extend the graph "
-    "(more relationships or config.maxDepth) before relying on technique overlap alone.",
-    "graph_truncated": "The infrastructure walk hit config.maxNodes; raise it (or narrow the "
-    "bundle) so no link is missed.",
-    "competing_actors": "Candidates are within the ambiguity margin; look for discriminating "
-    "evidence (unique malware, infrastructure re-use, operational timing).",
-    "low_technique_coverage": "Map more observed behaviour to ATT&CK techniques (EDR telemetry, "
-    "incident timeline) to strengthen or refute the technique overlap.",
-    "unknown_techniques": "Check the technique ids that are not in the bundled ATT&CK release "
-    "(typos, revoked or newer techniques).",
-    "rejected_inputs": "Review the rejected inputs; fix defanging or typos and re-run if they are "
-    "real indicators.",
-    "single_indicator_link": "The attribution rests on one linked indicator; corroborate it with "
-    "a second, independent indicator.",
-    "below_threshold": "Treat the best candidate as a lead, not an attribution, until more "
-    "evidence raises its score above the threshold.",
-}
-_ORDER = list(RECOMMENDATIONS)
-
-
-def _component(candidate: dict[str, Any], name: str) -> dict[str, Any]:
-    for contribution in candidate.get("contributions", []):
-        if contribution.get("component") == name:
-            return dict(contribution)
-    return {"component": name, "value": 0.0, "weighted": 0.0, "details": []}
 
 
 def _actor_ref(candidate: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "stixId", "kind", "name", "aliases", "sources", "url")
     return {k: candidate[k] for k in keys if k in candidate}
+
+
+def _totals(candidate: dict[str, Any]) -> list[dict[str, Any]]:
+    """The candidate's contributions without their per-evidence details."""
+    return [
+        {k: v for k, v in c.items() if k != "details"} for c in candidate.get("contributions", [])
+    ]
 
 
 def _summary(candidate: dict[str, Any], top_score: float) -> dict[str, Any]:
@@ -81,11 +66,124 @@ def _summary(candidate: dict[str, Any], top_score: float) -> dict[str, Any]:
         "matchedTechniques": candidate.get("matchedTechniques", []),
         "familyMatchedTechniques": candidate.get("familyMatchedTechniques", []),
         "matchedSoftware": candidate.get("matchedSoftware", []),
-        "contributions": [
-            {k: v for k, v in c.items() if k != "details"}
-            for c in candidate.get("contributions", [])
-        ],
+        "contributions": _totals(candidate),
     }
+
+
+def _campaign_summaries(f: Findings) -> list[dict[str, Any]]:
+    if not f.campaigns:
+        return []
+    best = float(f.campaigns[0]["score"])
+    actor = f.top["id"] if f.attributed and f.top is not None else None
+    return [
+        {
+            **_summary(c, best),
+            "attributedTo": c.get("attributedTo", []),
+            "consistentWithAttribution": bool(actor and actor in c.get("attributedTo", [])),
+        }
+        for c in f.campaigns
+    ]
+
+
+def _attribution(f: Findings) -> dict[str, Any]:
+    top = f.top if f.attributed else None
+    return {
+        "attributed": f.attributed,
+        "actor": _actor_ref(top) if top is not None else None,
+        "confidenceScore": round(f.top_score, 6) if top is not None else 0.0,
+        "confidence": top["confidence"] if top is not None else "none",
+        "bestCandidateScore": round(f.top_score, 6),
+        "threshold": f.threshold,
+        "statement": statement(f),
+    }
+
+
+class EvidenceChain:
+    """The report's evidence items, each hashed (and later signed) with its citations."""
+
+    def __init__(self, executor: BaseStepExecutor, ctx: StepExecutorContext, f: Findings) -> None:
+        self.executor, self.ctx, self.findings = executor, ctx, f
+        self.attack = attack_knowledge().citation()
+        self.bundle = [bundle_citation(f.bundle)] if f.bundle else []
+        self.items: list[Evidence] = []
+
+    def add(self, kind: str, data: dict[str, Any], citations: list[Citation]) -> None:
+        self.items.append(
+            self.executor.create_evidence(kind, data, step_id=self.ctx.step_id, citations=citations)
+        )
+
+    def build(self) -> list[Evidence]:
+        f = self.findings
+        self.add(
+            "indicator_set",
+            {
+                "indicators": sorted(f"{i.get('type')}:{i.get('value')}" for i in f.indicators),
+                "rejectedCount": len(f.rejected),
+                "suppressed": sorted(
+                    str(s.get("indicator")) for s in f.suppressed if isinstance(s, dict)
+                ),
+            },
+            [psl_citation()],
+        )
+        if f.top is not None:
+            self.actor_match(f.top)
+        for campaign in f.linked_campaigns:
+            self.campaign_match(campaign)
+        if f.unresolved:
+            self.add("unresolved_indicators", {"indicators": f.unresolved_keys()}, self.bundle)
+        return self.items
+
+    def actor_match(self, top: dict[str, Any]) -> None:
+        """Links, technique and software overlap, and the score of the best intrusion set."""
+        for detail in component(top, "infrastructure").get("details", []):
+            link = {k: detail.get(k) for k in ("indicator", "hops")}
+            self.add(
+                "infrastructure_link",
+                {"candidate": top["id"], **link, "path": detail.get("path", [])},
+                self.bundle,
+            )
+        tech = component(top, "techniques")
+        if tech.get("details"):
+            keys = ("technique", "name", "match", "weight")
+            techniques = [{k: d.get(k) for k in keys} for d in tech["details"]]
+            self.add(
+                "technique_overlap",
+                {"candidate": top["id"], "techniques": techniques},
+                [self.attack],
+            )
+        soft = component(top, "software")
+        if soft.get("details"):
+            self.add(
+                "software_overlap",
+                {"candidate": top["id"], "software": soft["details"]},
+                [self.attack],
+            )
+        score = {k: top[k] for k in ("score", "confidence")}
+        self.add(
+            "candidate_score",
+            {"candidate": top["id"], **score, "contributions": _totals(top)},
+            [self.attack, *self.bundle],
+        )
+
+    def campaign_match(self, campaign: dict[str, Any]) -> None:
+        """A campaign match as one item: its links, score and who it is attributed to."""
+        links = [
+            {k: d.get(k) for k in ("indicator", "hops", "path")}
+            for d in component(campaign, "infrastructure").get("details", [])
+        ]
+        self.add(
+            "campaign_match",
+            {
+                "campaign": campaign["id"],
+                "name": campaign.get("name"),
+                "score": campaign["score"],
+                "confidence": campaign["confidence"],
+                "attributedTo": campaign.get("attributedTo", []),
+                "links": links,
+                "contributions": _totals(campaign),
+            },
+            [self.attack, *self.bundle],
+        )
 
 
 class GenerateReportExecutor(BaseStepExecutor):
@@ -97,277 +195,39 @@ class GenerateReportExecutor(BaseStepExecutor):
 
     action_type: ClassVar[str] = ActionType.GENERATE_REPORT
 
+    def _findings(self, ctx: StepExecutorContext) -> Findings:
+        def dicts(key: str) -> list[dict[str, Any]]:
+            return [i for i in upstream_list(self, ctx, key) if isinstance(i, dict)]
+
+        return Findings(
+            threshold=float_setting(self, ctx, "attributionThreshold", 0.5),
+            margin=float_setting(self, ctx, "ambiguityMargin", 0.1),
+            min_techniques=int_setting(self, ctx, "minTechniques", 3, minimum=0, maximum=1000),
+            candidates=dicts("candidates"),
+            campaigns=dicts("campaignMatches"),
+            summary=upstream_dict(self, ctx, "evidenceSummary"),
+            indicators=dicts("indicators"),
+            rejected=upstream_list(self, ctx, "rejected"),
+            suppressed=upstream_list(self, ctx, "suppressed"),
+            unresolved=upstream_list(self, ctx, "unresolved"),
+            truncated=upstream_list(self, ctx, "truncated"),
+            bundle=upstream_dict(self, ctx, "bundle"),
+            skipped_patterns=upstream_list(self, ctx, "skippedPatterns"),
+        )
+
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
-        threshold = float_setting(self, ctx, "attributionThreshold", 0.5)
-        margin = float_setting(self, ctx, "ambiguityMargin", 0.1)
-        min_techniques = int_setting(self, ctx, "minTechniques", 3, minimum=0, maximum=1000)
+        f = self._findings(ctx)
         title = str(self.get_config(ctx, "title", "Rapid attribution report"))
         signing_key = load_signing_key(ctx.config)
-
-        candidates = [c for c in upstream_list(self, ctx, "candidates") if isinstance(c, dict)]
-        campaigns = [c for c in upstream_list(self, ctx, "campaignMatches") if isinstance(c, dict)]
-        summary = upstream_dict(self, ctx, "evidenceSummary")
-        context = upstream_dict(self, ctx, "context")
-        model = upstream_dict(self, ctx, "model")
-        indicators = [i for i in upstream_list(self, ctx, "indicators") if isinstance(i, dict)]
-        rejected = upstream_list(self, ctx, "rejected")
-        suppressed = upstream_list(self, ctx, "suppressed")
-        unresolved = upstream_list(self, ctx, "unresolved") or list(context.get("unresolved", []))
-        bundle = upstream_dict(self, ctx, "bundle") or dict(context.get("bundle") or {})
-        indicator_count = len(indicators) or int(context.get("indicatorCount", 0))
-
-        kb = attack_knowledge()
-        attack_cite = kb.citation()
-        bundle_cite = (
-            Citation(
-                source="STIX 2.1 bundle (user supplied)",
-                version=f"sha256:{bundle.get('sha256')}",
-                reference=str(bundle.get("source")),
-            )
-            if bundle
-            else None
-        )
-
-        top = candidates[0] if candidates else None
-        top_score = float(top["score"]) if top else 0.0
-        attributed = top is not None and top_score >= threshold
-        alternatives = candidates[1:] if attributed else candidates
-
-        # -- residual unknowns, each derived from what is actually missing or conflicting ----
-        unknowns: list[dict[str, Any]] = []
-        if indicator_count == 0:
-            unknowns.append(
-                {
-                    "code": "no_indicators",
-                    "description": "No usable indicators reached the attribution steps.",
-                }
-            )
-        if not bundle:
-            unknowns.append(
-                {
-                    "code": "no_bundle",
-                    "description": "No STIX bundle was supplied; infrastructure was not resolved.",
-                }
-            )
-        if unresolved:
-            unknowns.append(
-                {
-                    "code": "unresolved_indicators",
-                    "description": f"{len(unresolved)} indicator(s) were not found in the "
-                    "infrastructure graph.",
-                    "items": sorted(
-                        str(u.get("indicator", u)) if isinstance(u, dict) else str(u)
-                        for u in unresolved
-                    ),
-                }
-            )
-        if (
-            bundle
-            and indicator_count
-            and not any(_component(c, "infrastructure")["value"] > 0 for c in candidates)
-        ):
-            unknowns.append(
-                {
-                    "code": "no_infrastructure_link",
-                    "description": "No indicator is linked to an intrusion set or "
-                    "campaign through the infrastructure graph.",
-                }
-            )
-        truncated = upstream_list(self, ctx, "truncated")
-        if truncated:
-            unknowns.append(
-                {
-                    "code": "graph_truncated",
-                    "description": f"The graph walk was cut at config.maxNodes for "
-                    f"{len(truncated)} indicator(s).",
-                    "items": sorted(str(t) for t in truncated),
-                }
-            )
-        if top is not None and len(candidates) >= 2 and top_score > 0:
-            second = candidates[1]
-            if top_score - float(second["score"]) < margin:
-                unknowns.append(
-                    {
-                        "code": "competing_actors",
-                        "description": f"{top['name']} ({top_score:.2f}) and "
-                        f"{second['name']} ({float(second['score']):.2f}) are within "
-                        f"the ambiguity margin of {margin:.2f}.",
-                        "items": [top["id"], second["id"]],
-                    }
-                )
-        observed = summary.get("techniques", [])
-        if len(observed) < min_techniques:
-            unknowns.append(
-                {
-                    "code": "low_technique_coverage",
-                    "description": f"Only {len(observed)} ATT&CK technique(s) observed "
-                    f"(fewer than {min_techniques}); behavioural overlap is weak "
-                    "evidence.",
-                }
-            )
-        elif top is not None and attributed:
-            matched = len(top.get("matchedTechniques", []))
-            if matched * 2 < len(observed):
-                unknowns.append(
-                    {
-                        "code": "low_technique_coverage",
-                        "description": f"{top['name']} is known to use only {matched} of "
-                        f"the {len(observed)} observed techniques.",
-                    }
-                )
-        if summary.get("unknownTechniques"):
-            unknowns.append(
-                {
-                    "code": "unknown_techniques",
-                    "description": "Technique ids not in the bundled ATT&CK release or "
-                    "the STIX bundle were ignored.",
-                    "items": list(summary["unknownTechniques"]),
-                }
-            )
-        if rejected:
-            unknowns.append(
-                {
-                    "code": "rejected_inputs",
-                    "description": f"{len(rejected)} input(s) were rejected as indicators.",
-                    "items": sorted(str(r.get("input")) for r in rejected if isinstance(r, dict)),
-                }
-            )
-        if attributed and top is not None and len(top.get("linkedIndicators", [])) == 1:
-            unknowns.append(
-                {
-                    "code": "single_indicator_link",
-                    "description": "The attribution rests on a single linked indicator.",
-                }
-            )
-        if top is not None and not attributed:
-            unknowns.append(
-                {
-                    "code": "below_threshold",
-                    "description": f"Best candidate {top['name']} scored "
-                    f"{top_score:.2f}, below the attribution threshold "
-                    f"{threshold:.2f}.",
-                }
-            )
-        unknowns.sort(key=lambda u: _ORDER.index(u["code"]))
-        recommendations = [RECOMMENDATIONS[u["code"]] for u in unknowns]
-        if attributed:
-            recommendations.append(
-                "Validate the attribution against an independent source "
-                "before acting on it, and record the decision."
-            )
-
-        # -- statement ---------------------------------------------------------------------
-        if top is None:
-            statement = (
-                "No evidence linked the indicators to any known actor or campaign; "
-                "no attribution is made."
-            )
-        elif attributed:
-            statement = (
-                f"Activity is attributed to {top['name']} with {top['confidence']} "
-                f"confidence (score {top_score:.2f})."
-            )
-        else:
-            statement = (
-                f"No attribution: the best candidate, {top['name']}, scored "
-                f"{top_score:.2f} ({top['confidence']}), below the threshold "
-                f"{threshold:.2f}."
-            )
-
-        # -- evidence chain ----------------------------------------------------------------
-        evidence: list[Evidence] = []
-        evidence.append(
-            self.create_evidence(
-                "indicator_set",
-                {
-                    "indicators": sorted(f"{i.get('type')}:{i.get('value')}" for i in indicators),
-                    "rejectedCount": len(rejected),
-                    "suppressed": sorted(
-                        str(s.get("indicator")) for s in suppressed if isinstance(s, dict)
-                    ),
-                },
-                step_id=ctx.step_id,
-                citations=[psl_citation()],
-            )
-        )
-        if top is not None:
-            for detail in _component(top, "infrastructure").get("details", []):
-                evidence.append(
-                    self.create_evidence(
-                        "infrastructure_link",
-                        {
-                            "candidate": top["id"],
-                            "indicator": detail.get("indicator"),
-                            "hops": detail.get("hops"),
-                            "path": detail.get("path", []),
-                        },
-                        step_id=ctx.step_id,
-                        citations=[c for c in (bundle_cite,) if c is not None],
-                    )
-                )
-            tech = _component(top, "techniques")
-            if tech.get("details"):
-                evidence.append(
-                    self.create_evidence(
-                        "technique_overlap",
-                        {
-                            "candidate": top["id"],
-                            "techniques": [
-                                {k: d.get(k) for k in ("technique", "name", "match", "weight")}
-                                for d in tech["details"]
-                            ],
-                        },
-                        step_id=ctx.step_id,
-                        citations=[attack_cite],
-                    )
-                )
-            soft = _component(top, "software")
-            if soft.get("details"):
-                evidence.append(
-                    self.create_evidence(
-                        "software_overlap",
-                        {"candidate": top["id"], "software": soft["details"]},
-                        step_id=ctx.step_id,
-                        citations=[attack_cite],
-                    )
-                )
-            evidence.append(
-                self.create_evidence(
-                    "candidate_score",
-                    {
-                        "candidate": top["id"],
-                        "score": top["score"],
-                        "confidence": top["confidence"],
-                        "contributions": [
-                            {k: v for k, v in c.items() if k != "details"}
-                            for c in top.get("contributions", [])
-                        ],
-                    },
-                    step_id=ctx.step_id,
-                    citations=[attack_cite, *([bundle_cite] if bundle_cite else [])],
-                )
-            )
-        if unresolved:
-            evidence.append(
-                self.create_evidence(
-                    "unresolved_indicators",
-                    {
-                        "indicators": sorted(
-                            str(u.get("indicator", u)) if isinstance(u, dict) else str(u)
-                            for u in unresolved
-                        )
-                    },
-                    step_id=ctx.step_id,
-                    citations=[c for c in (bundle_cite,) if c is not None],
-                )
-            )
+        evidence = EvidenceChain(self, ctx, f).build()
         if signing_key is not None:
             evidence = [
                 ev.model_copy(update={"signature": sign_evidence(ev.wire(), signing_key)})
                 for ev in evidence
             ]
-
-        sources = [psl_citation(), attack_cite, *([bundle_cite] if bundle_cite else [])]
+        sources = [psl_citation(), attack_knowledge().citation()]
+        sources += [bundle_citation(f.bundle)] if f.bundle else []
+        unknowns = residual_unknowns(f)
         report: dict[str, Any] = {
             "schema": REPORT_SCHEMA,
             "title": title,
@@ -378,49 +238,44 @@ class GenerateReportExecutor(BaseStepExecutor):
             "generatedAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "legalBasis": ctx.legal_basis,
             "dataLicenses": sorted(ctx.data_licenses),
-            "attribution": {
-                "attributed": attributed,
-                "actor": _actor_ref(top) if attributed and top is not None else None,
-                "confidenceScore": round(top_score, 6) if attributed else 0.0,
-                "confidence": top["confidence"] if attributed and top is not None else "none",
-                "bestCandidateScore": round(top_score, 6),
-                "threshold": threshold,
-                "statement": statement,
-            },
-            "alternatives": [_summary(c, top_score) for c in alternatives],
-            "campaignMatches": [
-                {
-                    **_summary(c, float(campaigns[0]["score"])),
-                    "attributedTo": c.get("attributedTo", []),
-                    "consistentWithAttribution": bool(
-                        attributed and top is not None and top["id"] in c.get("attributedTo", [])
-                    ),
-                }
-                for c in campaigns
+            "attribution": _attribution(f),
+            "alternatives": [
+                _summary(c, f.top_score)
+                for c in (f.candidates[1:] if f.attributed else f.candidates)
             ],
-            "observedTechniques": observed,
+            "campaignMatches": _campaign_summaries(f),
+            "observedTechniques": f.observed_techniques,
             "evidenceChain": [ev.wire() for ev in evidence],
             "residualUnknowns": unknowns,
-            "recommendations": recommendations,
-            "scoringModel": model,
+            "recommendations": recommendations(f, unknowns),
+            "scoringModel": upstream_dict(self, ctx, "model"),
             "dataSources": _merge_sources(
                 [c.wire() for c in sources], upstream_list(self, ctx, "enrichmentSources")
             ),
             "notices": [ATTACK_NOTICE],
         }
+        return self._result(report, evidence, sources, signing_key)
+
+    def _result(
+        self,
+        report: dict[str, Any],
+        evidence: list[Evidence],
+        sources: list[Citation],
+        signing_key: Ed25519PrivateKey | None,
+    ) -> StepExecutorResult:
+        """Sign the report if a key is configured; Markdown and KPIs from the final report."""
         if signing_key is not None:
             report = sign_report(report, signing_key)
-        markdown = render_markdown(report)
         kpis: dict[str, KpiValue] = {
             "confidenceScore": report["attribution"]["confidenceScore"],
-            "hasAttribution": attributed,
-            "residualUnknownCount": len(unknowns),
+            "hasAttribution": report["attribution"]["attributed"],
+            "residualUnknownCount": len(report["residualUnknowns"]),
             "alternativeCandidateCount": len(report["alternatives"]),
             "campaignMatchCount": len(report["campaignMatches"]),
             "evidenceCount": len(evidence),
             "signed": signing_key is not None,
         }
-        output: dict[str, Any] = {"report": report, "markdown": markdown}
+        output: dict[str, Any] = {"report": report, "markdown": render_markdown(report)}
         if signing_key is not None:
             output["signingKeyId"] = key_id(signing_key.public_key())
         return self.success(output, kpis=kpis, evidence=evidence, citations=sources)
@@ -439,98 +294,3 @@ def _merge_sources(*groups: list[Any]) -> list[dict[str, Any]]:
                 seen.add(key)
                 merged.append(cite)
     return merged
-
-
-def _fmt_list(items: list[Any]) -> str:
-    return ", ".join(str(i) for i in items) if items else "-"
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    """Human-readable rendering of a report dict (also usable on a stored report)."""
-    att = report["attribution"]
-    lines = [f"# {report.get('title', 'Attribution report')}", ""]
-    meta = [
-        ("Case", report.get("caseId")),
-        ("Source", report.get("source")),
-        ("Execution", report.get("executionId")),
-        ("Generated", report.get("generatedAt")),
-        ("Legal basis", report.get("legalBasis")),
-    ]
-    lines += [f"- **{k}:** {v}" for k, v in meta if v]
-    lines += ["", "## Attribution", "", att["statement"], ""]
-    if att.get("actor"):
-        actor = att["actor"]
-        lines += [
-            f"- **Actor:** {actor.get('name')} (`{actor.get('id')}`)",
-            f"- **Confidence:** {att['confidence']} ({att['confidenceScore']:.2f})",
-            f"- **Sources:** {_fmt_list(actor.get('sources', []))}",
-            "",
-        ]
-    if report.get("alternatives"):
-        lines += [
-            "## Alternatives",
-            "",
-            "| # | Candidate | Score | Confidence | Infra | Techniques | Software |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for alt in report["alternatives"]:
-            parts = {c["component"]: c["weighted"] for c in alt["contributions"]}
-            lines.append(
-                f"| {alt.get('rank')} | {alt['name']} (`{alt['id']}`) | "
-                f"{alt['score']:.2f} | {alt['confidence']} | "
-                f"{parts.get('infrastructure', 0):.2f} | {parts.get('techniques', 0):.2f} | "
-                f"{parts.get('software', 0):.2f} |"
-            )
-        lines.append("")
-    if report.get("campaignMatches"):
-        lines += [
-            "## Campaign matches",
-            "",
-            "| Campaign | Score | Confidence | Attributed to |",
-            "|---|---|---|---|",
-        ]
-        for camp in report["campaignMatches"]:
-            lines.append(
-                f"| {camp['name']} (`{camp['id']}`) | {camp['score']:.2f} | "
-                f"{camp['confidence']} | {_fmt_list(camp.get('attributedTo', []))} |"
-            )
-        lines.append("")
-    if report.get("observedTechniques"):
-        lines += ["## Observed techniques", ""]
-        lines += [
-            f"- {t['id']} {t.get('name') or ''} ({_fmt_list(t.get('origins', []))})"
-            for t in report["observedTechniques"]
-        ]
-        lines.append("")
-    lines += [
-        "## Evidence chain",
-        "",
-        "| Evidence | Type | SHA-256 | Sources |",
-        "|---|---|---|---|",
-    ]
-    for ev in report["evidenceChain"]:
-        cites = _fmt_list(sorted({c.get("source", "") for c in ev.get("citations", [])}))
-        lines.append(f"| `{ev['id']}` | {ev['type']} | `{ev['hash'][:16]}…` | {cites} |")
-    lines += ["", "## Residual unknowns", ""]
-    if report["residualUnknowns"]:
-        for unknown in report["residualUnknowns"]:
-            items = f" ({_fmt_list(unknown['items'])})" if unknown.get("items") else ""
-            lines.append(f"- **{unknown['code']}**: {unknown['description']}{items}")
-    else:
-        lines.append("- none identified")
-    lines += ["", "## Recommendations", ""]
-    lines += [f"{n}. {r}" for n, r in enumerate(report["recommendations"], start=1)] or ["- none"]
-    lines += ["", "## Data sources", ""]
-    for cite in report.get("dataSources", []):
-        version = f" — {cite['version']}" if cite.get("version") else ""
-        lines.append(f"- {cite['source']}{version}")
-    sig = report.get("signature")
-    lines += ["", "## Signature", ""]
-    lines.append(
-        f"- {sig['algorithm']} over {sig['canonicalization']} canonical JSON, key "
-        f"`{sig['keyId']}`, digest `{sig['digest']}`"
-        if sig
-        else "- unsigned"
-    )
-    lines += ["", "---", "", *[f"_{n}_" for n in report.get("notices", [])], ""]
-    return "\n".join(lines)

@@ -113,25 +113,33 @@ def link_strength(hops: int) -> float:
     return LINK_BASE * LINK_DECAY ** max(hops - 1, 0)
 
 
-def score_actor(
-    actor: Actor,
-    evidence: EvidenceSet,
-    weights_t: dict[str, float],
-    users_s: dict[str, int],
-) -> dict[str, Any]:
-    """Score one candidate; returns the score and every per-evidence contribution."""
-    # infrastructure
+def _component(name: str, value: float, details: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "component": name,
+        "weight": WEIGHTS[name],
+        "value": round(value, 6),
+        "weighted": round(WEIGHTS[name] * value, 6),
+        "details": details,
+    }
+
+
+Component = tuple[float, dict[str, Any]]
+"""A score component's exact value, and its (rounded) explanation."""
+
+
+def infrastructure_component(actor: Actor, evidence: EvidenceSet) -> Component:
+    """Each linked indicator's shortest path, combined as independent chances."""
     links = sorted(evidence.links.get(actor.id, []), key=lambda g: (g.hops, g.indicator))
     best: dict[str, GraphLink] = {}
     for link in links:
         best.setdefault(link.indicator, link)
     remaining = 1.0
-    link_details = []
+    details = []
     for indicator in sorted(best):
         link = best[indicator]
         strength = link_strength(link.hops)
         remaining *= 1.0 - strength
-        link_details.append(
+        details.append(
             {
                 "indicator": indicator,
                 "hops": link.hops,
@@ -139,84 +147,92 @@ def score_actor(
                 "path": link.path,
             }
         )
-    infra_value = 1.0 - remaining
+    return 1.0 - remaining, _component("infrastructure", 1.0 - remaining, details)
 
-    # techniques
-    matched_weight = 0.0
-    unmatched_weight = 0.0
-    exact: list[str] = []
-    family: list[str] = []
-    technique_details = []
-    for technique in sorted(evidence.techniques):
-        weight = weights_t.get(technique, 1.0)
-        match = technique_match(actor, technique)
-        if match >= 1.0:
-            exact.append(technique)
-        elif match > 0:
-            family.append(technique)
-        if match > 0:
-            matched_weight += weight * match
-        else:
-            unmatched_weight += weight
-        technique_details.append(
-            {"technique": technique, "weight": round(weight, 6), "match": match}
-        )
-    denominator = matched_weight + unmatched_weight + TECHNIQUE_PRIOR
-    technique_value = matched_weight / denominator if matched_weight > 0 else 0.0
 
-    # software
+def inherited_via(actor: Actor, keys: list[str]) -> list[str]:
+    """Campaigns through which `actor` has all of `keys` (empty if it has any of them itself)."""
+    if not keys or any(k not in actor.inherited for k in keys):
+        return []
+    return sorted({c for k in keys for c in actor.inherited[k]})
+
+
+def _technique_detail(actor: Actor, technique: str, weight: float) -> dict[str, Any]:
+    match = technique_match(actor, technique)
+    detail: dict[str, Any] = {"technique": technique, "weight": round(weight, 6), "match": match}
+    if match >= 1.0:
+        via = inherited_via(actor, [technique])
+    else:
+        family = parent_of(technique)
+        via = inherited_via(actor, [t for t in actor.techniques if parent_of(t) == family])
+    if match > 0 and via:
+        detail["inheritedFrom"] = via
+    return detail
+
+
+def techniques_component(
+    actor: Actor, evidence: EvidenceSet, weights_t: dict[str, float]
+) -> Component:
+    """Rarity-weighted overlap with a prior, so a few common techniques are never conclusive."""
+    details = [
+        _technique_detail(actor, t, weights_t.get(t, 1.0)) for t in sorted(evidence.techniques)
+    ]
+    matched = sum(weights_t.get(d["technique"], 1.0) * d["match"] for d in details)
+    unmatched = sum(weights_t.get(d["technique"], 1.0) for d in details if d["match"] == 0)
+    value = matched / (matched + unmatched + TECHNIQUE_PRIOR) if matched > 0 else 0.0
+    return value, {
+        **_component("techniques", value, details),
+        "matchedWeight": round(matched, 6),
+        "unmatchedWeight": round(unmatched, 6),
+        "prior": TECHNIQUE_PRIOR,
+    }
+
+
+def software_component(actor: Actor, evidence: EvidenceSet, users_s: dict[str, int]) -> Component:
+    """Each observed software the candidate uses, weighted by how few candidates use it."""
     remaining = 1.0
-    software_details = []
+    details = []
     for key in sorted(evidence.software):
         if key not in actor.software:
             continue
         contribution = SOFTWARE_BASE / math.sqrt(max(users_s.get(key, 1), 1))
         remaining *= 1.0 - contribution
-        software_details.append(
-            {"software": key, "users": users_s.get(key, 1), "contribution": round(contribution, 6)}
-        )
-    software_value = 1.0 - remaining
+        detail = {
+            "software": key,
+            "users": users_s.get(key, 1),
+            "contribution": round(contribution, 6),
+        }
+        via = inherited_via(actor, [key])
+        details.append({**detail, "inheritedFrom": via} if via else detail)
+    return 1.0 - remaining, _component("software", 1.0 - remaining, details)
 
-    values = {
-        "infrastructure": infra_value,
-        "techniques": technique_value,
-        "software": software_value,
-    }
-    score = sum(WEIGHTS[k] * values[k] for k in WEIGHTS)
-    contributions = [
-        {
-            "component": "infrastructure",
-            "weight": WEIGHTS["infrastructure"],
-            "value": round(infra_value, 6),
-            "weighted": round(WEIGHTS["infrastructure"] * infra_value, 6),
-            "details": link_details,
-        },
-        {
-            "component": "techniques",
-            "weight": WEIGHTS["techniques"],
-            "value": round(technique_value, 6),
-            "weighted": round(WEIGHTS["techniques"] * technique_value, 6),
-            "details": technique_details,
-            "matchedWeight": round(matched_weight, 6),
-            "unmatchedWeight": round(unmatched_weight, 6),
-            "prior": TECHNIQUE_PRIOR,
-        },
-        {
-            "component": "software",
-            "weight": WEIGHTS["software"],
-            "value": round(software_value, 6),
-            "weighted": round(WEIGHTS["software"] * software_value, 6),
-            "details": software_details,
-        },
+
+def score_actor(
+    actor: Actor,
+    evidence: EvidenceSet,
+    weights_t: dict[str, float],
+    users_s: dict[str, int],
+) -> dict[str, Any]:
+    """Score one candidate; returns the score and every per-evidence contribution."""
+    parts = [
+        infrastructure_component(actor, evidence),
+        techniques_component(actor, evidence, weights_t),
+        software_component(actor, evidence, users_s),
     ]
+    contributions = [c for _, c in parts]
+    raw = {c["component"]: c for c in contributions}
+    score = round(sum(WEIGHTS[c["component"]] * value for value, c in parts), 6)
+    techniques = raw["techniques"]["details"]
     return {
-        "score": round(score, 6),
-        "confidence": confidence_band(round(score, 6)),
+        "score": score,
+        "confidence": confidence_band(score),
         "contributions": contributions,
-        "matchedTechniques": sorted(exact),
-        "familyMatchedTechniques": sorted(family),
-        "matchedSoftware": sorted(str(d["software"]) for d in software_details),
-        "linkedIndicators": sorted(best),
+        "matchedTechniques": sorted(d["technique"] for d in techniques if d["match"] >= 1.0),
+        "familyMatchedTechniques": sorted(
+            d["technique"] for d in techniques if 0 < d["match"] < 1.0
+        ),
+        "matchedSoftware": sorted(str(d["software"]) for d in raw["software"]["details"]),
+        "linkedIndicators": sorted(str(d["indicator"]) for d in raw["infrastructure"]["details"]),
     }
 
 

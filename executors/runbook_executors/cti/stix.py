@@ -1,42 +1,25 @@
-"""STIX 2.1 bundle loading, simple pattern parsing and an infrastructure graph over the bundle.
+"""The infrastructure graph over one STIX bundle, which LOOKUP_GRAPH walks.
 
-The graph is what LOOKUP_GRAPH walks: SDOs, SCOs and SROs become nodes and edges, indicator
-patterns and SCO values become an index from normalised observable to STIX ids.
+SDOs, SCOs and SROs become nodes and edges; indicator patterns (read with the reference
+grammar, `stix_patterns`) and SCO values become an index from normalised observable to the
+STIX ids that name it. Reading the bundle itself (versions, 2.0 upgrade) is `stix_bundle`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
-import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from runbook_executors.cti.indicators import Rejected, classify
-
-# SCO path -> indicator type. Hash algorithm names follow the STIX hashing vocabulary.
-_HASH_ALGOS = {
-    "md5": "md5",
-    "sha-1": "sha1",
-    "sha1": "sha1",
-    "sha-256": "sha256",
-    "sha256": "sha256",
-    "sha-512": "sha512",
-    "sha512": "sha512",
-}
-_SCO_VALUE_TYPES = {
-    "ipv4-addr": "ipv4",
-    "ipv6-addr": "ipv6",
-    "domain-name": "domain",
-    "url": "url",
-    "email-addr": "email",
-}
-_COMPARISON_RE = re.compile(
-    r"([a-z0-9\-]+):([A-Za-z0-9_\-.']+?)\s*(=|!=|LIKE|MATCHES|IN|ISSUBSET|ISSUPERSET|<=|>=|<|>)"
-    r"\s*'((?:[^'\\]|\\.)*)'"
+from runbook_executors.cti.stix_bundle import StixBundle
+from runbook_executors.cti.stix_patterns import (
+    HASH_ALGOS,
+    SCO_VALUE_TYPES,
+    PatternTerm,
+    observable_term,
+    read_pattern,
 )
 
 ATTRIBUTION_TYPES = frozenset({"intrusion-set", "campaign"})
@@ -54,65 +37,7 @@ TERMINAL_TYPES = frozenset(
 """Nodes the BFS reaches but does not expand: attribution targets (so one actor's profile
 does not pull in another actor through shared tooling) and high fan-out context objects."""
 
-
-class BundleError(ValueError):
-    """The STIX bundle cannot be read or is not a bundle."""
-
-
-@dataclass(frozen=True)
-class PatternTerm:
-    """One `object:path = 'value'` comparison of a STIX pattern, normalised."""
-
-    indicator_type: str
-    value: str
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
-
-
-def parse_pattern(pattern: str) -> tuple[list[PatternTerm], list[str]]:
-    """Equality comparisons on known observables, and the comparisons we could not use."""
-    terms: list[PatternTerm] = []
-    skipped: list[str] = []
-    for match in _COMPARISON_RE.finditer(pattern):
-        obj, path, op, raw_value = match.groups()
-        value = raw_value.replace("\\'", "'").replace("\\\\", "\\")
-        text = match.group(0)
-        if op != "=":
-            skipped.append(text)
-            continue
-        path_norm = path.replace("'", "").lower()
-        term: PatternTerm | None = None
-        if obj in ("ipv4-addr", "ipv6-addr") and path_norm == "value" and "/" in value:
-            try:
-                net = ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                skipped.append(text)
-                continue
-            if net.num_addresses == 1:
-                term = PatternTerm(f"ipv{net.version}", str(net.network_address))
-            else:
-                term = PatternTerm(f"ipv{net.version}", str(net), network=net)
-        elif obj in _SCO_VALUE_TYPES and path_norm == "value":
-            term = _term(_SCO_VALUE_TYPES[obj], value)
-        elif obj == "file" and path_norm.startswith("hashes."):
-            algo = _HASH_ALGOS.get(path_norm.split(".", 1)[1])
-            term = _term(algo, value) if algo else None
-        elif obj == "email-message" and path_norm in ("from_ref.value", "sender_ref.value"):
-            term = _term("email", value)
-        if term is None:
-            skipped.append(text)
-        else:
-            terms.append(term)
-    return terms, skipped
-
-
-def _term(expected_type: str, value: str) -> PatternTerm | None:
-    try:
-        ind = classify(value)
-    except Rejected:
-        return None
-    if ind.type != expected_type:
-        return None
-    return PatternTerm(ind.type, ind.value)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def attack_external_id(obj: dict[str, Any]) -> str | None:
@@ -161,52 +86,35 @@ class Edge:
 class StixGraph:
     """Objects by id, adjacency (both directions) and the observable index of one bundle."""
 
-    objects: dict[str, dict[str, Any]]
-    sha256: str
-    source: str
+    bundle: StixBundle
     edges: list[Edge] = field(default_factory=list)
     adjacency: dict[str, list[tuple[str, Edge]]] = field(default_factory=dict)
     index: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-    networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = field(
-        default_factory=list
-    )
+    networks: list[tuple[Network, str]] = field(default_factory=list)
     skipped_patterns: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def objects(self) -> dict[str, dict[str, Any]]:
+        return self.bundle.objects
 
     # -- construction --------------------------------------------------------------------------
 
     @classmethod
-    def from_bundle(cls, bundle: Any, *, source: str) -> StixGraph:
-        if not isinstance(bundle, dict) or bundle.get("type") != "bundle":
-            raise BundleError("not a STIX bundle (top-level type must be 'bundle')")
-        raw_objects = bundle.get("objects")
-        if not isinstance(raw_objects, list):
-            raise BundleError("bundle has no 'objects' list")
-        objects: dict[str, dict[str, Any]] = {}
-        for obj in raw_objects:
-            if isinstance(obj, dict) and isinstance(obj.get("id"), str) and "type" in obj:
-                if obj.get("revoked") is True:
-                    continue
-                objects[obj["id"]] = obj
-        digest = hashlib.sha256(
-            json.dumps(bundle, sort_keys=True, separators=(",", ":")).encode("utf-8")
-        ).hexdigest()
-        graph = cls(objects=objects, sha256=digest, source=source)
-        graph._build()
+    def build(cls, bundle: StixBundle) -> StixGraph:
+        graph = cls(bundle=bundle)
+        for stix_id in sorted(bundle.objects):
+            obj = bundle.objects[stix_id]
+            add = _BUILDERS.get(obj["type"])
+            if add is not None:
+                add(graph, stix_id, obj)
+            elif obj["type"] in SCO_VALUE_TYPES:
+                _add_sco(graph, stix_id, obj)
+        for neighbours in graph.adjacency.values():
+            neighbours.sort(key=lambda item: (item[0], item[1].id))
+        graph.edges.sort(key=lambda e: (e.source, e.target, e.relationship_type, e.id))
         return graph
 
-    @classmethod
-    def from_file(cls, path: Path) -> StixGraph:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise BundleError(f"cannot read STIX bundle {path}: {exc.strerror or exc}") from None
-        try:
-            bundle = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"STIX bundle {path} is not valid JSON: {exc}") from None
-        return cls.from_bundle(bundle, source=str(path))
-
-    def _add_edge(self, source: str, target: str, rel_type: str, edge_id: str) -> None:
+    def add_edge(self, source: str, target: str, rel_type: str, edge_id: str) -> None:
         if source not in self.objects or target not in self.objects or source == target:
             return
         edge = Edge(source=source, target=target, relationship_type=rel_type, id=edge_id)
@@ -214,67 +122,11 @@ class StixGraph:
         self.adjacency.setdefault(source, []).append((target, edge))
         self.adjacency.setdefault(target, []).append((source, edge))
 
-    def _index(self, key: tuple[str, str], stix_id: str) -> None:
-        self.index.setdefault(key, set()).add(stix_id)
-
-    def _build(self) -> None:
-        for stix_id in sorted(self.objects):
-            obj = self.objects[stix_id]
-            otype = obj["type"]
-            if otype == "relationship":
-                self._add_edge(
-                    str(obj.get("source_ref")),
-                    str(obj.get("target_ref")),
-                    str(obj.get("relationship_type", "related-to")),
-                    stix_id,
-                )
-            elif otype == "sighting":
-                target = str(obj.get("sighting_of_ref"))
-                for ref in obj.get("observed_data_refs") or []:
-                    self._add_edge(str(ref), target, "sighting-of", stix_id)
-            elif otype == "observed-data":
-                for ref in obj.get("object_refs") or []:
-                    self._add_edge(stix_id, str(ref), "observed", f"{stix_id}/object_refs")
-            elif otype in _SCO_VALUE_TYPES and isinstance(obj.get("value"), str):
-                term = _term(_SCO_VALUE_TYPES[otype], obj["value"])
-                if term:
-                    self._index((term.indicator_type, term.value), stix_id)
-                for ref_key, rel in (
-                    ("resolves_to_refs", "resolves-to"),
-                    ("belongs_to_refs", "belongs-to"),
-                ):
-                    for ref in obj.get(ref_key) or []:
-                        self._add_edge(stix_id, str(ref), rel, f"{stix_id}/{ref_key}")
-            elif otype == "file" and isinstance(obj.get("hashes"), dict):
-                for algo, value in obj["hashes"].items():
-                    mapped = _HASH_ALGOS.get(str(algo).lower())
-                    term = _term(mapped, str(value)) if mapped else None
-                    if term:
-                        self._index((term.indicator_type, term.value), stix_id)
-            elif otype == "indicator" and isinstance(obj.get("pattern"), str):
-                if obj.get("pattern_type", "stix") != "stix":
-                    continue
-                terms, skipped = parse_pattern(obj["pattern"])
-                for text in skipped:
-                    self.skipped_patterns.append({"indicator": stix_id, "comparison": text})
-                for term in terms:
-                    if term.network is not None:
-                        self.networks.append((term.network, stix_id))
-                    else:
-                        self._index((term.indicator_type, term.value), stix_id)
-        # SCO networks (ipv4-addr values written as CIDR) also match contained addresses.
-        for stix_id in sorted(self.objects):
-            obj = self.objects[stix_id]
-            if obj["type"] in ("ipv4-addr", "ipv6-addr") and "/" in str(obj.get("value", "")):
-                try:
-                    net = ipaddress.ip_network(str(obj["value"]), strict=False)
-                except ValueError:
-                    continue
-                if net.num_addresses > 1:
-                    self.networks.append((net, stix_id))
-        for neighbours in self.adjacency.values():
-            neighbours.sort(key=lambda item: (item[0], item[1].id))
-        self.edges.sort(key=lambda e: (e.source, e.target, e.relationship_type, e.id))
+    def add_term(self, term: PatternTerm, stix_id: str) -> None:
+        if term.network is not None:
+            self.networks.append((term.network, stix_id))
+        else:
+            self.index.setdefault((term.indicator_type, term.value), set()).add(stix_id)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -414,3 +266,75 @@ class StixGraph:
                 }
             )
         return profiles
+
+
+# -- what each object type contributes to the graph (one small function per type) ---------------
+
+
+def _add_relationship(graph: StixGraph, stix_id: str, obj: dict[str, Any]) -> None:
+    rel = str(obj.get("relationship_type", "related-to"))
+    graph.add_edge(str(obj.get("source_ref")), str(obj.get("target_ref")), rel, stix_id)
+
+
+def _add_sighting(graph: StixGraph, stix_id: str, obj: dict[str, Any]) -> None:
+    target = str(obj.get("sighting_of_ref"))
+    for ref in obj.get("observed_data_refs") or []:
+        graph.add_edge(str(ref), target, "sighting-of", stix_id)
+
+
+def _add_observed_data(graph: StixGraph, stix_id: str, obj: dict[str, Any]) -> None:
+    for ref in obj.get("object_refs") or []:
+        graph.add_edge(stix_id, str(ref), "observed", f"{stix_id}/object_refs")
+
+
+def _add_sco(graph: StixGraph, stix_id: str, obj: dict[str, Any]) -> None:
+    """Address, domain, URL and e-mail SCOs: their value (a CIDR value is a network)."""
+    if isinstance(obj.get("value"), str):
+        term = observable_term(SCO_VALUE_TYPES[obj["type"]], obj["value"])
+        if term is not None:
+            graph.add_term(term, stix_id)
+    for ref_key, rel in (("resolves_to_refs", "resolves-to"), ("belongs_to_refs", "belongs-to")):
+        for ref in obj.get(ref_key) or []:
+            graph.add_edge(stix_id, str(ref), rel, f"{stix_id}/{ref_key}")
+
+
+def _add_file(graph: StixGraph, stix_id: str, obj: dict[str, Any]) -> None:
+    hashes = obj.get("hashes")
+    for algo, value in hashes.items() if isinstance(hashes, dict) else []:
+        mapped = HASH_ALGOS.get(str(algo).lower())
+        term = observable_term(mapped, str(value)) if mapped else None
+        if term is not None:
+            graph.add_term(term, stix_id)
+
+
+def _add_indicator(graph: StixGraph, stix_id: str, obj: dict[str, Any]) -> None:
+    """Index a STIX pattern's values; list what is not used (and other pattern types) as skipped."""
+    pattern = obj.get("pattern")
+    if not isinstance(pattern, str):
+        return
+    pattern_type = str(obj.get("pattern_type", "stix"))
+    if pattern_type != "stix":
+        graph.skipped_patterns.append(
+            {
+                "indicator": stix_id,
+                "patternType": pattern_type,
+                "reason": f"pattern_type {pattern_type} is not evaluated (only stix); the "
+                "indicator is still linked through its relationships",
+            }
+        )
+        return
+    version = graph.bundle.object_versions.get(stix_id, graph.bundle.spec_version)
+    reading = read_pattern(pattern, version)
+    for term in reading.terms:
+        graph.add_term(term, stix_id)
+    graph.skipped_patterns.extend({"indicator": stix_id, **s.wire()} for s in reading.skipped)
+
+
+_BUILDERS: dict[str, Callable[[StixGraph, str, dict[str, Any]], None]] = {
+    "relationship": _add_relationship,
+    "sighting": _add_sighting,
+    "observed-data": _add_observed_data,
+    "file": _add_file,
+    "artifact": _add_file,
+    "indicator": _add_indicator,
+}

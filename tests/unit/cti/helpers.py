@@ -78,12 +78,11 @@ def run_chain(
     *,
     configs: dict[str, dict[str, Any]] | None = None,
     enrich: bool = True,
-    direct_parent_only: bool = False,
 ) -> dict[str, StepExecutorResult]:
     """Run the runbook's steps in order via `invoke`, chaining previous_outputs like the engine.
 
-    `direct_parent_only` hands each step only its parent's output, the strictest reading of
-    the contract, to prove the chain does not depend on seeing every ancestor.
+    Each step sees every earlier step's output, as the engine's context does (all transitive
+    upstream steps, in dependency order).
     """
     configs = configs or {}
     defaults: dict[str, dict[str, Any]] = {
@@ -92,16 +91,13 @@ def run_chain(
     }
     results: dict[str, StepExecutorResult] = {}
     outputs: dict[str, dict[str, Any]] = {}
-    last: str | None = None
     for step_id, action_type in CHAIN:
         if action_type == "ENRICH_INTEL" and not enrich:
             continue
         config = {**defaults.get(step_id, {}), **configs.get(step_id, {})}
-        previous = {last: outputs[last]} if direct_parent_only and last else dict(outputs)
-        ctx = make_ctx(action_type, input=input, config=config, previous=previous, step_id=step_id)
+        ctx = make_ctx(action_type, input=input, config=config, previous=outputs, step_id=step_id)
         result = asyncio.run(invoke(executor(action_type), ctx))
         assert result.success, f"{step_id} failed: {result.error}"
         results[step_id] = result
         outputs[step_id] = result.output
-        last = step_id
     return results

@@ -110,13 +110,6 @@ def test_input_order_does_not_change_the_report() -> None:
     assert a == b
 
 
-def test_chain_works_when_steps_see_only_their_direct_parent() -> None:
-    results = run_chain(example_input(), direct_parent_only=True)
-    report = results["generate_report"].output["report"]
-    assert report["attribution"]["actor"]["name"] == ACTOR_NAME
-    assert "unresolved_indicators" in {u["code"] for u in report["residualUnknowns"]}
-
-
 def test_without_enrichment_the_four_reference_steps_still_attribute() -> None:
     results = run_chain(example_input(), enrich=False)
     assert results["generate_report"].output["report"]["attribution"]["actor"]["name"] == ACTOR_NAME
