@@ -26,9 +26,10 @@ class NonRetryableError(Exception):
     the step fails at once instead of spending its retry policy on the same error."""
 
 
-class ConfigError(ValueError):
+class ConfigError(NonRetryableError, ValueError):
     """A step's config or input is unusable (wrong type, range or shape); the message starts
-    with the offending field, e.g. ``config.maxDepth: must be between 1 and 5``."""
+    with the offending field, e.g. ``config.maxDepth: must be between 1 and 5``. Not retried:
+    the same config fails the same way on every attempt."""
 
 
 class BaseStepExecutor(ABC):

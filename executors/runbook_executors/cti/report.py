@@ -213,6 +213,7 @@ class GenerateReportExecutor(BaseStepExecutor):
             truncated=upstream_list(self, ctx, "truncated"),
             bundle=upstream_dict(self, ctx, "bundle"),
             skipped_patterns=upstream_list(self, ctx, "skippedPatterns"),
+            reached_actors=upstream_list(self, ctx, "reachedActors"),
         )
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:

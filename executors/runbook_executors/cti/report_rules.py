@@ -45,6 +45,8 @@ class Findings:
     truncated: list[Any]
     bundle: dict[str, Any]
     skipped_patterns: list[Any]
+    reached_actors: list[Any]
+    """Intrusion sets and campaigns the graph walk reached (LOOKUP_GRAPH `reachedActors`)."""
 
     @property
     def top(self) -> dict[str, Any] | None:
@@ -129,7 +131,7 @@ def unresolved_indicators(f: Findings) -> Unknown | None:
 def no_infrastructure_link(f: Findings) -> Unknown | None:
     if not (f.bundle and f.indicators):
         return None
-    if any(is_linked(c) for c in [*f.candidates, *f.campaigns]):
+    if f.reached_actors or any(is_linked(c) for c in [*f.candidates, *f.campaigns]):
         return None
     return {
         "description": "No indicator is linked to an intrusion set or campaign through the "
@@ -343,6 +345,12 @@ def statement(f: Findings) -> str:
     """One sentence that agrees with the ranking and with the campaign links found."""
     top = f.top
     campaigns = f.linked_campaigns
+    if top is None and not campaigns and f.reached_actors:
+        return (
+            f"The indicators are linked to {len(f.reached_actors)} intrusion set(s) or "
+            "campaign(s) in the bundle, but none scored above the miner's minConfidence; "
+            "no attribution is made."
+        )
     if top is None and not campaigns:
         return (
             "No evidence linked the indicators to any known actor or campaign; "

@@ -19,14 +19,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from runbook_executors.base import canonical_sha256
+from runbook_executors.base import NonRetryableError, canonical_sha256
 from runbook_executors.cti.datasources import resolve_path
 
 ALGORITHM = "Ed25519"
 CANONICALIZATION = "RFC8785"
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(NonRetryableError, ValueError):
     """A signing key was configured but cannot be loaded."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook_engine.contract import Citation
+from runbook_executors.base import NonRetryableError
 
 READ_VERSIONS = ("2.0", "2.1")
 UPGRADE_NAMESPACE = uuid.UUID("8a4c9b6e-3f0d-5c1a-9e2b-7d6f4a1c0b3e")
@@ -28,8 +29,11 @@ UPGRADE_NAMESPACE = uuid.UUID("8a4c9b6e-3f0d-5c1a-9e2b-7d6f4a1c0b3e")
 MAX_LISTED_FINDINGS = 20
 
 
-class BundleError(ValueError):
-    """The STIX bundle cannot be read, is not a bundle, or is of a version not read here."""
+class BundleError(NonRetryableError, ValueError):
+    """The STIX bundle cannot be read, is not a bundle, or is of a version not read here.
+
+    Not retried: the same file gives the same answer on the next attempt.
+    """
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,9 @@ def read_pattern(pattern: str, spec_version: str) -> PatternReading:
     except ParseException as exc:
         reason = f"does not parse under the STIX {spec_version} pattern grammar: {exc}"
         return PatternReading((), (Skipped("pattern", pattern[:300], reason),))
+    except Exception as exc:  # the parser's own failure (e.g. nesting too deep) is not ours
+        reason = f"could not be parsed ({type(exc).__name__}: {exc})"
+        return PatternReading((), (Skipped("pattern", pattern[:300], reason),))
     listener = listener_cls()
     parsed.walk(listener)
     data = listener.pattern_data()
