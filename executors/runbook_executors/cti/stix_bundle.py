@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,25 @@ def _rewrite_refs(value: Any, ids: dict[str, str], key: str = "") -> Any:
 # -- validation --------------------------------------------------------------------------------
 
 
+def _validator() -> tuple[Any, Any]:
+    """`stix2validator`'s options class and entry point, imported without a 1.5-6 s detour.
+
+    The validator requires `jsonschema[format-nongpl]`, which installs `rfc3987-syntax`;
+    jsonschema imports it when present, and it compiles about 40 Lark grammars at import for
+    the `iri` format, which no STIX schema uses. Unless jsonschema is already loaded, it is
+    loaded here without that checker (only this process's jsonschema is affected).
+    """
+    blocked = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
+    if blocked:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+    try:
+        from stix2validator import ValidationOptions, validate_instance
+    finally:
+        if blocked:
+            del sys.modules["rfc3987_syntax"]
+    return ValidationOptions, validate_instance
+
+
 def validate(data: dict[str, Any], version: str, *, max_objects: int) -> dict[str, Any]:
     """The OASIS validator's findings on the bundle as read (never raises).
 
@@ -200,8 +220,10 @@ def validate(data: dict[str, Any], version: str, *, max_objects: int) -> dict[st
             "note": f"not validated: {count} objects exceed config.validateMaxObjects "
             f"({max_objects})",
         }
-    from stix2validator import ValidationOptions, validate_instance
-
+    try:
+        ValidationOptions, validate_instance = _validator()
+    except ImportError:
+        return {"checked": False, "note": "not validated: stix2-validator is not installed"}
     options = ValidationOptions(version=version if version in READ_VERSIONS else None, silent=True)
     logging.getLogger("stix2validator").setLevel(logging.CRITICAL)
     try:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runbook_executors.cti.report_signing import public_key_pem, verify_report
-from tests.unit.cti.helpers import example_input, run, run_chain
+from tests.unit.cti.helpers import ACTOR_NAME, example_bundle, example_input, run, run_chain
 
 
 def _pem(key: Ed25519PrivateKey) -> bytes:
@@ -199,3 +199,25 @@ def test_unsigned_report_is_reported_as_unsigned() -> None:
     assert verify_report(report, public_key_pem(Ed25519PrivateKey.generate())) == [
         "report is not signed (no signature member)"
     ]
+
+
+def test_links_below_min_confidence_are_not_denied() -> None:
+    chain = run_chain(example_input(), configs={"match_campaigns": {"minConfidence": 0.99}})
+    assert chain["resolve_infrastructure"].output["reachedActors"]
+    assert chain["match_campaigns"].output["candidates"] == []
+    report = chain["generate_report"].output["report"]
+    assert "none scored above the miner's minConfidence" in report["attribution"]["statement"]
+    assert "no_infrastructure_link" not in {u["code"] for u in report["residualUnknowns"]}
+
+
+def test_schema_errors_in_the_bundle_are_a_residual_unknown() -> None:
+    bundle = example_bundle()
+    for obj in bundle["objects"]:
+        if obj["type"] == "indicator":
+            obj.pop("valid_from", None)  # required by the 2.1 schema
+    chain = run_chain({**example_input(), "stixBundle": bundle})
+    report = chain["generate_report"].output["report"]
+    (unknown,) = [u for u in report["residualUnknowns"] if u["code"] == "invalid_bundle"]
+    assert "schema error" in unknown["description"]
+    assert any("valid_from" in item for item in unknown["items"])
+    assert report["attribution"]["actor"]["name"] == ACTOR_NAME  # still read and used

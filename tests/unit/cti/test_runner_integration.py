@@ -34,3 +34,32 @@ def test_example_runbook_runs_to_an_attribution(
     sources = " ".join(c["source"] for c in report["dataSources"])
     for name in ("Public Suffix List", "ATT&CK", "GeoLite2", "MISP warninglist"):
         assert name in sources
+
+
+def test_a_file_that_is_not_a_bundle_fails_on_the_first_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example runbook (LOOKUP_GRAPH allows 3 attempts) pointed at a real STIX file that
+    holds one campaign, not a bundle: the step fails once, without retries or backoff."""
+    import yaml
+
+    from tests.unit.cti.test_corpus import NOT_A_BUNDLE
+
+    doc = yaml.safe_load((EXAMPLE_DIR / "runbook.yaml").read_text())
+    steps = doc["spec"]["steps"]
+    doc["spec"]["steps"] = [s for s in steps if s["id"] != "enrich_intel"]  # not needed here
+    graph_step = next(s for s in doc["spec"]["steps"] if s["id"] == "resolve_infrastructure")
+    graph_step["dependsOn"] = ["ingest_indicators"]
+    doc["spec"]["benchmarks"]["perStepMs"].pop("enrich_intel")
+    graph_step["config"]["bundlePath"] = str(NOT_A_BUNDLE)
+    assert graph_step["retryPolicy"]["maxAttempts"] == 3
+    (tmp_path / "runbook.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.chdir(tmp_path)
+    plan = load_plan(tmp_path / "runbook.yaml")
+    request = request_from_document(read_yaml_documents(EXAMPLE_DIR / "execution.yaml")[0])
+    outcome = asyncio.run(LocalRunner(plan, request, base_dir=tmp_path).run())
+    assert outcome.state.status == ExecutionStatus.FAILED
+    step = outcome.state.steps["resolve_infrastructure"]
+    assert step.attempt == 1
+    assert "not a STIX bundle" in (step.message or "")
+    assert "not retryable" in (step.message or "")
