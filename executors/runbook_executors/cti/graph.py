@@ -131,13 +131,13 @@ class LookupGraphExecutor(BaseStepExecutor):
 
     Bundle: `input.stixBundle` (inline), `input.stixBundlePath` or `config.bundlePath`; relative
     paths resolve against $RUNBOOK_BASE_DIR, else the working directory.
-    Config: `maxDepth` (default 3), `maxNodes` (default 5000), `validateMaxObjects` (1000).
+    Config: `maxDepth` (default 3), `maxNodes` (default 5000), `validateMaxObjects` (500).
     """
 
     action_type: ClassVar[str] = ActionType.LOOKUP_GRAPH
 
     def _load(self, ctx: StepExecutorContext) -> StixBundle | None:
-        limit = int_setting(self, ctx, "validateMaxObjects", 1000, minimum=0, maximum=10_000_000)
+        limit = int_setting(self, ctx, "validateMaxObjects", 500, minimum=0, maximum=10_000_000)
         inline = self.get_input(ctx, "stixBundle")
         if inline is not None:
             return read_bundle(inline, source="input.stixBundle", validate_max_objects=limit)
