@@ -3,7 +3,7 @@
 A thin, typed funnel over the official client's transport: every call is a plain REST request
 with JSON dicts in and out (no generated models: they cost CPU per object and hide fields), and
 every failure becomes one of a few exceptions that the rest of the operator can act on without
-importing the client. Calls are synchronous; async callers use `asyncio.to_thread`.
+importing the client. Calls are synchronous; async callers run them on a thread pool.
 """
 
 from __future__ import annotations
