@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
+from runbook_operator.crdrules import RUNBOOK_SPEC_RULES, execution_spec_rules, with_rules
 from runbook_operator.resources import (
     RunbookExecutionStatus,
     RunbookStatus,
@@ -181,25 +182,39 @@ def generate_crds() -> dict[str, dict[str, Any]]:
         "Runbook",
         "runbooks",
         ["rb"],
-        model_schema(RunbookDefinition, drop_required=("id",)),
+        with_rules(model_schema(RunbookDefinition, drop_required=("id",)), RUNBOOK_SPEC_RULES),
         model_schema(RunbookStatus),
         [
             {"name": "ID", "type": "string", "jsonPath": ".spec.id"},
             {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
+            {"name": "Steps", "type": "integer", "jsonPath": ".status.stepCount"},
+            {
+                "name": "Valid",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Valid")].status',
+            },
+            {
+                "name": "Message",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Valid")].message',
+                "priority": 1,
+            },
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
     )
+    execution_spec = model_schema(ExecutionRequest)
+    execution_spec["x-kubernetes-validations"] = execution_spec_rules(execution_spec)
     execution = _crd(
         "RunbookExecution",
         "runbookexecutions",
         ["rbx"],
-        model_schema(ExecutionRequest),
+        execution_spec,
         model_schema(RunbookExecutionStatus),
         [
             {"name": "Runbook", "type": "string", "jsonPath": ".spec.runbookRef.name"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
-            {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused"},
+            {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
             {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
