@@ -35,13 +35,17 @@ _UNKNOWN = "has(s.dependsOn) && s.dependsOn.exists(d, !(d in ids))"
 
 KNOWN_DEPENDENCIES = {
     "rule": f"[{_STEP_IDS}].all(ids, self.all(s, !has(s.dependsOn) || s.dependsOn.all(d, d in ids)))",
+    # The first offending step by index; `format` because the cost estimator cannot bound
+    # `string(int)` and prices a concatenation with it far over the budget.
     "messageExpression": (
-        f"[{_STEP_IDS}].map(ids, self.transformList(i, s, {_UNKNOWN}, "
-        "'spec.steps[' + string(i) + '].dependsOn: unknown step ' + "
-        "s.dependsOn.filter(d, !(d in ids))[0] + ' (dependsOn must name a step of this runbook)'"
-        "))[0][0]"
+        f"[{_STEP_IDS}].map(ids, [self.transformList(i, s, {_UNKNOWN}, i)[0]].map(b, "
+        "'spec.steps[%d].dependsOn: unknown step %s (dependsOn must name a step of this "
+        "runbook)'.format([b, self[b].dependsOn.filter(d, !(d in ids))[0]]))[0])[0]"
     ),
-    "message": "spec.steps[].dependsOn names a step that does not exist in this runbook",
+    # Shown after the evaluation error when ids repeat (the map cannot hold a key twice); the
+    # list-map's own "Duplicate value" error names the repeated step.
+    "message": "every spec.steps[].dependsOn entry must name a step of this runbook, "
+    "and step ids must be unique",
     "reason": "FieldValueInvalid",
 }
 NO_SELF_DEPENDENCY = {
