@@ -53,7 +53,7 @@ def test_runbook_rules_name_their_fields() -> None:
     (known,) = steps["x-kubernetes-validations"]
     assert (
         "transformMapEntry" in known["rule"]
-        and "'].dependsOn: unknown step '" in (known["messageExpression"])
+        and "'spec.steps[%d].dependsOn: unknown step %s" in (known["messageExpression"])
     )
     (self_dep,) = steps["items"]["x-kubernetes-validations"]
     assert self_dep["fieldPath"] == ".dependsOn"
