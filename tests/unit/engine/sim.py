@@ -11,8 +11,10 @@ single ``schedule`` call, observations in the order their attempts were started.
 ``StopAttempt`` drops the attempt's pending completion (unless ``deliver_late_results`` is set, in
 which case the result still arrives and the scheduler must ignore it).
 
+The sim is a shell like the local runner and the operator: each instant is one
+``runbook_engine.driver.drive`` call (schedule, then record the events in an ``AuditChain``).
 Each call is recorded in ``SimResult.trace`` (inputs and decision), so tests can check invariants
-and replay individual calls; every event goes into an ``AuditChain``.
+and replay individual calls.
 
 Times are whole milliseconds, so the state survives the wire form (millisecond precision) exactly.
 """
@@ -27,6 +29,7 @@ from typing import Any, Literal
 
 from runbook_engine.audit import AuditChain
 from runbook_engine.contract import StepExecutorResult
+from runbook_engine.driver import Actors, drive
 from runbook_engine.model import ExecutionRequest, RunbookRef
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
@@ -37,7 +40,6 @@ from runbook_engine.scheduler import (
     StartAttempt,
     StopAttempt,
     new_execution,
-    schedule,
 )
 from runbook_engine.state import ExecutionState
 
@@ -180,8 +182,19 @@ class SimResult:
 _FINISH, _CONTROL, _WAKEUP = 0, 1, 2
 
 
+@dataclass(frozen=True, slots=True)
+class _Instant:
+    """Everything that happens at one simulated time: folded into a single `drive` call."""
+
+    now: datetime
+    observations: list[Observation]
+    changes: dict[str, Any]
+
+
 @dataclass
 class Sim:
+    """The simulated shell: `drive` (as the runner and the operator call it) in a scripted world."""
+
     plan: Plan
     outcome: OutcomeFn
     request: ExecutionRequest | None = None
@@ -194,6 +207,10 @@ class Sim:
     stop_when_terminal: bool = True
     _queue: list[tuple[datetime, int, int, Any]] = field(default_factory=list, init=False)
     _seq: int = field(default=0, init=False)
+    _pending: dict[tuple[str, int], datetime] = field(default_factory=dict, init=False)
+    """Live attempts with a scripted completion, and when it arrives."""
+    _stopped: set[tuple[str, int]] = field(default_factory=set, init=False)
+    _wakeup: datetime | None = field(default=None, init=False)
 
     def _push(self, when: datetime, kind: int, payload: Any) -> None:
         heapq.heappush(self._queue, (when, kind, self._seq, payload))
@@ -202,96 +219,95 @@ class Sim:
     def run(self) -> SimResult:
         request = self.request or request_for(self.plan)
         state = new_execution(self.plan, self.execution_id, self.start)
-        chain = AuditChain(self.execution_id)
-        trace: list[Call] = []
-        pending: dict[tuple[str, int], datetime] = {}  # live attempts with a scripted completion
-        stopped: set[tuple[str, int]] = set()
-        wakeup: datetime | None = None
-        duplicates = late = 0
+        result = SimResult(self.plan, [], AuditChain(self.execution_id), 0, 0)
+        actors = Actors(self.actor_id, started_by=request.started_by)
         for control in self.controls:
             self._push(at(control.time, self.start), _CONTROL, control)
-
-        now = self.start
-        observations: list[Observation] = []
+        instant = _Instant(self.start, [], {})
         for _ in range(self.max_iterations):
-            before = state
-            decision = schedule(self.plan, request, before, observations, now)
-            trace.append(Call(now, request, before, tuple(observations), decision))
-            state = decision.state
-            for event in decision.events:
-                if chain.append(event, actor_id=self.actor_id, timestamp=now) is None:
-                    duplicates += 1
-            for action in decision.actions:
-                key = (action.step_id, action.attempt)
-                if isinstance(action, StopAttempt):
-                    stopped.add(key)
-                    if not self.deliver_late_results:
-                        pending.pop(key, None)
-                    continue
-                outcome = self.outcome(action.step_id, action.attempt)
-                if outcome == HANG:
-                    continue
-                if isinstance(outcome, Lost):
-                    done = at(outcome.duration, now)
-                    pending[key] = done
-                    lost = AttemptLost(action.step_id, action.attempt, outcome.reason)
-                    self._push(done, _FINISH, lost)
-                    continue
-                if isinstance(outcome, Full):
-                    duration, result = outcome.duration, outcome.result
-                else:
-                    duration, success, output, kpis = outcome
-                    result = StepExecutorResult(
-                        success=success,
-                        output=dict(output),
-                        kpis=dict(kpis),
-                        error=None if success else f"scripted failure of attempt {action.attempt}",
-                    )
-                done = at(duration, now)
-                pending[key] = done
-                self._push(done, _FINISH, AttemptFinished(action.step_id, action.attempt, result))
-            if decision.next_wakeup is not None and decision.next_wakeup != wakeup:
-                wakeup = decision.next_wakeup
-                self._push(wakeup, _WAKEUP, wakeup)
-
+            now, observations = instant.now, tuple(instant.observations)
+            step = drive(self.plan, request, state, result.chain, observations, now, actors)
+            result.trace.append(Call(now, request, state, observations, step.decision))
+            result.duplicate_events += len(step.decision.events) - len(step.entries)
+            state = step.state
+            self._carry_out(step.decision, now)
             if state.status.terminal and self.stop_when_terminal:
-                return SimResult(self.plan, trace, chain, duplicates, late)
-
-            # Next instant at which something happens; fold everything at that instant together.
-            observations = []
-            changes: dict[str, Any] = {}
-            next_now: datetime | None = None
-            while self._queue:
-                when, kind, _, payload = self._queue[0]
-                if next_now is not None and when != next_now:
-                    break
-                heapq.heappop(self._queue)
-                if kind == _FINISH:
-                    key = (payload.step_id, payload.attempt)
-                    if pending.get(key) != when:
-                        continue  # dropped by a StopAttempt
-                    del pending[key]
-                    if key in stopped:
-                        late += 1
-                    observations.append(payload)
-                elif kind == _CONTROL:
-                    changes.update(payload.changes)
-                elif payload != wakeup:
-                    continue  # superseded wakeup
-                next_now = when
-            if next_now is None:
+                return result
+            next_instant = self._next_instant(result)
+            if next_instant is None:
                 if state.status.terminal:
-                    return SimResult(self.plan, trace, chain, duplicates, late)
+                    return result
                 raise SimulationError(
                     f"stuck at {now.isoformat()}: execution {state.status}, nothing to wait for; "
                     f"steps {[(s.step_id, str(s.status)) for s in state.steps.values()]}"
                 )
-            if next_now < now:
-                raise SimulationError(f"time went backwards: {next_now} < {now}")
-            now = next_now
-            if changes:
-                request = request.model_copy(update=changes)
+            if next_instant.now < now:
+                raise SimulationError(f"time went backwards: {next_instant.now} < {now}")
+            instant = next_instant
+            if instant.changes:
+                request = request.model_copy(update=instant.changes)
         raise SimulationError(f"no terminal phase after {self.max_iterations} schedule() calls")
+
+    def _carry_out(self, decision: Decision, now: datetime) -> None:
+        """Script each started attempt's end; a stop drops it (unless late results are wanted)."""
+        for action in decision.actions:
+            key = (action.step_id, action.attempt)
+            if isinstance(action, StopAttempt):
+                self._stopped.add(key)
+                if not self.deliver_late_results:
+                    self._pending.pop(key, None)
+                continue
+            ending = _scripted_end(action, self.outcome(action.step_id, action.attempt))
+            if ending is not None:
+                done = at(ending[0], now)
+                self._pending[key] = done
+                self._push(done, _FINISH, ending[1])
+        if decision.next_wakeup is not None and decision.next_wakeup != self._wakeup:
+            self._wakeup = decision.next_wakeup
+            self._push(self._wakeup, _WAKEUP, self._wakeup)
+
+    def _next_instant(self, result: SimResult) -> _Instant | None:
+        """Pop everything queued for the next time at which something happens."""
+        instant: _Instant | None = None
+        while self._queue:
+            when, kind, _, payload = self._queue[0]
+            if instant is not None and when != instant.now:
+                break
+            heapq.heappop(self._queue)
+            if kind == _FINISH:
+                key = (payload.step_id, payload.attempt)
+                if self._pending.get(key) != when:
+                    continue  # dropped by a StopAttempt
+                del self._pending[key]
+                if key in self._stopped:
+                    result.late_results += 1
+            elif kind == _WAKEUP and payload != self._wakeup:
+                continue  # superseded wakeup
+            instant = instant or _Instant(when, [], {})
+            if kind == _FINISH:
+                instant.observations.append(payload)
+            elif kind == _CONTROL:
+                instant.changes.update(payload.changes)
+        return instant
+
+
+def _scripted_end(action: StartAttempt, outcome: Outcome) -> tuple[float, Observation] | None:
+    """After how many seconds the attempt reports, and what; None: it hangs until stopped."""
+    if outcome == HANG:
+        return None
+    if isinstance(outcome, Lost):
+        return outcome.duration, AttemptLost(action.step_id, action.attempt, outcome.reason)
+    if isinstance(outcome, Full):
+        duration, result = outcome.duration, outcome.result
+    else:
+        duration, success, output, kpis = outcome
+        result = StepExecutorResult(
+            success=success,
+            output=dict(output),
+            kpis=dict(kpis),
+            error=None if success else f"scripted failure of attempt {action.attempt}",
+        )
+    return duration, AttemptFinished(action.step_id, action.attempt, result)
 
 
 def run(
