@@ -260,14 +260,8 @@ class _Transition:
                 self.ready.remove(child)
             self.waiting.discard(child)
             self.finish_step(
-                StepState(
-                    step_id=child,
-                    status=StepStatus.SKIPPED,
-                    attempt=current.attempt,
-                    started_at=current.started_at,
-                    finished_at=self.now,
-                    message=f"skipped: {reason}",
-                    blocked_by=parent,
+                current.with_outcome(
+                    StepStatus.SKIPPED, self.now, message=f"skipped: {reason}", blocked_by=parent
                 )
             )
             self.emit(
@@ -285,73 +279,61 @@ class _Transition:
         """Retry with backoff if attempts remain and the failure may change on another attempt;
         else FAILED (or SKIPPED with skipOnFailure)."""
         spec = self.plan.steps[current.step_id]
-        sid = current.step_id
-        self.running.discard(sid)
-        if not retryable and current.attempt < spec.max_attempts:
+        self.running.discard(current.step_id)
+        attempts_left = current.attempt < spec.max_attempts
+        if attempts_left and not retryable:
             error = f"{error} (not retryable)"
-        if retryable and current.attempt < spec.max_attempts:
-            assert spec.retry_policy is not None
-            delay = spec.retry_policy.delay_after(current.attempt)
-            retry_at = self.now + timedelta(seconds=delay)
-            self.put(
-                StepState(
-                    step_id=sid,
-                    status=StepStatus.PENDING,
-                    attempt=current.attempt,
-                    started_at=current.started_at,
-                    attempt_started_at=current.attempt_started_at,
-                    next_attempt_at=retry_at,
-                    message=f"attempt {current.attempt}/{spec.max_attempts} failed: {error}; "
-                    f"retrying in {delay:g}s",
-                )
-            )
-            self._remaining()[sid] = 0
-            bisect.insort(self.ready, sid, key=self.plan.position.__getitem__)
-            self.waiting.add(sid)
-            self.emit(
-                f"step/{sid}/{current.attempt}/attempt-failed",
-                LogEventType.STEP_ATTEMPT_FAILED,
-                sid,
-                attempt=current.attempt,
-                maxAttempts=spec.max_attempts,
-                error=error,
-                retryAt=format_time(retry_at),
-            )
-            return
-        attempts = f"{current.attempt} attempt{'s' if current.attempt != 1 else ''}"
-        if spec.skip_on_failure:
-            self.finish_step(
-                StepState(
-                    step_id=sid,
-                    status=StepStatus.SKIPPED,
-                    attempt=current.attempt,
-                    started_at=current.started_at,
-                    attempt_started_at=current.attempt_started_at,
-                    finished_at=self.now,
-                    message=f"failed after {attempts}: {error}; skipped (skipOnFailure)",
-                )
-            )
-            self.emit(
-                f"step/{sid}/skipped",
-                LogEventType.STEP_SKIPPED,
-                sid,
-                reason="skipOnFailure",
-                attempt=current.attempt,
-                error=error,
-            )
-            self.release_dependents(sid)
-            return
-        self.finish_step(
-            StepState(
-                step_id=sid,
-                status=StepStatus.FAILED,
-                attempt=current.attempt,
-                started_at=current.started_at,
-                attempt_started_at=current.attempt_started_at,
-                finished_at=self.now,
-                message=f"failed after {attempts}: {error}",
-            )
+        if attempts_left and retryable:
+            self.retry_later(current, error)
+        elif spec.skip_on_failure:
+            self.skip_failed(current, error)
+        else:
+            self.fail(current, error)
+
+    def retry_later(self, current: StepState, error: str) -> None:
+        """PENDING again, ready, and waiting for the retry policy's backoff."""
+        sid = current.step_id
+        spec = self.plan.steps[sid]
+        assert spec.retry_policy is not None  # max_attempts > 1 implies a policy
+        delay = spec.retry_policy.delay_after(current.attempt)
+        retry_at = self.now + timedelta(seconds=delay)
+        message = (
+            f"attempt {current.attempt}/{spec.max_attempts} failed: {error}; retrying in {delay:g}s"
         )
+        self.put(current.with_retry(retry_at, message))
+        self._remaining()[sid] = 0
+        bisect.insort(self.ready, sid, key=self.plan.position.__getitem__)
+        self.waiting.add(sid)
+        self.emit(
+            f"step/{sid}/{current.attempt}/attempt-failed",
+            LogEventType.STEP_ATTEMPT_FAILED,
+            sid,
+            attempt=current.attempt,
+            maxAttempts=spec.max_attempts,
+            error=error,
+            retryAt=format_time(retry_at),
+        )
+
+    def skip_failed(self, current: StepState, error: str) -> None:
+        """Out of attempts with skipOnFailure: SKIPPED, and its dependents still run."""
+        sid = current.step_id
+        message = f"failed after {_attempts(current.attempt)}: {error}; skipped (skipOnFailure)"
+        self.finish_step(current.with_outcome(StepStatus.SKIPPED, self.now, message=message))
+        self.emit(
+            f"step/{sid}/skipped",
+            LogEventType.STEP_SKIPPED,
+            sid,
+            reason="skipOnFailure",
+            attempt=current.attempt,
+            error=error,
+        )
+        self.release_dependents(sid)
+
+    def fail(self, current: StepState, error: str) -> None:
+        """Out of attempts: FAILED, and its dependents are SKIPPED."""
+        sid = current.step_id
+        message = f"failed after {_attempts(current.attempt)}: {error}"
+        self.finish_step(current.with_outcome(StepStatus.FAILED, self.now, message=message))
         self.emit(
             f"step/{sid}/failed",
             LogEventType.STEP_FAILED,
@@ -364,15 +346,7 @@ class _Transition:
     def succeeded(self, current: StepState, result: StepExecutorResult, output_hash: str) -> None:
         sid = current.step_id
         self.finish_step(
-            StepState(
-                step_id=sid,
-                status=StepStatus.SUCCEEDED,
-                attempt=current.attempt,
-                started_at=current.started_at,
-                attempt_started_at=current.attempt_started_at,
-                finished_at=self.now,
-                output_hash=output_hash,
-            )
+            current.with_outcome(StepStatus.SUCCEEDED, self.now, output_hash=output_hash)
         )
         if self.outputs is None:
             self.outputs = self.old.outputs.mutate()
@@ -405,9 +379,13 @@ class _Transition:
         self.release_dependents(sid)
 
 
+def _attempts(n: int) -> str:
+    return f"{n} attempt{'s' if n != 1 else ''}"
+
+
 def _start(t: _Transition) -> None:
     """PENDING → RUNNING, or → FAILED when a legal gate refuses the request."""
-    plan, request, now = t.plan, t.request, t.now
+    plan, request = t.plan, t.request
     problems = legal_problems(plan.definition, request.legal_basis, request.data_licenses)
     input_hash = ""
     try:
@@ -415,30 +393,7 @@ def _start(t: _Transition) -> None:
     except (TypeError, ValueError) as exc:  # e.g. an int beyond 2^53: the audit cannot hash it
         problems.append(Problem("input", f"not canonical JSON (RFC 8785): {exc}"))
     if problems:
-        text = "; ".join(str(p) for p in problems)
-        t.emit(
-            "rejected",
-            LogEventType.EXECUTION_REJECTED,
-            None,
-            problems=[{"field": p.field, "reason": p.reason} for p in problems],
-            legalBasis=str(request.legal_basis) if request.legal_basis else None,
-            dataLicenses=[str(x) for x in request.data_licenses],
-        )
-        for sid in plan.order:
-            t.finish_step(
-                StepState(
-                    step_id=sid,
-                    status=StepStatus.SKIPPED,
-                    finished_at=now,
-                    message="not run: execution rejected",
-                    blocked_by="<rejected>",
-                )
-            )
-        t.ready.clear()
-        t.waiting.clear()
-        t.set_status(ExecutionStatus.FAILED, "rejected")
-        t.changes.update(finished_at=now, message=f"rejected: {text}")
-        t.emit("failed", LogEventType.EXECUTION_FAILED, None, reason="rejected", message=text)
+        _reject(t, problems)
         return
     definition = plan.definition
     t.emit(
@@ -457,7 +412,35 @@ def _start(t: _Transition) -> None:
         stepCount=len(plan.order),
     )
     t.set_status(ExecutionStatus.RUNNING, "started")
-    t.changes.update(started_at=now)
+    t.changes.update(started_at=t.now)
+
+
+def _reject(t: _Transition, problems: list[Problem]) -> None:
+    """The request is refused before any step runs: every step SKIPPED, the execution FAILED."""
+    request, now = t.request, t.now
+    text = "; ".join(str(p) for p in problems)
+    t.emit(
+        "rejected",
+        LogEventType.EXECUTION_REJECTED,
+        None,
+        problems=[{"field": p.field, "reason": p.reason} for p in problems],
+        legalBasis=str(request.legal_basis) if request.legal_basis else None,
+        dataLicenses=[str(x) for x in request.data_licenses],
+    )
+    for sid in t.plan.order:
+        t.finish_step(
+            t.step(sid).with_outcome(
+                StepStatus.SKIPPED,
+                now,
+                message="not run: execution rejected",
+                blocked_by="<rejected>",
+            )
+        )
+    t.ready.clear()
+    t.waiting.clear()
+    t.set_status(ExecutionStatus.FAILED, "rejected")
+    t.changes.update(finished_at=now, message=f"rejected: {text}")
+    t.emit("failed", LogEventType.EXECUTION_FAILED, None, reason="rejected", message=text)
 
 
 def _apply(t: _Transition, observation: Observation) -> None:
@@ -507,15 +490,7 @@ def _cancel(t: _Transition) -> None:
         if current.status in (StepStatus.RUNNING, StepStatus.PENDING):
             was = str(current.status)
             t.finish_step(
-                StepState(
-                    step_id=sid,
-                    status=StepStatus.CANCELLED,
-                    attempt=current.attempt,
-                    started_at=current.started_at,
-                    attempt_started_at=current.attempt_started_at,
-                    finished_at=t.now,
-                    message=f"cancelled while {was}",
-                )
+                current.with_outcome(StepStatus.CANCELLED, t.now, message=f"cancelled while {was}")
             )
             t.emit(
                 f"step/{sid}/cancelled",
@@ -547,17 +522,9 @@ def _launch(t: _Transition) -> None:
             continue
         t.waiting.discard(sid)
         spec = t.plan.steps[sid]
-        attempt = current.attempt + 1
-        t.put(
-            StepState(
-                step_id=sid,
-                status=StepStatus.RUNNING,
-                attempt=attempt,
-                started_at=current.started_at or t.now,
-                attempt_started_at=t.now,
-                message=None,
-            )
-        )
+        started = current.with_attempt(t.now)
+        attempt = started.attempt
+        t.put(started)
         t.running.add(sid)
         t._remaining().pop(sid, None)
         deadline = t.now + timedelta(milliseconds=spec.timeout_ms)

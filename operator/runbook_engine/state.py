@@ -43,6 +43,53 @@ class StepState:
     output_hash: str | None = None
     """For SUCCEEDED: SHA-256 of the output's canonical JSON (as in the STEP_SUCCEEDED entry)."""
 
+    # Transitions. The step's identity and its attempt history (attempt count, first and latest
+    # start) carry over; what describes the previous status (retry time, message, blocking
+    # dependency, output hash) is replaced. Like kopf's `HandlerState.with_outcome`.
+
+    def with_attempt(self, now: datetime) -> StepState:
+        """The next attempt starts at `now`: RUNNING."""
+        return self._moved(
+            StepStatus.RUNNING,
+            attempt=self.attempt + 1,
+            started_at=self.started_at or now,
+            attempt_started_at=now,
+        )
+
+    def with_retry(self, at: datetime, message: str) -> StepState:
+        """The attempt failed and another may start at `at`: PENDING, waiting for its backoff."""
+        return self._moved(StepStatus.PENDING, next_attempt_at=at, message=message)
+
+    def with_outcome(
+        self,
+        status: StepStatus,
+        now: datetime,
+        *,
+        message: str | None = None,
+        blocked_by: str | None = None,
+        output_hash: str | None = None,
+    ) -> StepState:
+        """The step ended at `now` with terminal `status`."""
+        if not status.terminal:
+            raise ValueError(f"with_outcome: {status} is not a terminal step status")
+        return self._moved(
+            status,
+            finished_at=now,
+            message=message,
+            blocked_by=blocked_by,
+            output_hash=output_hash,
+        )
+
+    def _moved(self, status: StepStatus, **changes: Any) -> StepState:
+        fresh = {
+            "finished_at": None,
+            "next_attempt_at": None,
+            "message": None,
+            "blocked_by": None,
+            "output_hash": None,
+        }
+        return replace(self, status=status, **(fresh | changes))
+
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "stepId": self.step_id,
