@@ -146,15 +146,11 @@ def select_executor(action_type: str) -> BaseStepExecutor:
 
 
 async def run_attempt(executor: BaseStepExecutor, ctx: StepExecutorContext) -> StepExecutorResult:
-    """One attempt through `base.invoke`, bounded by the context's `timeoutMs` if set."""
+    """One attempt through `base.invoke`. `timeoutMs` is not enforced here: the scheduler owns
+    the step timeout and its shell stops the attempt (docs/engine.md, "Timeouts")."""
     from runbook_executors.base import invoke
 
-    if ctx.timeout_ms is None:
-        return await invoke(executor, ctx)
-    try:
-        return await asyncio.wait_for(invoke(executor, ctx), timeout=ctx.timeout_ms / 1000)
-    except TimeoutError:
-        return StepExecutorResult(success=False, error=f"timed out after {ctx.timeout_ms} ms")
+    return await invoke(executor, ctx)
 
 
 def run(context_path: str, result_path: str, action_type: str | None = None) -> int:

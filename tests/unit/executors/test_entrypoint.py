@@ -140,14 +140,16 @@ def test_context_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert read(out)["output"]["up"] == 3
 
 
-def test_timeout_ms_bounds_an_async_step(tmp_path: Path, module_dir: Path) -> None:
+def test_timeout_ms_is_left_to_the_scheduler(tmp_path: Path, module_dir: Path) -> None:
+    """One owner for the step timeout: the scheduler (its shell stops the pod or process).
+    An in-pod timer would race it with the same message."""
     (module_dir / "rb_slow.py").write_text(
-        "import asyncio\nasync def slow(ctx):\n    await asyncio.sleep(5)\n    return {}\n"
+        "import asyncio\nasync def slow(ctx):\n    await asyncio.sleep(0.3)\n    return {'done': 1}\n"
     )
-    ctx = {**CTX, "actionType": "CUSTOM", "config": {"function": "rb_slow:slow"}, "timeoutMs": 100}
+    ctx = {**CTX, "actionType": "CUSTOM", "config": {"function": "rb_slow:slow"}, "timeoutMs": 50}
     out = tmp_path / "out.json"
-    assert main(["run", "--context", write(tmp_path, ctx), "--result", str(out)]) == EXIT_FAILED
-    assert read(out)["error"] == "timed out after 100 ms"
+    assert main(["run", "--context", write(tmp_path, ctx), "--result", str(out)]) == EXIT_SUCCESS
+    assert read(out)["output"] == {"done": 1}
 
 
 def test_unserialisable_output_becomes_failed_result(tmp_path: Path, module_dir: Path) -> None:
