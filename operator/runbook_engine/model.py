@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from runbook_engine.enums import DataLicense, LegalBasis
 from runbook_engine.wire import CamelModel
@@ -29,14 +29,17 @@ class RetryPolicy(CamelModel):
     backoff_multiplier: float = Field(default=2.0, ge=1, le=100)
     max_backoff_seconds: float | None = Field(default=None, ge=0, le=86_400)
 
-    @model_validator(mode="after")
-    def _cap_not_below_base(self) -> RetryPolicy:
-        if self.max_backoff_seconds is not None and self.max_backoff_seconds < self.backoff_seconds:
+    @field_validator("max_backoff_seconds")
+    @classmethod
+    def _cap_not_below_base(cls, cap: float | None, info: ValidationInfo) -> float | None:
+        """A field validator (not a model one), so the problem names `maxBackoffSeconds`."""
+        base = info.data.get("backoff_seconds")  # absent when backoffSeconds itself is invalid
+        if cap is not None and base is not None and cap < base:
             raise ValueError(
-                f"maxBackoffSeconds ({self.max_backoff_seconds}) is below backoffSeconds "
-                f"({self.backoff_seconds}): the cap would shorten every wait"
+                f"maxBackoffSeconds ({cap}) is below backoffSeconds ({base}): "
+                "the cap would shorten every wait"
             )
-        return self
+        return cap
 
     def delay_after(self, failed_attempt: int) -> float:
         """Seconds to wait after attempt `failed_attempt` (1-based) failed."""

@@ -45,13 +45,8 @@ def problems_from_pydantic(error: ValidationError, prefix: str = "") -> list[Pro
     """Pydantic errors as Problems, with wire (camelCase) field paths."""
     problems = []
     for err in error.errors():
-        loc = [
-            p
-            for p in err["loc"]
-            if p not in ("function-after[_cap_not_below_base(), RetryPolicy]",)
-        ]
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        problems.append(Problem(format_loc(loc, prefix), msg))
+        problems.append(Problem(format_loc(err["loc"], prefix), msg))
     return problems

@@ -161,7 +161,7 @@ def test_every_problem_is_reported_at_once() -> None:
         ),
         (
             {"retryPolicy": {"backoffSeconds": 5, "maxBackoffSeconds": 1}},
-            "steps[0].retryPolicy",
+            "steps[0].retryPolicy.maxBackoffSeconds",
             "maxBackoffSeconds (1.0) is below backoffSeconds (5.0): the cap would shorten every wait",
         ),
         ({"timeoutMs": 0}, "steps[0].timeoutMs", "Input should be greater than or equal to 1"),
