@@ -29,7 +29,7 @@ class Condition(CamelModel):
 
 
 class StepStatusEntry(CamelModel):
-    """Compact per-step status (outputs live outside the object, see docs/engine.md)."""
+    """Compact per-step status (outputs live outside the object, see docs/operator.md)."""
 
     step_id: str
     status: StepStatus
