@@ -14,6 +14,7 @@ import yaml
 from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.scheduler import new_execution
+from runbook_operator.apigroup import API_VERSION
 from runbook_operator.crdgen import generate_crds
 from runbook_operator.resources import Runbook, RunbookExecution, RunbookExecutionStatus
 
@@ -96,12 +97,31 @@ def test_engine_wire_state_fits_the_status_model() -> None:
     )
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "examples").rglob("*.yaml")))
+KINDS: dict[str, type[Runbook | RunbookExecution]] = {
+    "Runbook": Runbook,
+    "RunbookExecution": RunbookExecution,
+}
+EXAMPLES = sorted((REPO / "examples").rglob("*.yaml"))
+
+
+def example_documents(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(REPO)))
 def test_example_manifests_validate(path: Path) -> None:
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not isinstance(doc, dict):
-            continue
-        if doc.get("kind") == "Runbook":
-            Runbook.model_validate(doc)
-        elif doc.get("kind") == "RunbookExecution":
-            RunbookExecution.model_validate(doc)
+    """Every document in an example is one of our kinds, valid, and of our API version."""
+    docs = example_documents(path)
+    assert docs, f"{path}: no YAML document"
+    for doc in docs:
+        kind = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+        assert kind in KINDS, f"{path}: a {kind!r} document; examples hold {sorted(KINDS)}"
+        manifest = KINDS[kind].model_validate(doc)
+        assert manifest.api_version == API_VERSION
+        assert manifest.metadata.name, f"{path}: a {kind} without metadata.name"
+
+
+def test_examples_cover_every_kind() -> None:
+    """The test above checks something: the examples hold at least one manifest of each kind."""
+    kinds = {doc.get("kind") for path in EXAMPLES for doc in example_documents(path)}
+    assert kinds == set(KINDS)

@@ -111,10 +111,22 @@ def test_keys_sort_by_utf16_code_units_not_code_points() -> None:
     assert out == '{"\U0001f600":2,"\ufb33":1}'.encode()
 
 
-@pytest.mark.parametrize("value", [2**53, -(2**53), 2**64, float("nan"), float("inf")])
-def test_out_of_range_numbers_are_refused(value: Any) -> None:
-    with pytest.raises(Exception):  # noqa: B017 (rfc8785's own error types)
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (2**53, rfc8785.IntegerDomainError, "exceeds safe integer domain"),
+        (-(2**53), rfc8785.IntegerDomainError, "exceeds safe integer domain"),
+        (2**64, rfc8785.IntegerDomainError, "exceeds safe integer domain"),
+        (float("nan"), rfc8785.FloatDomainError, "nan is not representable"),
+        (float("inf"), rfc8785.FloatDomainError, "inf is not representable"),
+    ],
+)
+def test_out_of_range_numbers_are_refused(value: Any, error: type[Exception], message: str) -> None:
+    """JCS has no NaN, Infinity or integers beyond 2^53; the scheduler turns the ValueError into
+    a failed attempt or a rejected request, so the error type is part of the contract."""
+    with pytest.raises(error, match=message) as raised:
         canonical_json({"x": value})
+    assert isinstance(raised.value, ValueError)
 
 
 def test_sha256_is_over_the_canonical_bytes() -> None:
