@@ -35,10 +35,11 @@ demo-cluster: setup ## one command from a fresh machine: cluster, operator (Helm
 demo-generic: setup ## run the generic-executor demo runbook (no CTI data needed)
 	$(BIN)/runbookctl run examples/generic/runbook.yaml --input-file examples/generic/input.json
 
-lint: setup ## ruff (lint + format check) and mypy (strict)
+lint: setup ## ruff (lint + format check), mypy (strict) and the import contracts (.importlinter)
 	$(BIN)/ruff check operator executors tests hack
 	$(BIN)/ruff format --check operator executors tests hack
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 unit: setup ## unit, property and local-runner tests (no cluster)
 	$(BIN)/pytest -m "not e2e and not kwok" tests
