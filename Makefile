@@ -11,7 +11,8 @@ OUT ?= _out
 help: ## this list
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# A new package (folder) also needs a re-install: editable installs map packages when made.
+$(STAMP): pyproject.toml $(wildcard operator/*/__init__.py executors/*/__init__.py)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

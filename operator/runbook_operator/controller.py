@@ -9,6 +9,7 @@ restart between two writes, or a concurrent edit leaves no duplicate Job and no 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -73,9 +74,20 @@ class Controller:
     _pinned: dict[str, Pinned] = field(default_factory=dict)
     _ledgers: dict[str, Ledger] = field(default_factory=dict)
     _rbac_ready: set[str] = field(default_factory=set)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
     # -- entry points ----------------------------------------------------------------------------
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        """One reconcile at a time per execution (daemon, finalizer and control events)."""
+        with self._locks_guard:
+            return self._locks.setdefault(f"{namespace}/{name}", threading.Lock())
+
     def reconcile(self, namespace: str, name: str) -> Outcome:
+        with self._lock(namespace, name):
+            return self._reconcile_retrying(namespace, name)
+
+    def _reconcile_retrying(self, namespace: str, name: str) -> Outcome:
         """One reconcile, retried from a fresh read when a guarded write meets a Conflict.
 
         Any other failure (the API unreachable, a damaged ledger, a bug) is logged, shown in the
@@ -118,6 +130,12 @@ class Controller:
 
     def finalize(self, namespace: str, name: str) -> None:
         """The execution is being deleted: cancel what runs, seal the ledger, then let go."""
+        with self._lock(namespace, name):
+            self._finalize_retrying(namespace, name)
+        with self._locks_guard:
+            self._locks.pop(f"{namespace}/{name}", None)
+
+    def _finalize_retrying(self, namespace: str, name: str) -> None:
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 return self._finalize(namespace, name)
@@ -249,6 +267,9 @@ class Controller:
     ) -> None:
         if effects.entries:
             ledger.append(effects.entries)
+            # Right after the ledger: a replay after a lost status write has no new entries,
+            # so Events posted later in this reconcile would never be posted at all.
+            self._post_events(body, effects.events, now)
         for cm in effects.result_configmaps:
             self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, cm)
         if effects.create_jobs:
@@ -261,7 +282,6 @@ class Controller:
         if effects.terminal and self.signer is not None:
             status = self._checkpoint(ledger, chain, status, now)
         self._write_status(body, ref, status)
-        self._post_events(body, effects.events, now)
         metrics.observe(effects)
 
     def _create_job(self, ref: ExecutionRef, manifest: Mapping[str, Any]) -> None:
@@ -289,16 +309,34 @@ class Controller:
     def _write_status(
         self, body: Mapping[str, Any], ref: ExecutionRef, status: dict[str, Any]
     ) -> None:
-        if status == body.get("status"):
-            return
-        patch = {
-            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-            "status": status,
-        }
-        try:
-            self.kube.patch(k.EXECUTIONS, ref.namespace, ref.name, patch, subresource="status")
-        except k.NotFound:
-            return
+        """Write the status this reconcile derived from `body`'s status.
+
+        Guarded by resourceVersion. A conflict caused by a change elsewhere in the object
+        (spec, metadata: a `kubectl patch`, kopf's annotations) is retried with the fresh
+        resourceVersion, because this reconcile's ledger entries and Job changes are already
+        done and the status must follow them; only a status changed by someone else in between
+        makes the whole reconcile start again.
+        """
+        based_on = body.get("status")
+        version = body["metadata"]["resourceVersion"]
+        for _ in range(MAX_CONFLICT_RETRIES):
+            if status == based_on:
+                return
+            patch = {"metadata": {"resourceVersion": version}, "status": status}
+            try:
+                self.kube.patch(k.EXECUTIONS, ref.namespace, ref.name, patch, subresource="status")
+                return
+            except k.NotFound:
+                return
+            except k.Conflict:
+                fresh = self.kube.get(k.EXECUTIONS, ref.namespace, ref.name)
+                if fresh.get("status") != based_on:
+                    log.info(
+                        "status of %s/%s was changed by another writer", ref.namespace, ref.name
+                    )
+                    raise
+                version = fresh["metadata"]["resourceVersion"]
+        raise k.Conflict(409, "Conflict", f"status of {ref.namespace}/{ref.name} kept changing")
 
     def _post_events(
         self, body: Mapping[str, Any], events: Sequence[KubeEvent], now: datetime
@@ -346,6 +384,7 @@ class Controller:
         entries = record(chain, pinning.refusal_events(refusal, request), actors, now)
         if entries:
             ledger.append(entries)
+            self._post_events(body, kube_events(entries), now)
         runbook = str((body.get("spec") or {}).get("runbookRef", {}).get("name", ""))
         state = pinning.refused_state(ref, runbook, refusal, now)
         status = execution_status(
@@ -362,7 +401,6 @@ class Controller:
         if self.signer is not None:
             status = self._checkpoint(ledger, chain, status, now)
         self._write_status(body, ref, status)
-        self._post_events(body, kube_events(entries), now)
 
     def _ensure_executor_rbac(self, namespace: str) -> None:
         if not self.cfg.manage_executor_rbac or namespace in self._rbac_ready:
