@@ -630,6 +630,8 @@ def schedule(
             return Decision(t.build(), (), tuple(t.events), None, tuple(t.warnings))
 
     for obs in observations:
+        if request.cancel and isinstance(obs, AttemptLost):
+            continue  # the cancel itself stops attempts: their loss is not a failure
         _apply(t, obs)
     _expire(t)
 

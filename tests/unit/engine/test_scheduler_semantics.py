@@ -605,3 +605,20 @@ def test_a_non_retryable_failure_fails_the_step_without_spending_its_retries() -
     retryable = StepExecutorResult(success=False, error="flaky")
     again = schedule(plan, request, first.state, [AttemptFinished("a", 1, retryable)], at(1))
     assert [a.attempt for a in again.actions if isinstance(a, StartAttempt)] == [2]
+
+
+def test_a_lost_attempt_seen_while_cancelling_is_cancelled_not_failed() -> None:
+    """A shell that stopped the attempt for the cancel and crashed before recording it sees
+    the attempt gone on its next call: that is the cancel, not a failure."""
+    plan = make_plan(step("a"), step("b", "a"))
+    request = request_for(plan)
+    running = schedule(plan, request, new_execution(plan, "x", T0), (), T0).state
+    cancelling = request_for(plan, cancel=True)
+    lost = AttemptLost("a", 1, "its Job was deleted before the step finished")
+    decision = schedule(plan, cancelling, running, [lost], at(1))
+    assert decision.state.steps["a"].status is StepStatus.CANCELLED
+    assert decision.state.status is ExecutionStatus.CANCELLED
+    assert LogEventType.STEP_FAILED not in [e.event_type for e in decision.events]
+    finished = StepExecutorResult(success=True, output={"x": 1})
+    kept = schedule(plan, cancelling, running, [AttemptFinished("a", 1, finished)], at(1))
+    assert kept.state.steps["a"].status is S  # a result that arrived still counts
