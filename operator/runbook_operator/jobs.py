@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runbook_engine.model import RunbookStep
+from runbook_engine.model import ContainerSpec, RunbookStep
 from runbook_operator import names
 from runbook_operator.config import OperatorConfig
 
@@ -113,13 +113,21 @@ def _volumes(job: AttemptJob) -> list[dict[str, Any]]:
     return volumes
 
 
+def _command(own: ContainerSpec | None) -> list[str] | None:
+    """The step's command; an image of its own runs its own entrypoint; ours runs the pod."""
+    if own and own.command:
+        return list(own.command)
+    if own and own.image:
+        return None
+    return list(DEFAULT_COMMAND)
+
+
 def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any]:
     own = job.step.container
     container: dict[str, Any] = {
         "name": "step",
         "image": (own.image if own and own.image else cfg.executor_image),
         "imagePullPolicy": cfg.image_pull_policy,
-        "command": list(own.command) if own and own.command else list(DEFAULT_COMMAND),
         "env": _env(job, name),
         "resources": {
             k: dict(v)
@@ -138,6 +146,9 @@ def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    command = _command(own)
+    if command is not None:
+        container["command"] = command
     if own and own.args:
         container["args"] = list(own.args)
     if job.files_configmap:

@@ -187,3 +187,11 @@ def test_a_step_may_set_its_own_resources() -> None:
     (container,) = _job(step)["spec"]["template"]["spec"]["containers"]
     assert container["resources"] == {"limits": {"memory": "64Mi"}}
     assert container["image"] == CFG.executor_image
+
+
+def test_an_image_of_its_own_runs_its_own_entrypoint() -> None:
+    step = RunbookStep.model_validate(
+        {"id": "c", "actionType": "CUSTOM", "container": {"image": "word-count:1"}}
+    )
+    (container,) = _job(step)["spec"]["template"]["spec"]["containers"]
+    assert "command" not in container and "args" not in container
