@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the path of a binary built by build-tools.sh, building it first if needed:
-#   hack/cluster/bin-path.sh kubectl|kube-apiserver|...|helm|kwok|etcd|kind
+#   hack/cluster/bin-path.sh kubectl|kube-apiserver|...|helm|kwok|coredns|etcd|kind
 # e.g. HELM="$(hack/cluster/bin-path.sh helm)"; "$HELM" lint charts/...
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -10,6 +10,7 @@ case "$name" in
     tool=kubernetes; path="$(kube_bin "$name")" ;;
   helm) tool=helm; path="$(helm_bin)" ;;
   kwok) tool=kwok; path="$(kwok_bin)" ;;
+  coredns) tool=coredns; path="$(coredns_bin)" ;;
   etcd) tool=etcd; path="$(tool_dir etcd "${ETCD_VERSION}")/etcd" ;;
   kind) tool=kind; path="$(tool_dir kind "${KIND_VERSION}")/kind" ;;
   *) die "unknown binary: $name" ;;

@@ -3,12 +3,20 @@
 # caches them under $RUNBOOK_CACHE/bin/<tool>-<version>-<go>-<hash>/. A second run with
 # the same inputs finds the ".complete" stamp and returns at once.
 #
-#   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [etcd] [kind]
-#   (default: kubernetes kwok helm; etcd only for ETCD_SOURCE=go, kind only for
+#   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [coredns] [etcd] [kind]
+#   (default: kubernetes kwok helm coredns; etcd only for ETCD_SOURCE=go, kind only for
 #   `make kind-up` when no kind is on PATH)
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null || die "go is required (Go >= 1.24)"
+
+# finish_build OUT NAME T0: stamp the build complete, move it into place, log its duration
+# (hack/ci-e2e.sh's `tools` phase is the sum of these).
+finish_build() {
+  touch "$1.tmp/.complete"
+  rm -rf "$1"; mv "$1.tmp" "$1"
+  log "$2: built in $((SECONDS - $3))s"
+}
 
 build_kubernetes() {
   local out; out="$(tool_dir kubernetes "${KUBE_VERSION}")"
@@ -21,14 +29,14 @@ build_kubernetes() {
     ld+=" -X ${p}.gitTreeState=clean -X ${p}.buildDate=1970-01-01T00:00:00Z"
   done
   log "kubernetes ${KUBE_VERSION}: building (cold, 2 cores: ~9 min quiet, ~27 min busy) into ${out}"
+  local t0=${SECONDS}
   mkdir -p "${out}.tmp"
   (cd "${CLUSTER_HACK_DIR}/tools/kubernetes" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w ${ld}" \
       -o "${out}.tmp/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet \
       k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl)
-  touch "${out}.tmp/.complete"
-  rm -rf "${out}"; mv "${out}.tmp" "${out}"
+  finish_build "${out}" kubernetes "${t0}"
 }
 
 build_simple() {  # name version package binary
@@ -36,11 +44,11 @@ build_simple() {  # name version package binary
   out="$(tool_dir "${name}" "${version}")"
   [[ -f "${out}/.complete" ]] && { log "${name} ${version}: cached in ${out}"; return; }
   log "${name} ${version}: building into ${out}"
+  local t0=${SECONDS}
   mkdir -p "${out}.tmp"
   (cd "${CLUSTER_HACK_DIR}/tools/${name}" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w ${LDFLAGS_EXTRA:-}" \
       -o "${out}.tmp/${bin}" "${pkg}")
-  touch "${out}.tmp/.complete"
-  rm -rf "${out}"; mv "${out}.tmp" "${out}"
+  finish_build "${out}" "${name}" "${t0}"
 }
 
 build_kwok() {
@@ -57,12 +65,17 @@ build_kind() {
 build_etcd() {
   build_simple etcd "${ETCD_VERSION}" go.etcd.io/etcd/server/v3 etcd
 }
+# tools/coredns/main.go: CoreDNS's coremain with only the plugins cluster-up's Corefile uses.
+build_coredns() {
+  LDFLAGS_EXTRA="-X github.com/coredns/coredns/coremain.GitCommit=${COREDNS_VERSION}" \
+    build_simple coredns "${COREDNS_VERSION}" . coredns
+}
 
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(kubernetes kwok helm)
+[[ ${#targets[@]} -eq 0 ]] && targets=(kubernetes kwok helm coredns)
 for t in "${targets[@]}"; do
   case "$t" in
-    kubernetes|kwok|helm|etcd|kind) "build_${t}" ;;
+    kubernetes|kwok|helm|coredns|etcd|kind) "build_${t}" ;;
     *) die "unknown tool: $t" ;;
   esac
 done

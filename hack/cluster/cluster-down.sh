@@ -25,6 +25,7 @@ if pid_alive kubelet && pid_alive kube-apiserver && [[ -x "$(kube_bin kubectl)" 
 fi
 stop_pid kubelet
 stop_pid kube-proxy
+stop_pid coredns
 if [[ "${MODE}" == full && -x "$(kube_bin kube-proxy)" ]]; then
   # Removes the KUBE-* chains and rules that kube-proxy installed.
   "$(kube_bin kube-proxy)" --cleanup >/dev/null 2>&1 || true

@@ -6,7 +6,8 @@
 #
 #   hack/cluster/cluster-up.sh            etcd, apiserver, controller-manager, scheduler,
 #                                         containerd + kubelet (CNI bridge) + kube-proxy
-#                                         (iptables), and kwok with $KWOK_NODES fake nodes
+#                                         (iptables) + CoreDNS (cluster DNS), and kwok with
+#                                         $KWOK_NODES fake nodes
 #   KWOK=1 hack/cluster/cluster-up.sh     control plane + kwok fake nodes only
 #
 # Idempotent: with a healthy cluster of the same mode it returns at once. The last line
@@ -25,9 +26,11 @@ api_ready() { kctl get --raw /readyz >/dev/null 2>&1; }
 node_ready() {
   [[ "$(kctl get node "${NODE_NAME}" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
+# CoreDNS's `ready` plugin answers 200 once its kubernetes plugin has synced with the API.
+dns_ready() { curl -fsS "http://127.0.0.1:${DNS_READY_PORT}/ready" >/dev/null 2>&1; }
 components() {
   local c=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
-  [[ "$1" == full ]] && c+=(containerd kubelet kube-proxy)
+  [[ "$1" == full ]] && c+=(containerd kubelet kube-proxy coredns)
   echo "${c[@]}"
 }
 healthy() {
@@ -35,7 +38,7 @@ healthy() {
   local c
   for c in $(components "${MODE}"); do pid_alive "$c" || return 1; done
   api_ready || return 1
-  [[ "${MODE}" == kwok ]] || node_ready
+  [[ "${MODE}" == kwok ]] || { node_ready && dns_ready; }
 }
 
 if [[ "${1:-}" == --status ]]; then
@@ -54,7 +57,8 @@ if [[ -d "${CLUSTER_DIR}" ]]; then
 fi
 
 # ---------------------------------------------------------------- prerequisites
-"${CLUSTER_HACK_DIR}/build-tools.sh" kubernetes kwok $([[ "${ETCD_SOURCE}" == go ]] && echo etcd)
+"${CLUSTER_HACK_DIR}/build-tools.sh" kubernetes kwok $([[ "${MODE}" == full ]] && echo coredns) \
+  $([[ "${ETCD_SOURCE}" == go ]] && echo etcd)
 if [[ "${ETCD_SOURCE}" == go ]]; then
   ETCD_BIN="$(tool_dir etcd "${ETCD_VERSION}")/etcd"
 else
@@ -107,6 +111,7 @@ mkcert admin "/O=system:masters/CN=kubernetes-admin"
 mkcert controller-manager "/CN=system:kube-controller-manager"
 mkcert scheduler "/CN=system:kube-scheduler"
 mkcert kube-proxy "/CN=system:kube-proxy"
+mkcert coredns "/CN=system:coredns"
 mkcert kubelet-client "/O=system:nodes/CN=system:node:${NODE_NAME}"
 mkcert kubelet "/CN=${NODE_NAME}" "DNS:${NODE_NAME},DNS:localhost,IP:${NODE_IP},IP:127.0.0.1"
 openssl genrsa -out "${PKI}/sa.key" 2048 2>/dev/null
@@ -134,7 +139,7 @@ current-context: runbook-local
 EOF
   chmod 600 "$1"
 }
-for c in admin controller-manager scheduler kube-proxy kubelet-client; do
+for c in admin controller-manager scheduler kube-proxy kubelet-client coredns; do
   kubeconfig "${CLUSTER_DIR}/${c}.kubeconfig" "$c"
 done
 
@@ -193,6 +198,88 @@ start kube-scheduler "$(kube_bin kube-scheduler)" \
   --authentication-kubeconfig "${CLUSTER_DIR}/scheduler.kubeconfig" \
   --authorization-kubeconfig "${CLUSTER_DIR}/scheduler.kubeconfig" \
   --bind-address 127.0.0.1 --leader-elect=false --kube-api-qps 100 --kube-api-burst 200 --v 1
+
+# ---------------------------------------------------------------- cluster DNS
+# CoreDNS runs on this machine like the other components and listens on NODE_IP:53 only
+# (never on the machine's outside interfaces). Pods get nameserver DNS_SVC_IP (kubelet
+# clusterDNS): the selector-less `kube-dns` Service, whose EndpointSlice is written here and
+# points at NODE_IP, so kube-proxy DNATs pod queries to local delivery, like the
+# `kubernetes` Service. Cluster names come from the API (client cert of the user
+# system:coredns, bound to a list/watch-only ClusterRole); all other names are forwarded to
+# the host's resolvers. See docs/cluster.md.
+dns_objects() {
+  cat <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: ${DNS_SVC_IP}
+  ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-node
+  namespace: kube-system
+  labels:
+    kubernetes.io/service-name: kube-dns
+    endpointslice.kubernetes.io/managed-by: cluster-up.runbook-operator.dev
+addressType: IPv4
+ports:
+- {name: dns, port: 53, protocol: UDP}
+- {name: dns-tcp, port: 53, protocol: TCP}
+endpoints:
+- {addresses: ["${NODE_IP}"], conditions: {ready: true}, nodeName: "${NODE_NAME}"}
+EOF
+}
+corefile() {
+  cat <<EOF
+.:53 {
+    bind ${NODE_IP}
+    errors
+    log
+    health 127.0.0.1:${DNS_HEALTH_PORT}
+    ready 127.0.0.1:${DNS_READY_PORT}
+    kubernetes ${CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {
+        kubeconfig ${CLUSTER_DIR}/coredns.kubeconfig runbook-local
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+}
+EOF
+}
+start_coredns() {
+  mkdir -p "${CLUSTER_DIR}/coredns"
+  dns_objects >"${CLUSTER_DIR}/coredns/objects.yaml"
+  corefile >"${CLUSTER_DIR}/coredns/Corefile"
+  # kube-system is created by the apiserver shortly after it turns ready.
+  wait_until "the kube-dns Service" 30 kctl apply -f "${CLUSTER_DIR}/coredns/objects.yaml" \
+    || fail "could not create the kube-dns Service" kube-apiserver
+  start coredns "$(coredns_bin)" -conf "${CLUSTER_DIR}/coredns/Corefile"
+}
 
 # ---------------------------------------------------------------- node: containerd, kubelet, kube-proxy
 if [[ "${MODE}" == full ]]; then
@@ -286,7 +373,8 @@ imageServiceEndpoint: unix://${CONTAINERD_SOCK}
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
-clusterDomain: cluster.local
+clusterDomain: ${CLUSTER_DOMAIN}
+clusterDNS: ["${DNS_SVC_IP}"]
 podLogsDir: ${CLUSTER_DIR}/pod-logs
 resolvConf: /etc/resolv.conf
 podCIDR: ${POD_CIDR}
@@ -318,10 +406,14 @@ nodePortAddresses: ["${NODE_IP}/32"]
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
   start kube-proxy "$(kube_bin kube-proxy)" --config "${CLUSTER_DIR}/kube-proxy/config.yaml" --v 1
+  start_coredns
   wait_until "node ${NODE_NAME} Ready" 120 node_ready || fail "node did not become Ready" kubelet
   # Pods reach the API through the `kubernetes` Service only once kube-proxy has synced.
   svc_rule() { [[ "$(iptables -t nat -S KUBE-SERVICES 2>/dev/null)" == *"${KUBERNETES_SVC_IP}/32"* ]]; }
   wait_until "kube-proxy rules for ${KUBERNETES_SVC_IP}" 60 svc_rule || fail "kube-proxy did not sync" kube-proxy
+  wait_until "CoreDNS ready" 60 dns_ready || fail "CoreDNS not ready" coredns
+  dns_rule() { [[ "$(iptables -t nat -S KUBE-SERVICES 2>/dev/null)" == *"${DNS_SVC_IP}/32"* ]]; }
+  wait_until "kube-proxy rules for ${DNS_SVC_IP}" 60 dns_rule || fail "kube-proxy did not sync kube-dns" kube-proxy
 fi
 
 # ---------------------------------------------------------------- kwok fake nodes

@@ -27,12 +27,13 @@ log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # tool_dir NAME VERSION -> directory holding the binaries of one tools/NAME build.
-# The key is the pinned version, the Go toolchain and a hash of the tools module files.
+# The key is the pinned version, the Go toolchain and a hash of the tools module files
+# (go.mod, go.sum and the module's own *.go files, e.g. tools/coredns/main.go).
 tool_dir() {
-  local name="$1" version="$2" gover sum
+  local name="$1" version="$2" gover sum dir="${CLUSTER_HACK_DIR}/tools/$1" src=()
   gover="$(go env GOVERSION)"
-  sum="$(cat "${CLUSTER_HACK_DIR}/tools/${name}/go.mod" "${CLUSTER_HACK_DIR}/tools/${name}/go.sum" \
-    | sha256sum | cut -c1-12)"
+  mapfile -t src < <(find "${dir}" -maxdepth 1 -name '*.go' | LC_ALL=C sort)
+  sum="$(cat "${dir}/go.mod" "${dir}/go.sum" "${src[@]}" | sha256sum | cut -c1-12)"
   echo "${RUNBOOK_CACHE}/bin/${name}-${version}-${gover}-${sum}"
 }
 
@@ -40,6 +41,7 @@ tool_dir() {
 kube_bin()  { echo "$(tool_dir kubernetes "${KUBE_VERSION}")/$1"; }
 kwok_bin()  { echo "$(tool_dir kwok "${KWOK_VERSION}")/kwok"; }
 helm_bin()  { echo "$(tool_dir helm "${HELM_VERSION}")/helm"; }
+coredns_bin() { echo "$(tool_dir coredns "${COREDNS_VERSION}")/coredns"; }
 
 # ---------------------------------------------------------------- local cluster layout
 # Addresses. The CNI bridge doubles as the node's address (this kernel has no dummy
@@ -51,6 +53,12 @@ POD_CIDR="${POD_CIDR:-10.244.0.0/24}"
 NODE_IP="${NODE_IP:-10.244.0.1}"
 SERVICE_CIDR="${SERVICE_CIDR:-10.96.0.0/24}"
 KUBERNETES_SVC_IP="${KUBERNETES_SVC_IP:-10.96.0.1}"
+# Cluster DNS: CoreDNS runs on this machine and listens on NODE_IP:53 only; pods use the
+# `kube-dns` Service (DNS_SVC_IP), whose EndpointSlice cluster-up writes by hand.
+DNS_SVC_IP="${DNS_SVC_IP:-10.96.0.10}"
+CLUSTER_DOMAIN="${CLUSTER_DOMAIN:-cluster.local}"
+DNS_HEALTH_PORT="${DNS_HEALTH_PORT:-10253}"
+DNS_READY_PORT="${DNS_READY_PORT:-10254}"
 API_PORT="${API_PORT:-6443}"
 ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-2379}"
 ETCD_PEER_PORT="${ETCD_PEER_PORT:-2380}"
