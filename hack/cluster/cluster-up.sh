@@ -240,6 +240,7 @@ metadata:
   name: kube-dns-node
   namespace: kube-system
   labels:
+    k8s-app: kube-dns
     kubernetes.io/service-name: kube-dns
     endpointslice.kubernetes.io/managed-by: cluster-up.runbook-operator.dev
 addressType: IPv4
