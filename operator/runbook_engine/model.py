@@ -132,3 +132,14 @@ class ExecutionRequest(CamelModel):
     max_parallel_steps: int | None = Field(
         default=None, ge=1, le=1000, description="Overrides the runbook's maxParallelSteps"
     )
+
+    def provenance(self) -> dict[str, Any]:
+        """Who asked, and under which legal basis, licences and authorities, in wire spelling:
+        what the audit log records of the request."""
+        return {
+            "legalBasis": str(self.legal_basis) if self.legal_basis else None,
+            "dataLicenses": [str(x) for x in self.data_licenses],
+            "authorityIds": list(self.authority_ids),
+            "tenantId": self.tenant_id,
+            "startedBy": self.started_by,
+        }

@@ -147,6 +147,27 @@ def reindex(plan: Plan, state: ExecutionState) -> ExecutionState:
 # --- the transition ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _GivenUp:
+    """How a step that ran out of attempts ends, and how the audit log says so."""
+
+    status: StepStatus
+    event: LogEventType
+    key: str
+    note: str
+    details: Mapping[str, str]
+
+
+_FAILED = _GivenUp(StepStatus.FAILED, LogEventType.STEP_FAILED, "failed", "", {})
+_SKIPPED_ON_FAILURE = _GivenUp(
+    StepStatus.SKIPPED,
+    LogEventType.STEP_SKIPPED,
+    "skipped",
+    "; skipped (skipOnFailure)",
+    {"reason": "skipOnFailure"},
+)
+
+
 class _Transition:
     """Copy-on-write working set for one `schedule` call."""
 
@@ -277,7 +298,7 @@ class _Transition:
 
     def attempt_failed(self, current: StepState, error: str, *, retryable: bool = True) -> None:
         """Retry with backoff if attempts remain and the failure may change on another attempt;
-        else FAILED (or SKIPPED with skipOnFailure)."""
+        else give up on the step."""
         spec = self.plan.steps[current.step_id]
         self.running.discard(current.step_id)
         attempts_left = current.attempt < spec.max_attempts
@@ -285,10 +306,8 @@ class _Transition:
             error = f"{error} (not retryable)"
         if attempts_left and retryable:
             self.retry_later(current, error)
-        elif spec.skip_on_failure:
-            self.skip_failed(current, error)
         else:
-            self.fail(current, error)
+            self.give_up(current, error)
 
     def retry_later(self, current: StepState, error: str) -> None:
         """PENDING again, ready, and waiting for the retry policy's backoff."""
@@ -314,34 +333,20 @@ class _Transition:
             retryAt=format_time(retry_at),
         )
 
-    def skip_failed(self, current: StepState, error: str) -> None:
-        """Out of attempts with skipOnFailure: SKIPPED, and its dependents still run."""
+    def give_up(self, current: StepState, error: str) -> None:
+        """Out of attempts: FAILED and its dependents SKIPPED, or (skipOnFailure) SKIPPED and
+        its dependents still run."""
         sid = current.step_id
-        message = f"failed after {_attempts(current.attempt)}: {error}; skipped (skipOnFailure)"
-        self.finish_step(current.with_outcome(StepStatus.SKIPPED, self.now, message=message))
-        self.emit(
-            f"step/{sid}/skipped",
-            LogEventType.STEP_SKIPPED,
-            sid,
-            reason="skipOnFailure",
-            attempt=current.attempt,
-            error=error,
-        )
-        self.release_dependents(sid)
-
-    def fail(self, current: StepState, error: str) -> None:
-        """Out of attempts: FAILED, and its dependents are SKIPPED."""
-        sid = current.step_id
-        message = f"failed after {_attempts(current.attempt)}: {error}"
-        self.finish_step(current.with_outcome(StepStatus.FAILED, self.now, message=message))
-        self.emit(
-            f"step/{sid}/failed",
-            LogEventType.STEP_FAILED,
-            sid,
-            attempt=current.attempt,
-            error=error,
-        )
-        self.skip_descendants(sid, "failed")
+        skip = self.plan.steps[sid].skip_on_failure
+        end = _SKIPPED_ON_FAILURE if skip else _FAILED
+        message = f"failed after {_attempts(current.attempt)}: {error}{end.note}"
+        self.finish_step(current.with_outcome(end.status, self.now, message=message))
+        details = {**end.details, "attempt": current.attempt, "error": error}
+        self.emit(f"step/{sid}/{end.key}", end.event, sid, **details)
+        if skip:
+            self.release_dependents(sid)
+        else:
+            self.skip_descendants(sid, "failed")
 
     def succeeded(self, current: StepState, result: StepExecutorResult, output_hash: str) -> None:
         sid = current.step_id
@@ -404,11 +409,7 @@ def _start(t: _Transition) -> None:
         runbookVersion=definition.version,
         definitionHash=canonical_sha256(definition.model_dump(mode="json", by_alias=True)),
         inputHash=input_hash,
-        legalBasis=str(request.legal_basis) if request.legal_basis else None,
-        dataLicenses=[str(x) for x in request.data_licenses],
-        authorityIds=list(request.authority_ids),
-        tenantId=request.tenant_id,
-        startedBy=request.started_by,
+        **request.provenance(),
         stepCount=len(plan.order),
     )
     t.set_status(ExecutionStatus.RUNNING, "started")
@@ -417,15 +418,16 @@ def _start(t: _Transition) -> None:
 
 def _reject(t: _Transition, problems: list[Problem]) -> None:
     """The request is refused before any step runs: every step SKIPPED, the execution FAILED."""
-    request, now = t.request, t.now
+    now = t.now
     text = "; ".join(str(p) for p in problems)
+    asked = t.request.provenance()
     t.emit(
         "rejected",
         LogEventType.EXECUTION_REJECTED,
         None,
         problems=[{"field": p.field, "reason": p.reason} for p in problems],
-        legalBasis=str(request.legal_basis) if request.legal_basis else None,
-        dataLicenses=[str(x) for x in request.data_licenses],
+        legalBasis=asked["legalBasis"],
+        dataLicenses=asked["dataLicenses"],
     )
     for sid in t.plan.order:
         t.finish_step(
