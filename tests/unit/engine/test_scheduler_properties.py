@@ -6,7 +6,7 @@ every recorded `schedule()` call, plus idempotency and the wire round trip of ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +35,7 @@ from runbook_engine.timeutil import format_time
 from .sim import (
     HANG,
     T0,
+    Call,
     Control,
     Full,
     Lost,
@@ -179,97 +180,131 @@ def _from_wire(plan: Plan, state: ExecutionState) -> ExecutionState:
 
 
 def check_invariants(sc: Scenario, res: SimResult) -> None:
-    plan = sc.plan
-    limit = sc.max_parallel
-    succeeded_at: dict[str, Any] = {}
-    failed_at: dict[tuple[str, int], Any] = {}
+    history = _History()
     for call in res.trace:
-        before, after, now = call.before, call.after, call.now
-        running = [s for s in after.steps.values() if s.status is StepStatus.RUNNING]
-        assert len(running) <= limit, f"{len(running)} running > maxParallelSteps {limit}"
-        assert after.running == {s.step_id for s in running}
-        if call.starts:
-            assert after.status is ExecutionStatus.RUNNING, "StartAttempt while not RUNNING"
-            assert not call.request.paused, "StartAttempt while pause requested"
-            assert not call.request.cancel
-        for ev in call.decision.events:
-            if ev.event_type is LogEventType.STEP_ATTEMPT_FAILED:
-                sid, n = str(ev.step_id), int(ev.details["attempt"])
-                assert before.steps[sid].status is StepStatus.RUNNING
-                assert before.steps[sid].attempt == n < plan.steps[sid].max_attempts
-                delay = plan.steps[sid].retry_policy.delay_after(n)  # type: ignore[union-attr]
-                retry_at = now + timedelta(seconds=delay)
-                assert ev.details["retryAt"] == format_time(retry_at)
-                if after.steps[sid].status is StepStatus.PENDING:
-                    assert after.steps[sid].next_attempt_at == retry_at
-                failed_at[(sid, n)] = now
-            if ev.event_type is LogEventType.STEP_SUCCEEDED:
-                prev = before.steps[str(ev.step_id)]
-                assert prev.status is StepStatus.RUNNING
-                assert prev.attempt_started_at is not None
-                duration = (now - prev.attempt_started_at) // timedelta(milliseconds=1)
-                assert ev.details["durationMs"] == duration
-        for start in call.starts:
-            sid = start.step_id
-            spec = plan.steps[sid]
-            assert sid not in succeeded_at, f"{sid} started again after SUCCEEDED"
-            assert 1 <= start.attempt <= spec.max_attempts
-            assert start.attempt == before.steps[sid].attempt + 1
-            assert start.deadline == now + timedelta(milliseconds=spec.timeout_ms)
-            for dep in plan.dependencies[sid]:
-                d = after.steps[dep]
-                assert is_done_for_dependents(d), f"{sid} started before {dep} ({d.status})"
-                assert d.status is StepStatus.SUCCEEDED or (
-                    d.status is StepStatus.SKIPPED and d.blocked_by is None
-                )
-            if start.attempt > 1:
-                delay = spec.retry_policy.delay_after(start.attempt - 1)  # type: ignore[union-attr]
-                failed = failed_at[(sid, start.attempt - 1)]
-                assert now >= failed + timedelta(seconds=delay), "retry before its backoff"
-        for sid, s in after.steps.items():
-            if s.status is StepStatus.SUCCEEDED:
-                succeeded_at.setdefault(sid, now)
-            if before.steps[sid].status.terminal:
-                assert s == before.steps[sid], f"terminal step {sid} changed"
-        # work-conserving: a ready step waits only for a free slot (or its backoff)
-        if after.status is ExecutionStatus.RUNNING:
-            ready_now = [
-                sid
-                for sid, s in after.steps.items()
-                if s.status is StepStatus.PENDING
-                and all(is_done_for_dependents(after.steps[d]) for d in plan.dependencies[sid])
-                and (s.next_attempt_at is None or s.next_attempt_at <= now)
-            ]
-            assert not ready_now or len(running) == limit, f"idle slot while {ready_now} ready"
-        if before.status.terminal:
-            assert after == before
-
+        check_call(sc, call, history)
     final = res.final
     assert final.status.terminal, final.status
     if sc.rejected:
-        assert res.starts() == []
-        assert final.status is ExecutionStatus.FAILED
-        assert all(
-            s.status is StepStatus.SKIPPED and s.blocked_by == "<rejected>"
-            for s in final.steps.values()
-        )
-        types = res.event_types()
-        assert "EXECUTION_REJECTED" in types and "EXECUTION_STARTED" not in types
-        assert verify(res.chain.entries).valid
+        check_rejected(res)
         return
+    check_final_steps(sc, res)
+    check_kpis_and_artifacts(sc, final)
+    check_audit(res)
+
+
+@dataclass
+class _History:
+    """What earlier calls did, for the checks that span calls (no re-run, retry backoff)."""
+
+    succeeded_at: dict[str, Any] = field(default_factory=dict)
+    failed_at: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+
+def check_call(sc: Scenario, call: Call, history: _History) -> None:
+    """Invariants of one `schedule` call: parallelism, starts, events, terminal steps stay put."""
+    before, after, now = call.before, call.after, call.now
+    running = [s for s in after.steps.values() if s.status is StepStatus.RUNNING]
+    assert len(running) <= sc.max_parallel, f"{len(running)} running > {sc.max_parallel}"
+    assert after.running == {s.step_id for s in running}
+    if call.starts:
+        assert after.status is ExecutionStatus.RUNNING, "StartAttempt while not RUNNING"
+        assert not call.request.paused, "StartAttempt while pause requested"
+        assert not call.request.cancel
+    check_events(sc, call, history)
+    for start in call.starts:
+        check_start(sc, call, start, history)
+    for sid, s in after.steps.items():
+        if s.status is StepStatus.SUCCEEDED:
+            history.succeeded_at.setdefault(sid, now)
+        if before.steps[sid].status.terminal:
+            assert s == before.steps[sid], f"terminal step {sid} changed"
+    # work-conserving: a ready step waits only for a free slot (or its backoff)
+    if after.status is ExecutionStatus.RUNNING:
+        plan = sc.plan
+        ready_now = [
+            sid
+            for sid, s in after.steps.items()
+            if s.status is StepStatus.PENDING
+            and all(is_done_for_dependents(after.steps[d]) for d in plan.dependencies[sid])
+            and (s.next_attempt_at is None or s.next_attempt_at <= now)
+        ]
+        assert not ready_now or len(running) == sc.max_parallel, f"idle slot, {ready_now} ready"
+    if before.status.terminal:
+        assert after == before
+
+
+def check_events(sc: Scenario, call: Call, history: _History) -> None:
+    """A failed attempt's retry time follows the policy; a success's duration is its attempt's."""
+    plan, before, after, now = sc.plan, call.before, call.after, call.now
+    for ev in call.decision.events:
+        if ev.event_type is LogEventType.STEP_ATTEMPT_FAILED:
+            sid, n = str(ev.step_id), int(ev.details["attempt"])
+            assert before.steps[sid].status is StepStatus.RUNNING
+            assert before.steps[sid].attempt == n < plan.steps[sid].max_attempts
+            delay = plan.steps[sid].retry_policy.delay_after(n)  # type: ignore[union-attr]
+            retry_at = now + timedelta(seconds=delay)
+            assert ev.details["retryAt"] == format_time(retry_at)
+            if after.steps[sid].status is StepStatus.PENDING:
+                assert after.steps[sid].next_attempt_at == retry_at
+            history.failed_at[(sid, n)] = now
+        if ev.event_type is LogEventType.STEP_SUCCEEDED:
+            prev = before.steps[str(ev.step_id)]
+            assert prev.status is StepStatus.RUNNING
+            assert prev.attempt_started_at is not None
+            duration = (now - prev.attempt_started_at) // timedelta(milliseconds=1)
+            assert ev.details["durationMs"] == duration
+
+
+def check_start(sc: Scenario, call: Call, start: StartAttempt, history: _History) -> None:
+    """A start: never after success, within maxAttempts, after its dependencies and backoff."""
+    plan, now = sc.plan, call.now
+    sid = start.step_id
+    spec = plan.steps[sid]
+    assert sid not in history.succeeded_at, f"{sid} started again after SUCCEEDED"
+    assert 1 <= start.attempt <= spec.max_attempts
+    assert start.attempt == call.before.steps[sid].attempt + 1
+    assert start.deadline == now + timedelta(milliseconds=spec.timeout_ms)
+    for dep in plan.dependencies[sid]:
+        d = call.after.steps[dep]
+        assert is_done_for_dependents(d), f"{sid} started before {dep} ({d.status})"
+        assert d.status is StepStatus.SUCCEEDED or (
+            d.status is StepStatus.SKIPPED and d.blocked_by is None
+        )
+    if start.attempt > 1:
+        delay = spec.retry_policy.delay_after(start.attempt - 1)  # type: ignore[union-attr]
+        failed = history.failed_at[(sid, start.attempt - 1)]
+        assert now >= failed + timedelta(seconds=delay), "retry before its backoff"
+
+
+def check_rejected(res: SimResult) -> None:
+    final = res.final
+    assert res.starts() == []
+    assert final.status is ExecutionStatus.FAILED
+    assert all(
+        s.status is StepStatus.SKIPPED and s.blocked_by == "<rejected>"
+        for s in final.steps.values()
+    )
+    types = res.event_types()
+    assert "EXECUTION_REJECTED" in types and "EXECUTION_STARTED" not in types
+    assert verify(res.chain.entries).valid
+
+
+def check_final_steps(sc: Scenario, res: SimResult) -> None:
+    """The final phase follows from the steps; failures skip descendants; skips say why."""
+    plan, final = sc.plan, res.final
     for s in final.steps.values():
         assert s.status.terminal, f"{s.step_id} ended {s.status}"
         assert s.attempt <= plan.steps[s.step_id].max_attempts
     statuses = {sid: s.status for sid, s in final.steps.items()}
     cancelled = any(c.request.cancel for c in res.trace)
     any_failed = StepStatus.FAILED in statuses.values()
+    by_steps = ExecutionStatus.FAILED if any_failed else ExecutionStatus.COMPLETED
     if not cancelled:
-        assert final.status is (ExecutionStatus.FAILED if any_failed else ExecutionStatus.COMPLETED)
+        assert final.status is by_steps
         assert StepStatus.CANCELLED not in statuses.values()
     else:
-        assert final.status is ExecutionStatus.CANCELLED or (
-            final.status is (ExecutionStatus.FAILED if any_failed else ExecutionStatus.COMPLETED)
-        )
+        assert final.status in (ExecutionStatus.CANCELLED, by_steps)
     for sid, status in statuses.items():
         s = final.steps[sid]
         if status is StepStatus.FAILED:
@@ -284,9 +319,12 @@ def check_invariants(sc: Scenario, res: SimResult) -> None:
             assert s.attempt == 0
         if status is StepStatus.SUCCEEDED:
             assert sid in final.outputs
-    # KPIs: for each name, the value of the latest-in-definition-order succeeded step
+
+
+def check_kpis_and_artifacts(sc: Scenario, final: ExecutionState) -> None:
+    """KPIs: for each name, the value of the latest-in-definition-order succeeded step."""
     expected_kpis: dict[str, Any] = {}
-    for sid in plan.order:
+    for sid in sc.plan.order:
         s = final.steps[sid]
         if s.status is StepStatus.SUCCEEDED:
             outcome = sc.outcomes[(sid, s.attempt)]
@@ -301,7 +339,8 @@ def check_invariants(sc: Scenario, res: SimResult) -> None:
                 assert sid not in final.artifacts
     assert dict(final.kpis) == expected_kpis
 
-    # audit
+
+def check_audit(res: SimResult) -> None:
     entries = res.chain.entries
     v = verify(entries, execution_id="exec-1")
     assert v.valid, str(v)
@@ -311,8 +350,7 @@ def check_invariants(sc: Scenario, res: SimResult) -> None:
     assert stamps == sorted(stamps), "audit timestamps go backwards"
     started = [e for e in entries if e["eventType"] == LogEventType.STEP_STARTED]
     assert len(started) == len(res.starts())
-    terminal_events = [e["eventType"] for e in entries][-1]
-    assert terminal_events in {
+    assert entries[-1]["eventType"] in {
         LogEventType.EXECUTION_COMPLETED,
         LogEventType.EXECUTION_FAILED,
         LogEventType.EXECUTION_CANCELLED,
