@@ -149,67 +149,89 @@ def verify(
     seen_ids: set[str] = set()
     exec_id = execution_id
     for i, entry in enumerate(entries):
-
-        def bad(reason: str, i: int = i, head: str = previous) -> Verification:
-            return Verification(False, len(entries), head, i, reason)
-
-        if not isinstance(entry, Mapping):
-            return bad("not a JSON object")
-        missing = [f for f in ENTRY_FIELDS if f not in entry]
-        if missing:
-            return bad(f"missing field(s) {', '.join(missing)}")
-        extra = sorted(set(entry) - set(ENTRY_FIELDS))
-        if extra:
-            return bad(f"unexpected field(s) {', '.join(extra)}")
-        if entry["seq"] != i:
-            return bad(f"seq is {entry['seq']!r}, expected {i} (entry deleted, inserted or moved)")
+        problem = _entry_problem(entry, i, previous, exec_id, seen_ids)
+        if problem is not None:
+            return Verification(False, len(entries), previous, i, problem)
         if exec_id is None:
             exec_id = entry["executionId"]
-        elif entry["executionId"] != exec_id:
-            return bad(f"executionId {entry['executionId']!r} does not belong to chain {exec_id!r}")
-        if entry["previousHash"] != previous:
-            return bad(
-                f"previousHash {str(entry['previousHash'])[:16]}… does not match the hash of entry "
-                f"{i - 1 if i else 'genesis'} ({previous[:16]}…): entry deleted, inserted or moved"
-            )
-        try:
-            recomputed = entry_hash(entry)
-        except (TypeError, ValueError) as exc:
-            return bad(f"cannot canonicalise: {exc}")
-        if recomputed != entry["hash"]:
-            return bad(
-                f"hash mismatch: content was edited (stored {str(entry['hash'])[:16]}…, computed {recomputed[:16]}…)"
-            )
-        if not isinstance(entry["logId"], str):
-            return bad(f"logId is not a string: {entry['logId']!r}")
-        if entry["logId"] in seen_ids:
-            return bad(f"duplicate logId {entry['logId']!r}")
         seen_ids.add(entry["logId"])
         previous = entry["hash"]
-    if expected_count is not None and len(entries) < expected_count:
+    return _against_checkpoint(entries, previous, expected_head, expected_count)
+
+
+def _entry_problem(
+    entry: Any, i: int, previous: str, exec_id: str | None, seen_ids: set[str]
+) -> str | None:
+    """Why entry `i` does not continue the chain whose last hash is `previous`, or None.
+
+    One function, not a table of rules: verification runs it on every entry of every ledger,
+    and its throughput is a documented target (docs/engine.md, `make bench`).
+    """
+    if not isinstance(entry, Mapping):
+        return "not a JSON object"
+    missing = [f for f in ENTRY_FIELDS if f not in entry]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    extra = sorted(set(entry) - set(ENTRY_FIELDS))
+    if extra:
+        return f"unexpected field(s) {', '.join(extra)}"
+    if entry["seq"] != i:
+        return f"seq is {entry['seq']!r}, expected {i} (entry deleted, inserted or moved)"
+    if exec_id is not None and entry["executionId"] != exec_id:
+        return f"executionId {entry['executionId']!r} does not belong to chain {exec_id!r}"
+    if entry["previousHash"] != previous:
+        return (
+            f"previousHash {str(entry['previousHash'])[:16]}… does not match the hash of entry "
+            f"{i - 1 if i else 'genesis'} ({previous[:16]}…): entry deleted, inserted or moved"
+        )
+    try:
+        recomputed = entry_hash(entry)
+    except (TypeError, ValueError) as exc:
+        return f"cannot canonicalise: {exc}"
+    if recomputed != entry["hash"]:
+        return (
+            f"hash mismatch: content was edited (stored {str(entry['hash'])[:16]}…, "
+            f"computed {recomputed[:16]}…)"
+        )
+    if not isinstance(entry["logId"], str):
+        return f"logId is not a string: {entry['logId']!r}"
+    if entry["logId"] in seen_ids:
+        return f"duplicate logId {entry['logId']!r}"
+    return None
+
+
+def _against_checkpoint(
+    entries: Sequence[Mapping[str, Any]],
+    head: str,
+    expected_head: str | None,
+    expected_count: int | None,
+) -> Verification:
+    """A valid chain checked against a checkpoint's count and head (truncation, rewrites)."""
+    count = len(entries)
+    if expected_count is not None and count < expected_count:
         return Verification(
             False,
-            len(entries),
-            previous,
-            len(entries),
-            f"chain has {len(entries)} entries but the checkpoint records {expected_count}: tail truncated",
+            count,
+            head,
+            count,
+            f"chain has {count} entries but the checkpoint records {expected_count}: tail truncated",
         )
-    if expected_head is not None and expected_count is not None and len(entries) >= expected_count:
+    if expected_head is not None and expected_count is not None:
         at = entries[expected_count - 1]["hash"] if expected_count else GENESIS_HASH
         if at != expected_head:
             return Verification(
                 False,
-                len(entries),
-                previous,
+                count,
+                head,
                 expected_count - 1,
                 "entry does not match the checkpoint's head hash",
             )
-    if expected_head is not None and expected_count is None and previous != expected_head:
+    if expected_head is not None and expected_count is None and head != expected_head:
         return Verification(
             False,
-            len(entries),
-            previous,
-            len(entries),
+            count,
+            head,
+            count,
             "head does not match the expected head hash (tail truncated or history rewritten)",
         )
-    return Verification(True, len(entries), previous)
+    return Verification(True, count, head)
