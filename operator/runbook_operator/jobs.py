@@ -14,9 +14,9 @@ from typing import Any
 
 from runbook_engine.model import ContainerSpec, RunbookStep
 from runbook_operator import names
+from runbook_operator.apigroup import API_VERSION
 from runbook_operator.config import OperatorConfig
 
-API_VERSION = f"{names.LABEL_PREFIX}/v1alpha1"
 MOUNT = "/var/run/runbook"
 DEADLINE_GRACE_SECONDS = 30
 STEP_ID_ANNOTATION = f"{names.LABEL_PREFIX}/step-id"

@@ -29,10 +29,10 @@ from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.state import ExecutionState
 from runbook_operator import names, results
+from runbook_operator.apigroup import API_VERSION
 
 MOUNT = Path("/var/run/runbook")
 TERMINATION_LOG = Path("/dev/termination-log")
-API_VERSION = f"{names.LABEL_PREFIX}/v1alpha1"
 
 
 def upstream_outputs(folder: Path) -> dict[str, dict[str, Any]]:
