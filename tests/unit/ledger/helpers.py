@@ -62,10 +62,13 @@ class Store:
             raise Refused("data over 1 MiB")
         if write.replace:
             current = self.objects.get(name)
-            if current is None or current.get("immutable"):
-                raise Refused(f"{name}: missing or immutable")
+            if current is None:
+                raise Refused(f"{name}: not found")
+            # The apiserver compares resourceVersions before it validates the update.
             if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
                 raise Refused(f"{name}: resourceVersion conflict")
+            if current.get("immutable"):
+                raise Refused(f"{name}: immutable")
             body["metadata"]["uid"] = current["metadata"]["uid"]
             body["metadata"]["creationTimestamp"] = current["metadata"]["creationTimestamp"]
         else:
