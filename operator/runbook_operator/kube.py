@@ -217,3 +217,13 @@ class Kube:
             return self.create(res, namespace, body), True
         except AlreadyExists:
             return self.get(res, namespace, str(body["metadata"]["name"])), False
+
+
+def context_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace a kubeconfig context names (kubectl's default), else `default`."""
+    try:
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError):
+        return "default"
+    chosen = next((c for c in contexts if c.get("name") == context), active) if context else active
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")

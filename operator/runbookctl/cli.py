@@ -27,13 +27,14 @@ from runbook_engine.model import ExecutionRequest, RunbookRef
 from runbook_engine.plan import Plan
 from runbook_engine.problems import InvalidRunbook, problems_from_pydantic
 from runbook_engine.scheduler import Decision
+from runbookctl import cluster
 from runbookctl.render import dot, event_line, mermaid, steps_table
 from runbookctl.runner import JsonlLedger, LocalRunner
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Run, validate, verify and draw runbooks locally (no cluster needed).",
+    help="Run, validate, verify and draw runbooks locally; inspect and control them on a cluster.",
 )
 err = Console(stderr=True)
 
@@ -264,7 +265,6 @@ def graph(
     sys.stdout.write(mermaid(plan) if fmt is GraphFormat.mermaid else dot(plan))
 
 
-@app.command("verify")
 def verify_cmd(
     ledger: Annotated[
         Path, typer.Option("--ledger", help="JSON Lines ledger written by `run --ledger`")
@@ -399,6 +399,10 @@ def keygen(
         )
     )
     typer.echo(f"wrote {private} and {public}")
+
+
+# Cluster commands; `verify` (registered there) runs verify_cmd for a local --ledger file.
+cluster.register(app, local_verify=verify_cmd)
 
 
 def main() -> None:

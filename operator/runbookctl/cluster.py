@@ -1,0 +1,295 @@
+"""`runbookctl get|status|pause|resume|cancel|logs|verify|output` against a cluster.
+
+Also the kubectl plugin (`kubectl runbook ...`, the `kubectl-runbook` script). Every command
+reads the RunbookExecution objects and the ledger ConfigMaps through `runbook_operator.kube`;
+control is the same merge patch of `spec` as `kubectl patch` (docs/runbookctl.md lists the
+plain kubectl equivalents). Exit codes: 0 ok, 1 refused/not found/tampered, 2 usage or no
+cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+
+from runbook_engine.control import REQUEST_CHANGES, refusal
+from runbook_engine.enums import ControlAction, ExecutionStatus
+from runbook_operator.names import execution_id
+from runbookctl import cluster_view
+
+if TYPE_CHECKING:  # the Kubernetes client is imported only when a cluster command runs
+    from runbook_operator import ledger_store
+
+err = Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig context's)"),
+]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context to use")]
+KubeconfigOpt = Annotated[
+    Path | None,
+    typer.Option("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"),
+]
+FormatOpt = Annotated[Format, typer.Option("--output", "-o", help="table, json or yaml")]
+NameArg = Annotated[str, typer.Argument(help="RunbookExecution name")]
+UidOpt = Annotated[
+    str | None,
+    typer.Option("--uid", help="Which execution's ledger when the name was used several times"),
+]
+
+
+class Target:
+    """A connection and the namespace the command works in."""
+
+    def __init__(self, kubeconfig: Path | None, context: str | None, namespace: str | None):
+        from runbook_operator import kube
+
+        path = str(kubeconfig) if kubeconfig else None
+        self.kube = kube.Kube.connect(path, context)
+        self.namespace = namespace or kube.context_namespace(path, context)
+
+    def execution(self, name: str) -> dict[str, Any]:
+        from runbook_operator import ledger_store
+
+        obj = ledger_store.get_execution(self.kube, self.namespace, name)
+        if obj is None:
+            _fail(f"runbookexecution {name!r} not found in namespace {self.namespace!r}", 1)
+        return obj
+
+    def list(self) -> list[dict[str, Any]]:
+        from runbook_operator.kube import EXECUTIONS
+
+        objs = self.kube.list(EXECUTIONS, self.namespace)
+        return sorted(objs, key=lambda o: str(o["metadata"].get("creationTimestamp", "")))
+
+    def patch_spec(self, obj: dict[str, Any], change: dict[str, Any]) -> None:
+        """Merge patch of spec, only if it is still the same object (uid precondition)."""
+        from runbook_operator.kube import EXECUTIONS
+
+        patch = {"metadata": {"uid": obj["metadata"]["uid"]}, "spec": change}
+        self.kube.patch(EXECUTIONS, self.namespace, str(obj["metadata"]["name"]), patch)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """API and ledger failures as one line on stderr, never a traceback."""
+    from runbook_operator.checkpoint import SigningKeyError
+    from runbook_operator.kube import KubeError
+    from runbook_operator.ledger import LedgerError
+
+    try:
+        yield
+    except KubeError as exc:
+        _fail(str(exc), 1 if exc.status in (403, 404) else 2)
+    except (LedgerError, SigningKeyError) as exc:
+        _fail(str(exc), 1)
+
+
+def _emit(data: Any, fmt: Format, table: Callable[[], Any]) -> None:
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    elif fmt is Format.yaml:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    else:
+        Console().print(table())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def get(
+    name: Annotated[str | None, typer.Argument(help="One execution (default: all)")] = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: FormatOpt = Format.table,
+) -> None:
+    """List RunbookExecutions: name, runbook, phase, progress, age."""
+    with _errors():
+        target = Target(kubeconfig, context, namespace)
+        objs = [target.execution(name)] if name else target.list()
+        if not objs and output is Format.table:
+            err.print(f"No runbook executions in namespace {target.namespace}.", markup=False)
+            return
+        data: Any = objs[0] if name else {"apiVersion": "v1", "kind": "List", "items": objs}
+        _emit(data, output, lambda: cluster_view.executions_table(objs, _now()))
+
+
+def status(
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: FormatOpt = Format.table,
+) -> None:
+    """One execution's steps: status, attempt, duration, Job and message."""
+    with _errors():
+        obj = Target(kubeconfig, context, namespace).execution(name)
+        _emit(obj.get("status") or {}, output, lambda: cluster_view.steps_table(obj, _now()))
+
+
+def _control(action: ControlAction) -> Callable[..., None]:
+    def command(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+    ) -> None:
+        with _errors():
+            target = Target(kubeconfig, context, namespace)
+            obj = target.execution(name)
+            phase = ExecutionStatus((obj.get("status") or {}).get("phase") or "PENDING")
+            exec_id = execution_id(target.namespace, name, str(obj["metadata"]["uid"]))
+            reason = refusal(action, phase, exec_id)
+            if reason is not None:
+                _fail(reason, 1)
+            change = dict(REQUEST_CHANGES[action])
+            target.patch_spec(obj, change)
+            fields = ", ".join(f"spec.{k}={json.dumps(v)}" for k, v in change.items())
+            typer.echo(f"runbookexecution/{name}: {action.lower()} requested ({fields})")
+
+    command.__doc__ = {
+        ControlAction.PAUSE: "Pause: no new Jobs start; running ones finish and are recorded.",
+        ControlAction.RESUME: "Resume a paused execution with what is left.",
+        ControlAction.CANCEL: "Cancel: running Jobs are deleted, unfinished steps CANCELLED.",
+    }[action]
+    return command
+
+
+def _ledger(target: Target, name: str, uid: str | None) -> ledger_store.FoundLedger:
+    from runbook_operator import ledger_store
+
+    obj = ledger_store.get_execution(target.kube, target.namespace, name)
+    want = uid or (str(obj["metadata"]["uid"]) if obj else None)
+    found = ledger_store.find_ledgers(target.kube, target.namespace, name)
+    for ledger in found:
+        if want is None or ledger.lid.uid == want:
+            return ledger
+    _fail(f"no ledger of execution {name!r} in namespace {target.namespace!r}", 1)
+
+
+def logs(
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: FormatOpt = Format.table,
+    uid: UidOpt = None,
+) -> None:
+    """Print the execution's audit log from its ledger (works after the execution is deleted)."""
+    from runbook_operator.ledger import all_entries
+
+    with _errors():
+        target = Target(kubeconfig, context, namespace)
+        ledger = _ledger(target, name, uid)
+        entries = all_entries(ledger.segments)
+        title = f"{ledger.lid.execution_id} · {len(entries)} entries"
+        _emit(entries, output, lambda: cluster_view.entries_table(entries, title))
+
+
+def verify(
+    name: Annotated[str | None, typer.Argument(help="RunbookExecution name (cluster)")] = None,
+    ledger: Annotated[
+        Path | None,
+        typer.Option("--ledger", help="Local mode: a JSON Lines ledger written by `run --ledger`"),
+    ] = None,
+    execution_id_: Annotated[
+        str | None,
+        typer.Option("--execution-id", help="Local mode: only this execution's chain"),
+    ] = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: FormatOpt = Format.table,
+    uid: UidOpt = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="Trust only this Ed25519 public key (PEM, kept safe)"),
+    ] = None,
+    require_checkpoint: Annotated[
+        bool,
+        typer.Option("--require-checkpoint", help="Fail when no signed checkpoint is found"),
+    ] = False,
+) -> None:
+    """Verify a ledger: NAME on a cluster (status, ledger, signed checkpoint) or --ledger FILE.
+
+    Exit 0 OK, 1 TAMPERED naming the first bad entry."""
+    if ledger is not None or name is None:
+        if ledger is None or name is not None:
+            _fail("give an execution NAME (cluster) or --ledger FILE (local), not both", 2)
+        assert _local_verify is not None
+        _local_verify(ledger=ledger, execution_id=execution_id_)
+        return
+    from runbook_operator import ledger_store
+
+    with _errors():
+        target = Target(kubeconfig, context, namespace)
+        pem = _read_key(public_key) if public_key else None
+        report = ledger_store.verify_execution(
+            target.kube,
+            target.namespace,
+            name,
+            uid=uid,
+            public_key_pem=pem,
+            require_checkpoint=require_checkpoint,
+        )
+    if output is not Format.table:
+        _emit(report.wire(), output, lambda: None)
+    else:
+        typer.echo(report.headline())
+        for problem in report.problems[1:]:
+            typer.echo(f"  also: entry {problem.seq}: {problem.reason}")
+        cp = report.checkpoint
+        if cp:
+            typer.echo(
+                f"  checkpoint: {cp['count']} entries, signed {cp['time']} by key {cp['keyId'][:16]}…"
+            )
+        for note in report.notes:
+            typer.echo(f"  note: {note}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        _fail(f"{path}: {exc.strerror}", 2)
+
+
+_local_verify: Callable[..., None] | None = None
+
+
+def register(app: typer.Typer, local_verify: Callable[..., None]) -> None:
+    """Add the cluster commands; `verify` keeps the local `--ledger` mode via `local_verify`."""
+    global _local_verify
+    _local_verify = local_verify
+    app.command()(get)
+    app.command()(status)
+    for action in (ControlAction.PAUSE, ControlAction.RESUME, ControlAction.CANCEL):
+        app.command(action.lower())(_control(action))
+    app.command()(logs)
+    app.command("verify")(verify)
