@@ -94,7 +94,14 @@ class LedgerStore:
 
     # -- reading -------------------------------------------------------------------------------
     def load(self) -> AuditChain:
-        """Read every segment and rebuild the chain; raises LedgerError if it is damaged."""
+        """The stored chain: read and checked once, then from the cache until a write meets
+        Conflict (another writer) and drops it. Raises LedgerError if the ledger is damaged."""
+        if self._segments is not None:
+            return AuditChain(self.lid.execution_id, self._entries)
+        return self.reload()
+
+    def reload(self) -> AuditChain:
+        """Read every segment and rebuild the chain."""
         found = self.kube.list(CONFIGMAPS, self.lid.namespace, selector(uid=self.lid.uid))
         segments = ordered(found)
         entries = all_entries(segments)
@@ -118,8 +125,7 @@ class LedgerStore:
 
     @property
     def segments(self) -> list[Segment]:
-        if self._segments is None:
-            self.load()
+        self.load()
         return list(self._segments or [])
 
     # -- writing -------------------------------------------------------------------------------
@@ -147,6 +153,9 @@ class LedgerStore:
         except (Conflict, AlreadyExists) as exc:
             self._segments = None  # someone else wrote: the caller reloads
             raise _conflict(f"ledger segment {name}: {exc.message}") from None
+        except KubeError:
+            self._segments = None  # the write may or may not have happened: read it again
+            raise
         segment = parse_segment(obj)
         assert self._segments is not None
         if self._segments and self._segments[-1].name == segment.name:
@@ -157,8 +166,7 @@ class LedgerStore:
     def append(self, entries: Sequence[Mapping[str, Any]]) -> None:
         """Store `entries` (in chain order) after the stored ones; already stored ones are
         skipped. Raises kube.Conflict when another writer got there first: reload, retry."""
-        if self._segments is None:
-            self.load()
+        self.load()
         pending = self._pending(entries)
         lines = [entry_line(e) for e in pending]
         while lines:

@@ -29,8 +29,10 @@ class FakeKube:
     def __init__(self) -> None:
         self.store = Store()
         self.writes = 0
+        self.lists = 0
 
     def list(self, res: Any, namespace: str | None, selector: str | None = None) -> list[Any]:
+        self.lists += 1
         return self.store.configmaps()
 
     def _apply(self, body: Mapping[str, Any], replace: bool) -> dict[str, Any]:
@@ -74,6 +76,21 @@ def test_append_is_idempotent_and_load_rebuilds_the_chain() -> None:
     loaded = _store(kube).load()
     assert loaded.entries == chain.entries and loaded.head == chain.head
     assert len(ordered(kube.store.configmaps())) > 1
+
+
+def test_load_reads_once_and_again_only_after_a_conflict() -> None:
+    kube = FakeKube()
+    chain = chain_of(4)
+    a, b = _store(kube), _store(kube)
+    a.append(chain.entries[:2])
+    assert a.load().entries == chain.entries[:2] and kube.lists == 1
+    b.append(chain.entries[:3])
+    assert a.load().entries == chain.entries[:2]  # cached: a has not met b's write yet
+    with pytest.raises(Conflict):
+        a.append(chain.entries)
+    assert a.load().entries == chain.entries[:3] and kube.lists == 3
+    a.append(chain.entries)
+    assert _store(kube).load().entries == chain.entries
 
 
 def test_a_second_writer_gets_conflict_and_a_retry_loses_nothing() -> None:
