@@ -197,7 +197,11 @@ class LedgerStore:
 
 
 def publish_public_key(kube: Kube, namespace: str, name: str, signer: Signer) -> None:
-    """Create or update the public-key ConfigMap (keeping keys published before a rotation)."""
+    """Create or update the public-key ConfigMap (keeping keys published before a rotation).
+
+    A signer without a `key_ref` learns this one, so its checkpoints point verifiers here."""
+    if signer.key_ref is None:
+        signer.key_ref = KeyRef(namespace, name)
     for _ in range(5):
         try:
             current = kube.get(CONFIGMAPS, namespace, name)

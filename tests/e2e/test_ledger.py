@@ -72,7 +72,7 @@ def test_append_many_entries_across_segment_rolls(kube: Kube, namespace: str) ->
 
 
 def test_default_segments_roll_before_the_apiserver_limit(kube: Kube, namespace: str) -> None:
-    """~1.3 MB of entries with the default limit: two segments, each accepted (< 1 MiB)."""
+    """~2 MB of entries with the default limit: segments the apiserver accepts (< 1 MiB)."""
     lid = _lid(namespace)
     chain = chain_of(2_400, pad=400, lid=lid)
     store = _store(kube, lid)
@@ -80,7 +80,7 @@ def test_default_segments_roll_before_the_apiserver_limit(kube: Kube, namespace:
         store.append(chain.entries[: lo + 800])
     cms = _segments(kube, lid)
     sizes = [sum(len(k) + len(v.encode()) for k, v in cm["data"].items()) for cm in cms]
-    assert len(cms) == 2 and max(sizes) <= SEGMENT_MAX_BYTES
+    assert len(cms) >= 2 and max(sizes) <= SEGMENT_MAX_BYTES
     assert _store(kube, lid).load().entries == chain.entries
 
 
@@ -181,29 +181,57 @@ def test_verify_without_the_execution_object(cluster: Cluster, kube: Kube, names
     assert json.loads(logs.stdout) == chain.entries
 
 
-def test_a_tampered_configmap_is_caught_naming_the_entry(
-    cluster: Cluster, kube: Kube, namespace: str
-) -> None:
-    lid, _, _ = _signed_ledger(kube, namespace)
-    cms = _segments(kube, lid)
-    open_segment = next(
-        cm for cm in reversed(cms) if "immutable" not in cm and cm["data"][ENTRIES_KEY]
-    )
-    lines = open_segment["data"][ENTRIES_KEY].splitlines()
+def _edit_second_line(cm: dict[str, Any]) -> int:
+    """Change the actor of the segment's second entry; returns that entry's seq."""
+    lines = cm["data"][ENTRIES_KEY].splitlines()
     entry = json.loads(lines[1])
     entry["actorId"] = "someone-else"
     lines[1] = json.dumps(entry)
-    open_segment["data"][ENTRIES_KEY] = "\n".join(lines) + "\n"
+    cm["data"][ENTRIES_KEY] = "\n".join(lines) + "\n"
+    return int(entry["seq"])
+
+
+def test_a_tampered_open_segment_is_caught_naming_the_entry(
+    cluster: Cluster, kube: Kube, namespace: str
+) -> None:
+    lid, _, _ = _signed_ledger(kube, namespace)
+    more = chain_of(23, pad=100, lid=lid).entries  # three entries after the checkpoint
+    _store(kube, lid, max_bytes=20_000).append(more)
+    open_segment = _segments(kube, lid)[-1]
+    assert "immutable" not in open_segment
+    seq = _edit_second_line(open_segment)
     kube.replace(CONFIGMAPS, namespace, open_segment["metadata"]["name"], open_segment)
     report = verify_execution(kube, namespace, lid.execution)
-    assert not report.ok
     name = open_segment["metadata"]["name"]
-    assert report.headline().startswith(
-        f"TAMPERED at entry {entry['seq']} (segment {name}, line 2)"
-    )
+    assert report.headline().startswith(f"TAMPERED at entry {seq} (segment {name}, line 2)")
     proc = _ctl(cluster, "verify", lid.execution, "-n", namespace)
     assert proc.returncode == 1
-    assert f"TAMPERED at entry {entry['seq']} (segment {name}, line 2)" in proc.stdout
+    assert f"TAMPERED at entry {seq} (segment {name}, line 2)" in proc.stdout
+
+
+def test_a_sealed_segment_recreated_with_an_edit_is_caught(
+    cluster: Cluster, kube: Kube, namespace: str
+) -> None:
+    """A sealed segment cannot be edited, only deleted and created again: both the edited
+    entry and the changed uid (recorded by the next segment) give it away."""
+    lid, _, _ = _signed_ledger(kube, namespace)
+    sealed = _segments(kube, lid)[0]
+    name = sealed["metadata"]["name"]
+    seq = _edit_second_line(sealed)
+    kube.delete(CONFIGMAPS, namespace, name)
+    forged = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": sealed["metadata"]["labels"]},
+        "data": sealed["data"],
+        "immutable": True,
+    }
+    kube.create(CONFIGMAPS, namespace, forged)
+    report = verify_execution(kube, namespace, lid.execution)
+    assert report.headline().startswith(f"TAMPERED at entry {seq} (segment {name}, line 2)")
+    assert any("uid" in p.reason for p in report.problems[1:])
+    proc = _ctl(cluster, "verify", lid.execution, "-n", namespace)
+    assert proc.returncode == 1 and f"TAMPERED at entry {seq} (segment {name}" in proc.stdout
 
 
 def test_a_deleted_tail_is_caught_by_the_checkpoint(kube: Kube, namespace: str) -> None:
@@ -229,6 +257,7 @@ def test_find_ledgers_when_the_name_was_reused(kube: Kube, namespace: str) -> No
 def test_publish_public_key_keeps_old_keys(kube: Kube, namespace: str) -> None:
     one, two = Signer.generate(), Signer.generate()
     publish_public_key(kube, namespace, "keys", one)
+    assert one.key_ref == KeyRef(namespace, "keys")  # checkpoints now point verifiers here
     publish_public_key(kube, namespace, "keys", one)  # unchanged: no write needed
     publish_public_key(kube, namespace, "keys", two)
     data = kube.get(CONFIGMAPS, namespace, "keys")["data"]
