@@ -8,14 +8,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from runbook_operator.kube import EXECUTIONS, Kube
 from runbook_operator.ledger import LedgerId
@@ -24,36 +21,11 @@ from runbook_operator.names import execution_id
 from tests.unit.ledger.helpers import chain_of
 
 from .conftest import Cluster, wait_for
+from .test_project_crds import project_crds  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.e2e
+# The project's CRDs, applied by the same fixture as the CRD tests.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("project_crds")]
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> Iterator[None]:
-    """The project's CRDs, created if absent (left as they are if present)."""
-    ext = client.ApiextensionsV1Api(cluster.api)
-    names = []
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        names.append(body["metadata"]["name"])
-        try:
-            ext.create_custom_resource_definition(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
-    def established() -> bool:
-        return all(
-            any(
-                c.type == "Established" and c.status == "True"
-                for c in (ext.read_custom_resource_definition(n).status.conditions or [])
-            )
-            for n in names
-        )
-
-    wait_for(established, 60, 0.5, "project CRDs Established")
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +95,7 @@ def _status(phase: str, audit: dict[str, Any] | None = None) -> dict[str, Any]:
     return out
 
 
-def test_get_and_status(cluster: Cluster, kube: Kube, namespace: str, crds: None) -> None:
+def test_get_and_status(cluster: Cluster, kube: Kube, namespace: str) -> None:
     _make(kube, namespace, "alpha", _status("RUNNING"))
     _make(kube, namespace, "beta", None)
     listing = ctl(cluster, "get", "-n", namespace)
@@ -152,9 +124,7 @@ def _spec(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     return dict(kube.get(EXECUTIONS, namespace, name)["spec"])
 
 
-def test_pause_resume_cancel_patch_the_spec(
-    cluster: Cluster, kube: Kube, namespace: str, crds: None
-) -> None:
+def test_pause_resume_cancel_patch_the_spec(cluster: Cluster, kube: Kube, namespace: str) -> None:
     _make(kube, namespace, "gamma", _status("RUNNING"))
     assert ctl(cluster, "pause", "gamma", "-n", namespace).returncode == 0
     assert _spec(kube, namespace, "gamma")["paused"] is True
@@ -166,7 +136,7 @@ def test_pause_resume_cancel_patch_the_spec(
 
 
 def test_control_of_a_finished_execution_is_refused(
-    cluster: Cluster, kube: Kube, namespace: str, crds: None
+    cluster: Cluster, kube: Kube, namespace: str
 ) -> None:
     obj = _make(kube, namespace, "done", _status("COMPLETED"))
     exec_id = execution_id(namespace, "done", obj["metadata"]["uid"])
@@ -179,7 +149,7 @@ def test_control_of_a_finished_execution_is_refused(
 
 
 def test_logs_and_verify_follow_the_object_and_survive_its_deletion(
-    cluster: Cluster, kube: Kube, namespace: str, crds: None
+    cluster: Cluster, kube: Kube, namespace: str
 ) -> None:
     obj = _make(kube, namespace, "delta", None)
     uid = obj["metadata"]["uid"]
@@ -230,7 +200,7 @@ def _kubectl() -> str | None:
         return shutil.which("kubectl")
 
 
-def test_kubectl_plugin(cluster: Cluster, kube: Kube, namespace: str, crds: None) -> None:
+def test_kubectl_plugin(cluster: Cluster, kube: Kube, namespace: str) -> None:
     kubectl = _kubectl()
     if kubectl is None:
         pytest.skip("no kubectl binary")
