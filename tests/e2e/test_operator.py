@@ -172,6 +172,28 @@ def test_killed_oom_and_missing_image_pods_are_failed_attempts_with_reasons(
     )
 
 
+SLOW_FIRST_ATTEMPT = (
+    "import json,os,time; a=int(os.environ['RUNBOOK_ATTEMPT']); time.sleep(600 if a == 1 else 0); "
+    "open('/dev/termination-log','w').write(json.dumps({'success': True, 'output': {'attempt': a}}))"
+)
+
+
+def test_a_job_deleted_by_hand_is_a_lost_attempt_that_is_retried(
+    rb: Runbooks, cluster: Cluster
+) -> None:
+    retry = {"maxAttempts": 2, "backoffSeconds": 0}
+    rb.runbook("handdel", [shell_step("s", SLOW_FIRST_ATTEMPT, retryPolicy=retry)])
+    created = rb.execute("h-1", "handdel")
+    uid = created["metadata"]["uid"]
+    job = wait_for(lambda: rb.jobs(uid), 120, 1, "the first Job")[0]
+    cluster.batch.delete_namespaced_job(
+        job.metadata.name, rb.namespace, propagation_policy="Background"
+    )
+    status = rb.wait_phase("h-1", "COMPLETED", "FAILED", timeout=180)
+    assert status["phase"] == "COMPLETED", status["steps"]
+    assert rb.output("h-1", "s") == {"attempt": 2}
+
+
 def test_pause_starts_nothing_new_and_resume_finishes_without_rerunning(rb: Runbooks) -> None:
     rb.runbook(
         "pausable",
