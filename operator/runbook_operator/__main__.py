@@ -1,0 +1,34 @@
+"""`python -m runbook_operator`: run the operator (settings from RUNBOOK_* variables)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import kopf
+
+from runbook_operator import handlers  # noqa: F401  (registers the handlers)
+from runbook_operator.config import SettingsError, load_config
+
+
+def main() -> int:
+    try:
+        cfg = load_config()
+    except (SettingsError, ValueError) as exc:
+        print(f"runbook-operator: bad setting: {exc}", file=sys.stderr)
+        return 2
+    kopf.configure(log_format=kopf.LogFormat.JSON)
+    # kopf logs every handled watch event at INFO ("Handler ... succeeded"): keep warnings.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    kopf.run(
+        clusterwide=not cfg.namespaces,
+        namespaces=cfg.namespaces,
+        standalone=True,
+        liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz",
+        memo=kopf.Memo(cfg=cfg),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

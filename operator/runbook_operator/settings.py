@@ -1,0 +1,71 @@
+"""kopf settings and the objects every handler shares (set up once, at start-up)."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
+from runbook_operator.checkpoint import Signer
+from runbook_operator.config import OperatorConfig
+from runbook_operator.controller import Controller
+from runbook_operator.jobs import ExecutionRef
+from runbook_operator.kube import Kube
+from runbook_operator.ledger_store import LedgerStore, publish_public_key
+from runbook_operator.runbooks import RunbookStatusWriter
+
+GROUP = API_GROUP
+VERSION = API_VERSION_NAME
+log = logging.getLogger("runbook_operator")
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """Progress and diff-base in annotations (our status schema would prune `status.kopf`),
+    watch timeouts against silent freezes, one standalone replica, our own Events only."""
+    prefix = API_GROUP
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=prefix, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{prefix}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.peering.standalone = True
+    settings.execution.max_workers = 16
+    cfg: OperatorConfig = memo.cfg
+    kube = Kube.connect()
+    signer, factory = _ledger_parts(kube, cfg)
+    memo.controller = Controller(kube, cfg, factory, signer)
+    memo.runbooks = RunbookStatusWriter(kube)
+    memo.wakers = {}
+    memo.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="reconcile")
+    start_http_server(cfg.metrics_port)
+    log.info("runbook-operator started (namespaces: %s)", ", ".join(cfg.namespaces) or "all")
+
+
+def _ledger_parts(kube: Kube, cfg: OperatorConfig) -> tuple[Signer, Any]:
+    try:
+        signer = Signer.from_pem_file(cfg.signing_key_file)
+    except FileNotFoundError:
+        log.warning(
+            "no signing key at %s: a key is generated for this process only (checkpoints "
+            "will not verify after a restart); mount one (the Helm chart does)",
+            cfg.signing_key_file,
+        )
+        signer = Signer.generate()
+    publish_public_key(kube, cfg.operator_namespace, cfg.public_key_configmap, signer)
+
+    def factory(kube: Kube, ref: ExecutionRef) -> LedgerStore:
+        return LedgerStore(kube, ref.namespace, ref.name, ref.uid, ref.execution_id)
+
+    return signer, factory
+
+
+__all__ = ["GROUP", "VERSION", "configure"]
