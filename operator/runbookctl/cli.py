@@ -22,12 +22,12 @@ from rich.live import Live
 
 from runbook_engine.audit import verify
 from runbook_engine.enums import DataLicense, ExecutionStatus, LegalBasis
-from runbook_engine.loader import load_plan, read_yaml_documents
 from runbook_engine.model import ExecutionRequest, RunbookRef
 from runbook_engine.plan import Plan
 from runbook_engine.problems import InvalidRunbook, problems_from_pydantic
 from runbook_engine.scheduler import Decision
 from runbookctl import cluster
+from runbookctl.files import load_plan, read_yaml_documents
 from runbookctl.render import dot, event_line, mermaid, steps_table
 from runbookctl.runner import JsonlLedger, LocalRunner
 

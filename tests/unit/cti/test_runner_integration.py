@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from runbook_engine.enums import ExecutionStatus
-from runbook_engine.loader import load_plan, read_yaml_documents, request_from_document
+from runbook_engine.loader import request_from_document
+from runbookctl.files import load_plan, read_yaml_documents
 from runbookctl.runner import LocalRunner
 from tests.unit.cti.helpers import ACTOR_NAME, EXAMPLE_DIR
 

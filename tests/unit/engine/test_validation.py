@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runbook_engine.contract import ActionType
-from runbook_engine.loader import definition_from_document, load_plan, load_runbook_file
+from runbook_engine.loader import definition_from_document
 from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan, find_cycle, graph_problems, legal_problems
 from runbook_engine.problems import InvalidRunbook, Problem
+from runbookctl.files import load_plan, load_runbook_file
+from runbookctl.files import load_plan, load_runbook_file
 
 KNOWN = {str(a) for a in ActionType}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from runbook_engine.enums import ExecutionStatus, StepStatus
-from runbook_engine.loader import load_plan
 from runbook_engine.model import ExecutionRequest, RunbookRef
+from runbookctl.files import load_plan
 from runbookctl.runner import ControlError, LocalRunner
 from tests.unit.conftest import WriteRunbook
 from tests.unit.helpers import pid_alive, wait_for
