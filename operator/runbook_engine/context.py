@@ -1,4 +1,9 @@
-"""What a step sees: the execution input, its config, and every upstream output by step id."""
+"""What a step sees: the execution input, its config, and its direct dependencies' outputs.
+
+Only direct dependencies, by value: a step that needs an ancestor's output depends on that step
+(a `dependsOn` edge says so). Copying every ancestor's output into every context made the cost
+of a chain grow with the square of its length (10,000 steps: minutes) and let outputs snowball.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from runbook_engine.state import ExecutionState
 
 
 def context_sources(plan: Plan, step_id: str) -> list[str]:
-    """Upstream steps whose outputs a step sees, in definition order (one rule for every shell:
-    the local runner passes them by value, the operator mounts their result ConfigMaps)."""
-    return plan.ancestors(step_id)
+    """Upstream steps whose outputs a step sees: its direct dependencies, in definition order
+    (one rule for every shell: the local runner passes them by value, the operator mounts
+    their result ConfigMaps)."""
+    return sorted(plan.dependencies[step_id], key=plan.position.__getitem__)
 
 
 def build_context(
@@ -21,8 +27,8 @@ def build_context(
     step_id: str,
     attempt: int,
 ) -> StepExecutorContext:
-    """Context for one attempt. `previous_outputs` holds all transitive upstream steps that
-    produced an output, in definition order (so `find_previous_output` finds the nearest)."""
+    """Context for one attempt. `previous_outputs` holds the direct dependencies that produced
+    an output, in definition order (so `find_previous_output` finds the nearest)."""
     step = plan.steps[step_id]
     previous = {
         sid: dict(state.outputs[sid])

@@ -531,20 +531,20 @@ def test_wire_kpis_are_listed_in_definition_order_whatever_the_completion_order(
     assert list(res.final.to_wire()["kpis"]) == ["a", "b", "c", "d"]
 
 
-def test_previous_outputs_hold_all_transitive_ancestors_in_definition_order() -> None:
+def test_previous_outputs_hold_direct_dependencies_in_definition_order() -> None:
     plan = make_plan(
         step("z"),
         step("a"),
         step("unrelated"),
         step("b", "a"),
         step("c", "b", "z"),
-        step("d", "c"),
+        step("d", "c", "a"),
     )
     outs = {sid: ok(1, {"from": sid}) for sid in ("z", "a", "unrelated", "b", "c")}
     res = run(plan, {**outs, "d": ok(1)})
     ctx = build_context(plan, request_for(plan, input={"q": 1}), res.final, "d", 2)
-    assert list(ctx.previous_outputs) == ["z", "a", "b", "c"]
-    assert ctx.previous_outputs["b"] == {"from": "b"}
+    assert list(ctx.previous_outputs) == ["a", "c"]  # not the ancestors z and b
+    assert ctx.previous_outputs["c"] == {"from": "c"}
     assert (ctx.attempt, ctx.input, ctx.step_id, ctx.timeout_ms) == (2, {"q": 1}, "d", 300_000)
     first = build_context(plan, request_for(plan), res.final, "z", 1)
     assert first.previous_outputs == {}

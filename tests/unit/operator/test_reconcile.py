@@ -113,7 +113,9 @@ def test_a_chain_runs_one_job_per_ready_step_and_passes_outputs_downstream() -> 
     c.finish("b", 1, ok(y=2))
     (c_job,) = c.step(T0 + timedelta(seconds=3)).create_jobs
     sources = c_job["spec"]["template"]["spec"]["volumes"][1]["projected"]["sources"]
-    assert len(sources) == 2  # every ancestor the engine's context rule names
+    b_result = names.result_configmap(names.job_name(REF.name, REF.uid, "b", 1))
+    # the engine's context rule: direct dependencies only
+    assert [src["configMap"]["name"] for src in sources] == [b_result]
     c.finish("c", 1, ok())
     last = c.step(T0 + timedelta(seconds=4))
     assert last.terminal
