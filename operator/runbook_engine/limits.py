@@ -57,6 +57,14 @@ def output_size_problem(output: Any, limit: int) -> str | None:
     return output_too_large(size, limit) if size > limit else None
 
 
+def result_file_too_large(size: int, output_limit: int) -> str:
+    """The failure message when a result file is refused unread (see `result_file_limit`)."""
+    return (
+        f"result file is {size} bytes, too large for the output limit of {output_limit} bytes "
+        f"({OUTPUT_LIMIT_HOW})"
+    )
+
+
 def result_file_limit(output_limit: int) -> int:
     """Largest result file a shell reads for an attempt with this output limit."""
     return 2 * output_limit + RESULT_FILE_OVERHEAD_BYTES

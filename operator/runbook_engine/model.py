@@ -11,6 +11,11 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from runbook_engine.enums import DataLicense, LegalBasis
+from runbook_engine.limits import (
+    MAX_OUTPUT_LIMIT_BYTES,
+    MIN_OUTPUT_LIMIT_BYTES,
+    effective_output_limit,
+)
 from runbook_engine.wire import CamelModel
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -109,6 +114,18 @@ class RunbookDefinition(CamelModel):
         "paths in step configs resolve against it, as they resolve against the runbook's "
         "folder locally)",
     )
+    max_output_bytes: int | None = Field(
+        default=None,
+        ge=MIN_OUTPUT_LIMIT_BYTES,
+        le=MAX_OUTPUT_LIMIT_BYTES,
+        description="Largest step output (canonical JSON bytes); default 1 MiB. A shell may cap "
+        "it lower (runbookctl --max-output-bytes, the operator's RUNBOOK_MAX_OUTPUT_BYTES)",
+    )
+
+    @property
+    def output_limit(self) -> int:
+        """This runbook's output limit in bytes (before any shell cap)."""
+        return effective_output_limit(self.max_output_bytes)
 
 
 class RunbookRef(CamelModel):

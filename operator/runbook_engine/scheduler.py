@@ -11,6 +11,7 @@ not to the size of the runbook; only `reindex` (after loading state from the wir
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from runbook_engine.canonical import canonical_json, canonical_sha256
 from runbook_engine.contract import StepExecutorResult
 from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
 from runbook_engine.kpis import merge_step_kpis
+from runbook_engine.limits import clip_message, output_too_large
 from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan, legal_problems
 from runbook_engine.problems import Problem
@@ -454,21 +456,26 @@ def _apply(t: _Transition, observation: Observation) -> None:
     if current.status is not StepStatus.RUNNING or current.attempt != observation.attempt:
         return
     if isinstance(observation, AttemptLost):
-        t.attempt_failed(current, f"lost: {observation.reason}")
+        t.attempt_failed(current, clip_message(f"lost: {observation.reason}"))
     elif observation.result.success:
         # The audit hashes output and KPIs (RFC 8785): a result it cannot hash (NaN, an int
         # beyond 2^53) is a failed attempt, not an exception that would wedge the execution.
         try:
-            output_hash = canonical_sha256(observation.result.output)
+            output_json = canonical_json(observation.result.output)
             canonical_json(observation.result.kpis)
         except (TypeError, ValueError) as exc:
             t.attempt_failed(current, f"result is not canonical JSON (RFC 8785): {exc}")
             return
+        limit = t.plan.definition.output_limit
+        if len(output_json) > limit:  # the shells check when reading; this is the backstop
+            t.attempt_failed(current, output_too_large(len(output_json), limit))
+            return
+        output_hash = hashlib.sha256(output_json).hexdigest()
         t.succeeded(current, observation.result, output_hash)
     else:
         t.attempt_failed(
             current,
-            observation.result.error or "failed without an error message",
+            clip_message(observation.result.error or "failed without an error message"),
             retryable=observation.result.retryable,
         )
 

@@ -7,7 +7,8 @@ Config:
   transformType: passthrough | flatten | unflatten | extract | aggregate (default passthrough
                  when `expressions` is absent); the result goes to `outputKey`
   outputKey:     where the transformType's result goes (default "transformedData")
-  source:        dotted path selecting the transform's input (default: the whole document);
+  source:        dotted path selecting the transform's input (default: the whole document,
+                 but only `input` for passthrough, which must not copy upstream outputs);
                  the reference's `inputPath` (nearest upstream output key) is also accepted
   separator:     flatten/unflatten key separator (default ".")
   fields:        extract: dotted paths (or {path, as}) relative to the source
@@ -255,7 +256,7 @@ class TransformStepExecutor(BaseStepExecutor):
                     )
             source: Any = document
             if transform_type is not None:
-                source = self._source(ctx, document)
+                source = self._source(ctx, document, transform_type)
                 extra = self._transform(ctx, transform_type, source)
                 clash = sorted(set(extra) & set(output))
                 if clash:
@@ -265,7 +266,7 @@ class TransformStepExecutor(BaseStepExecutor):
                     )
                 output.update(extra)
         except (ConfigError, TransformDataError) as exc:
-            return self.failure(str(exc))
+            return self.failure(str(exc), retryable=False)  # same input, same failure
         return self.success(output, kpis={"inputSize": _size(source), "outputSize": _size(output)})
 
     def _expressions(self, ctx: StepExecutorContext, document: Any) -> dict[str, Any]:
@@ -295,7 +296,7 @@ class TransformStepExecutor(BaseStepExecutor):
                 raise ConfigError(f"config.expressions.{key}: evaluation failed: {exc}") from None
         return results
 
-    def _source(self, ctx: StepExecutorContext, document: Any) -> Any:
+    def _source(self, ctx: StepExecutorContext, document: Any, kind: Any) -> Any:
         source_path = self.get_config(ctx, "source")
         input_path = self.get_config(ctx, "inputPath")
         if source_path is not None and input_path is not None:
@@ -308,7 +309,9 @@ class TransformStepExecutor(BaseStepExecutor):
                 raise ConfigError(f"config.inputPath: no upstream output has key {input_path!r}")
             return value
         if source_path is None:
-            return document
+            # A passthrough of the whole document would embed every upstream output in this
+            # step's output, and a chain of them doubles in size at every step.
+            return document["input"] if kind == "passthrough" else document
         value = get_path(document, source_path, where="config.source")
         if value is MISSING:
             raise ConfigError(f"config.source: {source_path!r} selects nothing in the document")

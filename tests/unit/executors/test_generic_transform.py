@@ -88,19 +88,26 @@ def test_expressions_config_shape(run: Run, value: Any) -> None:
 
 
 # -- passthrough ---------------------------------------------------------------------------------
-def test_default_is_passthrough_of_document(run: Run) -> None:
+def test_default_is_passthrough_of_the_input_only(run: Run) -> None:
     outputs = {"a": {"x": 1}}
     result = run({}, input={"i": 1}, previous_outputs=outputs)
-    assert result.output == {
-        "transformType": "passthrough",
-        "transformedData": {"input": {"i": 1}, "outputs": outputs},
-    }
+    assert result.output == {"transformType": "passthrough", "transformedData": {"i": 1}}
     # the reference's size KPIs: compact JSON length of what was read and what was produced
-    assert result.kpis["inputSize"] == len('{"input":{"i":1},"outputs":{"a":{"x":1}}}')
+    assert result.kpis["inputSize"] == len('{"i":1}')
     assert result.kpis["outputSize"] == len(
-        '{"transformType":"passthrough","transformedData":'
-        '{"input":{"i":1},"outputs":{"a":{"x":1}}}}'
+        '{"transformType":"passthrough","transformedData":{"i":1}}'
     )
+
+
+def test_a_chain_of_default_transforms_does_not_grow(run: Run) -> None:
+    """Each step's output used to embed every upstream output: n=20 gave 51.6 MB."""
+    previous: dict[str, dict[str, object]] = {}
+    sizes = []
+    for i in range(20):
+        result = run({}, input={"seed": "x" * 100}, previous_outputs=previous)
+        sizes.append(result.kpis["outputSize"])
+        previous = {**previous, f"s{i}": result.output}
+    assert len(set(sizes)) == 1
 
 
 def test_passthrough_source_and_output_key(run: Run) -> None:
