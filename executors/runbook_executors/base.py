@@ -15,6 +15,7 @@ from runbook_engine.contract import (
     StepExecutorContext,
     StepExecutorResult,
 )
+from runbook_engine.limits import MAX_MESSAGE_CHARS, clip_message
 
 __all__ = ["BaseStepExecutor", "ConfigError", "NonRetryableError", "canonical_sha256", "invoke"]
 
@@ -131,6 +132,16 @@ class BaseStepExecutor(ABC):
 
 async def invoke(executor: BaseStepExecutor, ctx: StepExecutorContext) -> StepExecutorResult:
     """Run one attempt; exceptions become failed results (an attempt never crashes the runner)."""
+    from runbook_executors.secrets import attempt_scope, scrub_result
+
+    with attempt_scope() as secrets:
+        result = await _attempt(executor, ctx)
+    if result.error is not None and len(result.error) > MAX_MESSAGE_CHARS:
+        result = result.model_copy(update={"error": clip_message(result.error)})
+    return scrub_result(result, secrets)  # no secret leaves, not even in an error message
+
+
+async def _attempt(executor: BaseStepExecutor, ctx: StepExecutorContext) -> StepExecutorResult:
     try:
         result = executor.execute(ctx)
         if inspect.isawaitable(result):

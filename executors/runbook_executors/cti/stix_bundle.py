@@ -23,6 +23,7 @@ from typing import Any
 
 from runbook_engine.contract import Citation
 from runbook_executors.base import NonRetryableError
+from runbook_executors.files import FileTooLarge, read_bytes_bounded
 
 READ_VERSIONS = ("2.0", "2.1")
 UPGRADE_NAMESPACE = uuid.UUID("8a4c9b6e-3f0d-5c1a-9e2b-7d6f4a1c0b3e")
@@ -74,9 +75,11 @@ def bundle_citation(info: dict[str, Any], *, counted: bool = False) -> Citation:
 
 def read_bundle_file(path: Path, *, validate_max_objects: int) -> StixBundle:
     try:
-        raw = path.read_bytes()
+        raw = read_bytes_bounded(path)
     except OSError as exc:
         raise BundleError(f"cannot read STIX bundle {path}: {exc.strerror or exc}") from None
+    except FileTooLarge as exc:
+        raise BundleError(f"STIX bundle {exc}") from None
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

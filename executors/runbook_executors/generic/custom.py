@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -25,6 +27,9 @@ CustomFunctionResult = dict[str, Any] | StepExecutorResult
 CustomFunction = Callable[
     [StepExecutorContext], CustomFunctionResult | Awaitable[CustomFunctionResult]
 ]
+
+BASE_DIR_ENV = "RUNBOOK_BASE_DIR"
+"""The runbook's folder: `function: "module:callable"` may name a module there."""
 
 _FUNCTIONS: dict[str, CustomFunction] = {}
 """Process-wide registry: a plugin registers at import time, so a Job pod or a runner's
@@ -87,7 +92,17 @@ def load_callable(spec: str, *, where: str = "config.function") -> CustomFunctio
     return fn
 
 
+def runbook_folder_on_path() -> None:
+    """Make modules of the runbook's folder (RUNBOOK_BASE_DIR) importable, searched AFTER the
+    installed packages: a `jsonschema.py` next to a runbook must not replace the library.
+    (The step process runs with `python -P`, so the working directory is not searched.)"""
+    base = os.environ.get(BASE_DIR_ENV)
+    if base and base not in sys.path:
+        sys.path.append(base)
+
+
 def _import(module_name: str, *, where: str) -> Any:
+    runbook_folder_on_path()
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -101,6 +116,24 @@ def _import(module_name: str, *, where: str) -> Any:
         raise ConfigError(
             f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def unordered_value(value: Any, where: str) -> str | None:
+    """Where `value` holds a non-string key or a set (serialised in arbitrary order, so the
+    output hash would change from run to run), or None."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, set | frozenset):
+            return f"a set at {path} (not JSON, and unordered: return a sorted list)"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return f"a dict with a non-string key {key!r} at {path}"
+                stack.append((child, f"{path}.{key}"))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return None
 
 
 class CustomStepExecutor(BaseStepExecutor):
@@ -150,8 +183,8 @@ class CustomStepExecutor(BaseStepExecutor):
     async def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         try:
             label, fn = self.resolve(ctx)
-        except ConfigError as exc:
-            return self.failure(str(exc))
+        except ConfigError as exc:  # the same config fails the same way every attempt
+            return self.failure(str(exc), retryable=False)
         try:
             result = fn(ctx)
             if inspect.isawaitable(result):
@@ -163,8 +196,9 @@ class CustomStepExecutor(BaseStepExecutor):
         if isinstance(result, StepExecutorResult):
             return result
         if isinstance(result, dict):
-            if not all(isinstance(k, str) for k in result):
-                return self.failure(f"{label}: returned a dict with non-string keys")
+            problem = unordered_value(result, "output")
+            if problem is not None:
+                return self.failure(f"{label}: returned {problem}")
             return self.success(result)
         return self.failure(
             f"{label}: returned {type(result).__name__}, expected a dict or StepExecutorResult"

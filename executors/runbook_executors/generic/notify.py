@@ -67,6 +67,25 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
+def _check_url(url: object) -> None:
+    """An http(s) URL with a host and a numeric port; the message never quotes the URL (it is
+    often the credential)."""
+    if not isinstance(url, str) or not url:
+        raise ConfigError("config.url: expected a non-empty string")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ConfigError("config.url: contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError("config.url: malformed URL (host or port)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"config.url: expected an http(s) URL with a host, got scheme "
+            f"{parts.scheme if parts.scheme in ('http', 'https', 'ftp', 'file') else 'other'!r}"
+        )
+
+
 def _positive_number(value: Any, where: str, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}: expected a number, got {describe_type(value)}")
@@ -154,7 +173,9 @@ class NotifyStepExecutor(BaseStepExecutor):
         secrets = SecretResolver()
         try:
             request = self._prepare(ctx, secrets)
-        except (ConfigError, SecretError) as exc:
+        except ConfigError as exc:  # the same config fails the same way every attempt
+            return self.failure(secrets.redact(str(exc)), retryable=False)
+        except SecretError as exc:  # a secret may appear (be mounted) before the next attempt
             return self.failure(secrets.redact(str(exc)))
         url, payload, headers, timeout, retries, backoff, fmt = request
 
@@ -230,14 +251,7 @@ class NotifyStepExecutor(BaseStepExecutor):
             secrets.add(url)
         else:
             url = secrets.resolve(url_value, where="config.url")
-        if not isinstance(url, str) or not url:
-            raise ConfigError("config.url: expected a non-empty string")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"config.url: expected an http(s) URL with a host, got scheme "
-                f"{parts.scheme or 'none'!r}"
-            )
+        _check_url(url)
 
         fmt = config.get("format", "json")
         if fmt not in ("json", "slack"):

@@ -105,7 +105,7 @@ class ValidateStepExecutor(BaseStepExecutor):
             for rule in checked_rules:
                 violations.extend(self._rule_violations(rule, document))
         except ConfigError as exc:
-            return self.failure(str(exc))
+            return self.failure(str(exc), retryable=False)  # same input, same failure
 
         valid = not violations
         output = {"valid": valid, "violations": violations}
