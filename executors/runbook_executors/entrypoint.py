@@ -21,8 +21,10 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,8 +155,28 @@ async def run_attempt(executor: BaseStepExecutor, ctx: StepExecutorContext) -> S
     return await invoke(executor, ctx)
 
 
+def _guard_processes() -> None:
+    """Leave nothing behind: stop with the local runner (even one killed with SIGKILL), adopt
+    orphans of our descendants, and on SIGTERM stop every descendant, not only our group."""
+    from runbook_executors import processes
+
+    parent = os.environ.get(processes.PARENT_ENV, "")
+    if parent.isdigit():
+        processes.die_with_parent(int(parent))
+    processes.become_subreaper()
+
+    def on_term(signum: int, _frame: object) -> None:
+        processes.stop_descendants()
+        os._exit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():  # signal() works only there
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGHUP, on_term)
+
+
 def run(context_path: str, result_path: str, action_type: str | None = None) -> int:
     """The `run` command; returns the exit status."""
+    _guard_processes()
     try:
         ctx = load_context(context_path, action_type)
         executor = select_executor(ctx.action_type)

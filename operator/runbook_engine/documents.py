@@ -132,3 +132,18 @@ def yaml_documents(text: str) -> Iterator[Any]:
             yield loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def depth_problem(value: Any, field: str) -> str | None:
+    """Why `value` (already parsed, e.g. an input built from key=value pairs) nests deeper than
+    MAX_DOCUMENT_DEPTH, or None. Iterative: a value too deep to recurse into is still judged."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DOCUMENT_DEPTH:
+            return f"{field}: nested deeper than {MAX_DOCUMENT_DEPTH} levels"
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return None

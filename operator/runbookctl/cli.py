@@ -1,5 +1,5 @@
 """`runbookctl` command line (typer). Exit codes: 0 ok/COMPLETED, 1 FAILED/tampered/invalid,
-2 usage or unreadable input, 130 cancelled with Ctrl-C."""
+2 usage or unreadable input, 128+n cancelled by signal n (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import json
 import os
 import signal
 import sys
-from collections import OrderedDict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -21,15 +20,17 @@ from rich.console import Console
 from rich.live import Live
 
 from runbook_engine.audit import verify
-from runbook_engine.enums import DataLicense, ExecutionStatus, LegalBasis
+from runbook_engine.documents import depth_problem
+from runbook_engine.enums import DataLicense, ExecutionStatus, LegalBasis, LogEventType
+from runbook_engine.limits import MAX_OUTPUT_LIMIT_BYTES, MIN_OUTPUT_LIMIT_BYTES, clip_message
 from runbook_engine.model import ExecutionRequest, RunbookRef
 from runbook_engine.plan import Plan
 from runbook_engine.problems import InvalidRunbook, problems_from_pydantic
-from runbook_engine.scheduler import Decision
 from runbookctl import cluster
 from runbookctl.files import load_plan, read_yaml_documents
+from runbookctl.ledger import JsonlLedger, Line, has_chain, read_lines
 from runbookctl.render import dot, event_line, mermaid, steps_table
-from runbookctl.runner import JsonlLedger, LocalRunner
+from runbookctl.runner import ControlError, Isolation, LocalRunner
 
 app = typer.Typer(
     add_completion=False,
@@ -50,11 +51,6 @@ class GraphFormat(StrEnum):
     dot = "dot"
 
 
-class Isolation(StrEnum):
-    process = "process"
-    inline = "inline"
-
-
 def _known_action_types() -> frozenset[str]:
     from runbook_executors.registry import default_registry
 
@@ -72,34 +68,125 @@ def _load(path: Path) -> Plan:
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return text
 
 
-def _build_input(input_file: Path | None, pairs: list[str]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if input_file is not None:
+def _usage_error(message: str) -> NoReturn:
+    err.print(f"error: {clip_message(message)}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+def _read_input_file(input_file: Path) -> dict[str, Any]:
+    try:
         docs = read_yaml_documents(input_file)
-        if len(docs) != 1 or not isinstance(docs[0], dict):
-            err.print(
-                f"error: {input_file}: --input-file must hold one JSON/YAML object", markup=False
-            )
-            raise typer.Exit(2)
-        data.update(docs[0])
+    except InvalidRunbook as exc:
+        _usage_error(str(exc))
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        _usage_error(f"{input_file}: --input-file must hold one JSON/YAML object")
+    return dict(docs[0])
+
+
+def _build_input(input_file: Path | None, pairs: list[str]) -> dict[str, Any]:
+    data: dict[str, Any] = _read_input_file(input_file) if input_file is not None else {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            err.print(f"error: --input {pair!r}: expected key=value", markup=False)
-            raise typer.Exit(2)
+            _usage_error(f"--input {pair!r}: expected key=value")
         target = data
         parts = key.split(".")
         for part in parts[:-1]:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
-                err.print(f"error: --input {pair!r}: {part!r} is not an object", markup=False)
-                raise typer.Exit(2)
+                _usage_error(f"--input {pair!r}: {part!r} is not an object")
         target[parts[-1]] = _parse_value(value)
+    problem = depth_problem(data, "input")
+    if problem is not None:
+        _usage_error(problem)
     return data
+
+
+def _request(plan: Plan, data: dict[str, Any], **fields: Any) -> ExecutionRequest:
+    try:
+        return ExecutionRequest(
+            runbook_ref=RunbookRef(name=plan.definition.id), input=data, **fields
+        )
+    except ValidationError as exc:
+        _usage_error("; ".join(str(p) for p in problems_from_pydantic(exc)))
+
+
+def _open_ledger(ledger: Path | None, execution_id: str | None) -> JsonlLedger | None:
+    """The ledger to append to; refuses a second chain under the same execution id."""
+    if ledger is None:
+        return None
+    if execution_id is not None and has_chain(ledger, execution_id):
+        _usage_error(
+            f"{ledger} already holds a chain for execution {execution_id!r}; "
+            "choose another --execution-id (two chains under one id cannot both verify)"
+        )
+    try:
+        return JsonlLedger(ledger)
+    except OSError as exc:
+        _usage_error(f"--ledger {ledger}: {exc.strerror or exc}")
+
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Each cancels the execution; the log records which one, and the exit code is 128 + n."""
+
+
+async def _drive(runner: LocalRunner, plan: Plan, live_tty: bool) -> int | None:
+    """Run to the end; returns the number of the signal that cancelled the run, if any."""
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        with contextlib.suppress(ControlError):
+            runner.cancel(actor=signal.Signals(signum).name)
+
+    for signum in HANDLED_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    if live_tty:
+        with Live(steps_table(plan, runner.state), console=err, refresh_per_second=8) as live:
+            runner.on_decision = lambda _: live.update(steps_table(plan, runner.state))
+            await runner.run()
+    else:
+        await runner.run()
+    return received[0] if received else None
+
+
+def _final_document(runner: LocalRunner, ledger: Path | None) -> dict[str, Any]:
+    final = runner.state.to_wire()
+    final["auditHead"] = runner.chain.head
+    final["auditEntries"] = len(runner.chain.entries)
+    if ledger:
+        final["ledger"] = str(ledger)
+    return final
+
+
+def _print_final(runner: LocalRunner, output: Output, ledger: Path | None, live_tty: bool) -> None:
+    state = runner.state
+    if output is Output.json:
+        sys.stdout.write(json.dumps(_final_document(runner, ledger), indent=2, default=str) + "\n")
+        return
+    if output is Output.yaml:
+        sys.stdout.write(yaml.safe_dump(_final_document(runner, ledger), sort_keys=False))
+        return
+    out = Console()
+    if not (live_tty and out.is_terminal):  # the live table already shows the final steps
+        out.print(steps_table(runner.plan, state))
+    if state.kpis:
+        out.print(
+            "KPIs: " + json.dumps(dict(state.kpis), default=str), markup=False, highlight=False
+        )
+    message = clip_message(state.message or "", 500)
+    out.print(f"{state.status}: {message}  (audit head {runner.chain.head[:16]}…)", markup=False)
+
+
+def _exit_code(status: ExecutionStatus, signum: int | None) -> int:
+    if signum is not None:
+        return 128 + signum
+    return 0 if status is ExecutionStatus.COMPLETED else 1
 
 
 @app.command()
@@ -138,6 +225,15 @@ def run(
     max_parallel: Annotated[
         int | None, typer.Option("--max-parallel", min=1, help="Override maxParallelSteps")
     ] = None,
+    max_output_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-output-bytes",
+            min=MIN_OUTPUT_LIMIT_BYTES,
+            max=MAX_OUTPUT_LIMIT_BYTES,
+            help="Cap every step's output below the runbook's maxOutputBytes (default 1 MiB)",
+        ),
+    ] = None,
     output: Annotated[
         Output, typer.Option("--output", "-o", help="Final state format")
     ] = Output.table,
@@ -155,91 +251,36 @@ def run(
 ) -> None:
     """Run a runbook to the end on this machine. Exit 0 only if it COMPLETED."""
     plan = _load(runbook)
-    data = _build_input(input_file, input_pairs or [])
-    try:
-        request = ExecutionRequest(
-            runbook_ref=RunbookRef(name=plan.definition.id),
-            input=data,
-            legal_basis=legal_basis,
-            data_licenses=list(data_license or []),
-            authority_ids=list(authority_id or []),
-            started_by=started_by or os.environ.get("USER") or "runbookctl",
-            tenant_id=tenant_id,
-            max_parallel_steps=max_parallel,
-        )
-    except ValidationError as exc:
-        for p in problems_from_pydantic(exc):
-            err.print(f"error: {p}", markup=False)
-        raise typer.Exit(2) from None
-    sink = JsonlLedger(ledger) if ledger else None
+    request = _request(
+        plan,
+        _build_input(input_file, input_pairs or []),
+        legal_basis=legal_basis,
+        data_licenses=list(data_license or []),
+        authority_ids=list(authority_id or []),
+        started_by=started_by or os.environ.get("USER") or "runbookctl",
+        tenant_id=tenant_id,
+        max_parallel_steps=max_parallel,
+    )
+    sink = _open_ledger(ledger, execution_id)
     live_tty = not quiet and err.is_terminal
     runner = LocalRunner(
         plan,
         request,
         execution_id=execution_id,
-        isolation="inline" if isolation is Isolation.inline else "process",
+        isolation=isolation,
         base_dir=runbook.resolve().parent,
         sinks=[sink] if sink else [],
+        max_output_bytes=max_output_bytes,
     )
     if not quiet and not live_tty:
-        runner.sinks.append(
-            lambda entry: err.print(event_line(entry), markup=False, highlight=False)
-        )
-    interrupted = False
-
-    async def main() -> None:
-        nonlocal interrupted
-        loop = asyncio.get_running_loop()
-
-        def on_sigint() -> None:
-            nonlocal interrupted
-            interrupted = True
-            with contextlib.suppress(Exception):
-                runner.cancel(actor="SIGINT")
-
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, on_sigint)
-        if live_tty:
-            with Live(steps_table(plan, runner.state), console=err, refresh_per_second=8) as live:
-
-                def refresh(_: Decision) -> None:
-                    live.update(steps_table(plan, runner.state))
-
-                runner.on_decision = refresh
-                await runner.run()
-        else:
-            await runner.run()
-
+        runner.sinks.append(lambda e: err.print(event_line(e), markup=False, highlight=False))
     try:
-        asyncio.run(main())
+        signum = asyncio.run(_drive(runner, plan, live_tty))
     finally:
         if sink:
             sink.close()
-    state = runner.state
-    final = state.to_wire()
-    final["auditHead"] = runner.chain.head
-    final["auditEntries"] = len(runner.chain.entries)
-    if ledger:
-        final["ledger"] = str(ledger)
-    if output is Output.json:
-        sys.stdout.write(json.dumps(final, indent=2, default=str) + "\n")
-    elif output is Output.yaml:
-        sys.stdout.write(yaml.safe_dump(final, sort_keys=False))
-    else:
-        out = Console()
-        if not (live_tty and out.is_terminal):  # the live table already shows the final steps
-            out.print(steps_table(plan, state))
-        if state.kpis:
-            Console().print(
-                "KPIs: " + json.dumps(dict(state.kpis), default=str), markup=False, highlight=False
-            )
-        Console().print(
-            f"{state.status}: {state.message or ''}  (audit head {runner.chain.head[:16]}…)",
-            markup=False,
-        )
-    if interrupted:
-        raise typer.Exit(130)
-    raise typer.Exit(0 if state.status is ExecutionStatus.COMPLETED else 1)
+    _print_final(runner, output, ledger, live_tty)
+    raise typer.Exit(_exit_code(runner.state.status, signum))
 
 
 @app.command()
@@ -265,6 +306,54 @@ def graph(
     sys.stdout.write(mermaid(plan) if fmt is GraphFormat.mermaid else dot(plan))
 
 
+FINAL_EVENTS = frozenset(
+    {
+        LogEventType.EXECUTION_COMPLETED,
+        LogEventType.EXECUTION_FAILED,
+        LogEventType.EXECUTION_CANCELLED,
+        LogEventType.EXECUTION_REJECTED,
+    }
+)
+
+
+def _ledger_chains(ledger: Path) -> tuple[dict[str, list[Line]], list[Line]]:
+    """Entries by execution id (file order), and the damaged lines; exit 2 if unreadable."""
+    chains: dict[str, list[Line]] = {}
+    damaged: list[Line] = []
+    try:
+        for line in read_lines(ledger):
+            if line.damage is not None:
+                damaged.append(line)
+                continue
+            key = line.entry.get("executionId") if isinstance(line.entry, dict) else None
+            chains.setdefault(str(key), []).append(line)
+    except OSError as exc:
+        _usage_error(f"{ledger}: {exc.strerror or exc}")
+    return chains, damaged
+
+
+def _verify_chain(
+    ledger: Path, key: str, lines: list[Line], head: str | None, count: int | None
+) -> bool:
+    """Print one chain's verdict (and a warning if it has no final event); True if it verifies."""
+    result = verify([line.entry for line in lines], expected_head=head, expected_count=count)
+    if not result.valid:
+        index = result.bad_index
+        where = lines[index].number if index is not None and index < len(lines) else "end"
+        typer.echo(f"TAMPERED {key}: entry {index} ({ledger}:{where}): {result.error}")
+        return False
+    typer.echo(f"OK {key}: {result.count} entries, head {result.head}")
+    last = lines[-1].entry if lines else None
+    if not (isinstance(last, dict) and last.get("eventType") in FINAL_EVENTS):
+        err.print(
+            f"warning: chain {key} has no final event (the run was killed, is still running, "
+            "or its tail was cut off)",
+            markup=False,
+            highlight=False,
+        )
+    return True
+
+
 def verify_cmd(
     ledger: Annotated[
         Path, typer.Option("--ledger", help="JSON Lines ledger written by `run --ledger`")
@@ -272,48 +361,35 @@ def verify_cmd(
     execution_id: Annotated[
         str | None, typer.Option("--execution-id", help="Only this execution's chain")
     ] = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option("--expect-head", help="Head hash from a checkpoint (catches a cut tail)"),
+    ] = None,
+    expect_count: Annotated[
+        int | None,
+        typer.Option("--expect-count", min=0, help="Entry count from a checkpoint"),
+    ] = None,
 ) -> None:
-    """Verify every hash chain in a ledger. Non-zero with the first bad entry when tampered."""
-    try:
-        lines = ledger.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        err.print(f"error: {ledger}: {exc.strerror}", markup=False)
-        raise typer.Exit(2) from None
-    chains: OrderedDict[str, list[tuple[int, Any]]] = OrderedDict()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            typer.echo(f"TAMPERED: {ledger}:{number}: not valid JSON ({exc.msg})")
-            raise typer.Exit(1) from None
-        key = entry.get("executionId") if isinstance(entry, dict) else None
-        chains.setdefault(str(key), []).append((number, entry))
+    """Verify every hash chain in a ledger. Non-zero with the first bad entry when tampered;
+    a damaged line is reported and the other chains are still checked."""
+    chains, damaged = _ledger_chains(ledger)
+    for line in damaged:
+        typer.echo(f"TAMPERED at line {line.number} ({ledger}:{line.number}): {line.damage}")
     if execution_id is not None:
-        chains = OrderedDict((k, v) for k, v in chains.items() if k == execution_id)
+        chains = {k: v for k, v in chains.items() if k == execution_id}
         if not chains:
             err.print(f"error: no entries for execution {execution_id!r} in {ledger}", markup=False)
             raise typer.Exit(1)
-    if not chains:
+    if (expect_head is not None or expect_count is not None) and len(chains) != 1:
+        _usage_error("--expect-head/--expect-count check one chain: add --execution-id")
+    if not chains and not damaged:
         err.print(f"error: {ledger} holds no entries", markup=False)
         raise typer.Exit(1)
-    bad = False
-    for key, numbered in chains.items():
-        result = verify([e for _, e in numbered])
-        if result.valid:
-            typer.echo(f"OK {key}: {result.count} entries, head {result.head}")
-        else:
-            bad = True
-            where = (
-                numbered[result.bad_index][0]
-                if result.bad_index is not None and result.bad_index < len(numbered)
-                else "end"
-            )
-            typer.echo(
-                f"TAMPERED {key}: entry {result.bad_index} ({ledger}:{where}): {result.error}"
-            )
-    raise typer.Exit(1 if bad else 0)
+    verdicts = [
+        _verify_chain(ledger, key, lines, expect_head, expect_count)
+        for key, lines in chains.items()
+    ]
+    raise typer.Exit(0 if all(verdicts) and not damaged else 1)
 
 
 def _find_report(doc: Any, step: str | None) -> dict[str, Any] | None:
@@ -406,6 +482,10 @@ cluster.register(app, local_verify=verify_cmd)
 
 
 def main() -> None:
+    # `python -m runbookctl.cli` puts the working directory first on sys.path; a module there
+    # must not stand in for a library or a runbook's own CUSTOM module.
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", cwd)]
     app()
 
 

@@ -221,6 +221,14 @@ def verify(
         str | None,
         typer.Option("--execution-id", help="Local mode: only this execution's chain"),
     ] = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option("--expect-head", help="Local mode: head hash from a checkpoint"),
+    ] = None,
+    expect_count: Annotated[
+        int | None,
+        typer.Option("--expect-count", min=0, help="Local mode: entry count from a checkpoint"),
+    ] = None,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
@@ -242,7 +250,12 @@ def verify(
         if ledger is None or name is not None:
             _fail("give an execution NAME (cluster) or --ledger FILE (local), not both", 2)
         assert _local_verify is not None
-        _local_verify(ledger=ledger, execution_id=execution_id_)
+        _local_verify(
+            ledger=ledger,
+            execution_id=execution_id_,
+            expect_head=expect_head,
+            expect_count=expect_count,
+        )
         return
     from runbook_operator import ledger_store
 

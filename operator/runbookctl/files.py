@@ -15,27 +15,19 @@ from runbook_engine.loader import definition_from_text, parse_documents, plan_fr
 from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import Plan
 from runbook_engine.problems import InvalidRunbook, Problem
-
-
-def read_bytes_bounded(path: Path, limit: int) -> bytes:
-    """At most `limit` bytes of `path`; OSError if unreadable, ValueError if larger."""
-    with path.open("rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"larger than the limit of {limit} bytes")
-    return data
+from runbook_executors.files import FileTooLarge, read_bytes_bounded
 
 
 def read_text(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> str:
     """A UTF-8 text file of at most `limit` bytes; InvalidRunbook (field "") otherwise."""
     try:
-        data = read_bytes_bounded(path, limit)
+        data = read_bytes_bounded(path, limit, setting="MAX_DOCUMENT_BYTES, fixed")
     except OSError as exc:
         raise InvalidRunbook(
             [Problem("", f"cannot read file: {exc.strerror or exc}")], source=str(path)
         ) from None
-    except ValueError as exc:
-        raise InvalidRunbook([Problem("", f"file is {exc}")], source=str(path)) from None
+    except FileTooLarge as exc:
+        raise InvalidRunbook([Problem("", f"file {exc}")], source=str(path)) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

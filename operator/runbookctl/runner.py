@@ -1,9 +1,14 @@
 """The local runner: the imperative shell that drives the pure scheduler on one machine.
 
 Each attempt runs as a subprocess through the same entrypoint the Job pods use
-(`python -m runbook_executors run --context C --result R`), in its own process group, so a
-timeout or a cancel really stops the work. `isolation="inline"` runs executors in this process
-(fast, for trusted executors and benchmarks; a timeout then cancels only async work).
+(`python -P -m runbook_executors run --context C --result R`), in its own process group, so a
+timeout or a cancel really stops the work; the runner is a child subreaper and every process of
+an attempt carries a token, so processes that start their own session are stopped too.
+`isolation="inline"` runs executors in this process (fast, for trusted executors and
+benchmarks; a timeout then cancels only async work).
+
+What an attempt may cost is bounded: its output (runbook_engine.limits, checked before the
+result file is read), the log tail kept (the rest of its output is read and dropped).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runbook_engine.audit import AuditChain
 from runbook_engine.context import build_context
@@ -28,6 +34,13 @@ from runbook_engine.contract import StepExecutorContext, StepExecutorResult
 from runbook_engine.control import ControlError, apply_control
 from runbook_engine.driver import Actors, drive
 from runbook_engine.enums import ControlAction
+from runbook_engine.limits import (
+    clip_message,
+    effective_output_limit,
+    output_size_problem,
+    result_file_limit,
+    result_file_too_large,
+)
 from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
@@ -41,9 +54,24 @@ from runbook_engine.scheduler import (
 )
 from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import utcnow
+from runbook_executors import processes
+from runbookctl.ledger import JsonlLedger
 
-Isolation = Literal["process", "inline"]
+if TYPE_CHECKING:
+    from runbook_executors.registry import ExecutorRegistry
+
 KILL_GRACE_SECONDS = 2.0
+LOG_TAIL_BYTES = 4096
+"""Of an attempt's stdout/stderr only the last bytes are kept (for the 'exited without a
+result' message); the rest is read and dropped, so a step printing gigabytes costs no memory."""
+LOG_TAIL_CHARS = 500
+
+
+class Isolation(StrEnum):
+    """How attempts run: `process` (own process, killable; default) or `inline` (this process)."""
+
+    process = "process"
+    inline = "inline"
 
 
 __all__ = ["ControlError", "Isolation", "JsonlLedger", "LocalRunner", "RunOutcome"]
@@ -53,22 +81,6 @@ class EntrySink(Protocol):
     """Where appended audit entries go (a JSON Lines ledger file, a test list...)."""
 
     def __call__(self, entry: dict[str, Any]) -> None: ...
-
-
-class JsonlLedger:
-    """Appends entries to a JSON Lines file, one per line, flushed as they are written."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = path.open("a", encoding="utf-8")
-
-    def __call__(self, entry: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 @dataclass
@@ -94,21 +106,22 @@ class LocalRunner:
         request: ExecutionRequest,
         *,
         execution_id: str | None = None,
-        isolation: Isolation = "process",
-        registry: Any = None,
+        isolation: Isolation | str = Isolation.process,
+        registry: ExecutorRegistry | None = None,
         base_dir: Path | None = None,
         work_dir: Path | None = None,
         sinks: list[EntrySink] | None = None,
         on_decision: Callable[[Decision], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
         actor: str = "runbookctl",
+        max_output_bytes: int | None = None,
     ) -> None:
         self.plan = plan
         self.request = request
         self.execution_id = (
             execution_id or f"{plan.definition.id.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
         )
-        self.isolation = isolation
+        self.isolation = Isolation(isolation)
         self.registry = registry
         self.base_dir = base_dir
         self.work_dir = work_dir
@@ -116,11 +129,17 @@ class LocalRunner:
         self.on_decision = on_decision
         self.clock = clock
         self.actor = actor
+        self.output_limit = effective_output_limit(
+            plan.definition.max_output_bytes, max_output_bytes
+        )
+        """Largest output an attempt may return: the runbook's limit under this shell's cap."""
         self.chain = AuditChain(self.execution_id)
         self.state: ExecutionState = new_execution(plan, self.execution_id, clock())
         self._wake = asyncio.Event()
         self._control_actor: str | None = None
         self._warnings: list[str] = []
+        self._token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}/"
+        """Prefix of the ATTEMPT_ENV token of every attempt of this run (see processes)."""
 
     # -- control (level changes to the request, as `kubectl patch` does on a cluster) ---------
     def pause(self, actor: str = "user") -> None:
@@ -142,53 +161,66 @@ class LocalRunner:
         attempts: dict[tuple[str, int], _Attempt] = {}
         observations: list[Observation] = []
         with contextlib.ExitStack() as stack:
-            work = self.work_dir or Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="runbook-"))
-            )
+            work = self._prepare(stack)
             while True:
                 self._wake.clear()
-                step = drive(
-                    self.plan,
-                    self.request,
-                    self.state,
-                    self.chain,
-                    observations,
-                    self.clock(),
-                    self._actors(),
-                )
-                decision = step.decision
-                observations = []
-                self.state = decision.state
-                for entry in step.entries:
-                    for sink in self.sinks:
-                        sink(entry)
-                self._warnings.extend(decision.warnings)
-                for action in decision.actions:
-                    if isinstance(action, StartAttempt):
-                        ctx = build_context(
-                            self.plan, self.request, self.state, action.step_id, action.attempt
-                        )
-                        task = asyncio.create_task(self._run_attempt(ctx, work))
-                        attempts[(action.step_id, action.attempt)] = _Attempt(
-                            action.step_id, action.attempt, task
-                        )
-                    elif isinstance(action, StopAttempt):
-                        running = attempts.pop((action.step_id, action.attempt), None)
-                        if running is not None:
-                            running.task.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await running.task
+                decision = self._drive(observations)
+                await self._carry_out(decision.actions, attempts, work)
                 if self.on_decision:
                     self.on_decision(decision)
                 if self.state.status.terminal:
-                    for leftover in attempts.values():
-                        leftover.task.cancel()
-                    await asyncio.gather(
-                        *(a.task for a in attempts.values()), return_exceptions=True
-                    )
+                    await _stop_all(attempts)
                     break
                 observations = await self._wait(attempts, decision.next_wakeup)
+            self._stop_leftovers(self._token)
         return RunOutcome(self.state, self.chain, self._warnings)
+
+    def _prepare(self, stack: contextlib.ExitStack[bool | None]) -> Path:
+        """The work directory; for inline attempts, RUNBOOK_BASE_DIR while the run lasts."""
+        if self.isolation is Isolation.process:
+            processes.become_subreaper()
+        elif self.base_dir is not None:
+            stack.enter_context(_environ(RUNBOOK_BASE_DIR=str(self.base_dir)))
+        if self.work_dir is not None:
+            return self.work_dir
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runbook-")))
+
+    def _drive(self, observations: list[Observation]) -> Decision:
+        """One drive step: new state, ledger entries to the sinks, warnings kept."""
+        step = drive(
+            self.plan,
+            self.request,
+            self.state,
+            self.chain,
+            observations,
+            self.clock(),
+            self._actors(),
+        )
+        self.state = step.state
+        for entry in step.entries:
+            for sink in self.sinks:
+                sink(entry)
+        self._warnings.extend(step.decision.warnings)
+        return step.decision
+
+    async def _carry_out(
+        self,
+        actions: Iterable[StartAttempt | StopAttempt],
+        attempts: dict[tuple[str, int], _Attempt],
+        work: Path,
+    ) -> None:
+        for action in actions:
+            key = (action.step_id, action.attempt)
+            if isinstance(action, StartAttempt):
+                ctx = build_context(
+                    self.plan, self.request, self.state, action.step_id, action.attempt
+                )
+                task = asyncio.create_task(self._run_attempt(ctx, work))
+                attempts[key] = _Attempt(action.step_id, action.attempt, task)
+            elif (running := attempts.pop(key, None)) is not None:
+                running.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running.task
 
     async def _wait(
         self, attempts: dict[tuple[str, int], _Attempt], next_wakeup: datetime | None
@@ -215,9 +247,20 @@ class LocalRunner:
 
     # -- attempts ------------------------------------------------------------------------------
     async def _run_attempt(self, ctx: StepExecutorContext, work: Path) -> Observation:
-        if self.isolation == "inline":
+        if self.isolation is Isolation.inline:
             return await self._run_inline(ctx)
         return await self._run_subprocess(ctx, work)
+
+    def _checked(self, ctx: StepExecutorContext, result: StepExecutorResult) -> Observation:
+        """A successful result whose output is over the limit is a failed attempt."""
+        if result.success:
+            try:
+                problem = output_size_problem(result.output, self.output_limit)
+            except (TypeError, ValueError):
+                problem = None  # not canonical JSON: the scheduler says so
+            if problem is not None:
+                result = StepExecutorResult(success=False, error=problem)
+        return AttemptFinished(ctx.step_id, ctx.attempt, result)
 
     async def _run_inline(self, ctx: StepExecutorContext) -> Observation:
         from runbook_executors.base import invoke
@@ -230,54 +273,105 @@ class LocalRunner:
             return AttemptFinished(
                 ctx.step_id, ctx.attempt, StepExecutorResult(success=False, error=str(exc))
             )
-        result = await invoke(executor, ctx)
-        return AttemptFinished(ctx.step_id, ctx.attempt, result)
+        return self._checked(ctx, await invoke(executor, ctx))
+
+    def _attempt_env(self, ctx: StepExecutorContext) -> dict[str, str]:
+        """The step's environment: ours, plus the runbook folder and the attempt's token.
+
+        PYTHONPATH is left alone: CUSTOM finds modules of the runbook folder through
+        RUNBOOK_BASE_DIR after the installed packages, so no file there shadows a library."""
+        env = dict(os.environ)
+        if self.base_dir is not None:
+            env["RUNBOOK_BASE_DIR"] = str(self.base_dir)
+        env[processes.ATTEMPT_ENV] = self._attempt_token(ctx)
+        env[processes.PARENT_ENV] = str(os.getpid())
+        return env
+
+    def _attempt_token(self, ctx: StepExecutorContext) -> str:
+        return f"{self._token}{ctx.step_id}/{ctx.attempt}/"
 
     async def _run_subprocess(self, ctx: StepExecutorContext, work: Path) -> Observation:
         stem = f"{ctx.step_id}.{ctx.attempt}"
         ctx_path = work / f"{stem}.context.json"
         result_path = work / f"{stem}.result.json"
-        log_path = work / f"{stem}.log"
         ctx_path.write_text(json.dumps(ctx.wire()), encoding="utf-8")
-        env = dict(os.environ)
-        if self.base_dir is not None:
-            # Relative data paths and CUSTOM modules resolve next to the runbook file.
-            env["RUNBOOK_BASE_DIR"] = str(self.base_dir)
-            paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-            env["PYTHONPATH"] = os.pathsep.join([*paths, str(self.base_dir)])
-        with log_path.open("wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "runbook_executors",
-                "run",
-                "--context",
-                str(ctx_path),
-                "--result",
-                str(result_path),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-            try:
-                code = await proc.wait()
-            except asyncio.CancelledError:
-                await _terminate(proc)
-                raise
-        if result_path.exists():
-            try:
-                result = StepExecutorResult.model_validate_json(
-                    result_path.read_text(encoding="utf-8")
-                )
-            except ValueError as exc:
-                return AttemptLost(ctx.step_id, ctx.attempt, f"unreadable result file: {exc}")
-            return AttemptFinished(ctx.step_id, ctx.attempt, result)
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-500:].strip()
-        return AttemptLost(
-            ctx.step_id, ctx.attempt, f"exited with code {code} without a result: {tail}"
+        # -P: the working directory is not put on sys.path (no module there replaces ours).
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-P", "-m", "runbook_executors", "run"),
+            *("--context", str(ctx_path), "--result", str(result_path)),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self._attempt_env(ctx),
+            start_new_session=True,
         )
+        try:
+            assert proc.stdout is not None
+            tail = await _tail(proc.stdout, LOG_TAIL_BYTES)
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            await _terminate(proc)
+            raise
+        finally:
+            self._stop_leftovers(self._attempt_token(ctx))
+        return self._read_result(ctx, result_path, code, tail)
+
+    def _read_result(
+        self, ctx: StepExecutorContext, result_path: Path, code: int, tail: bytes
+    ) -> Observation:
+        """The attempt's observation from its result file, whose size is checked first."""
+        try:
+            size = result_path.stat().st_size
+        except OSError:
+            text = tail.decode("utf-8", errors="replace")[-LOG_TAIL_CHARS:].strip()
+            return AttemptLost(
+                ctx.step_id, ctx.attempt, f"exited with code {code} without a result: {text}"
+            )
+        if size > result_file_limit(self.output_limit):
+            error = result_file_too_large(size, self.output_limit)
+            return AttemptFinished(
+                ctx.step_id, ctx.attempt, StepExecutorResult(success=False, error=error)
+            )
+        try:
+            result = StepExecutorResult.model_validate_json(result_path.read_bytes())
+        except ValueError as exc:
+            reason = clip_message(f"unreadable result file: {exc}")
+            return AttemptLost(ctx.step_id, ctx.attempt, reason)
+        return self._checked(ctx, result)
+
+    @staticmethod
+    def _stop_leftovers(token_prefix: str) -> None:
+        """Kill processes an attempt left behind (e.g. one that started its own session)."""
+        processes.kill_and_reap(processes.leftovers(token_prefix))
+
+
+async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """Read `stream` to its end, keeping only the last `keep` bytes."""
+    tail = b""
+    while chunk := await stream.read(65536):
+        tail = (tail + chunk)[-keep:]
+    return tail
+
+
+async def _stop_all(attempts: dict[tuple[str, int], _Attempt]) -> None:
+    for leftover in attempts.values():
+        leftover.task.cancel()
+    await asyncio.gather(*(a.task for a in attempts.values()), return_exceptions=True)
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 async def _terminate(proc: asyncio.subprocess.Process) -> None:

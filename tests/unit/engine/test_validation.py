@@ -18,7 +18,6 @@ from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan, find_cycle, graph_problems, legal_problems
 from runbook_engine.problems import InvalidRunbook, Problem
 from runbookctl.files import load_plan, load_runbook_file
-from runbookctl.files import load_plan, load_runbook_file
 
 KNOWN = {str(a) for a in ActionType}
 
