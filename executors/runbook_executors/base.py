@@ -9,13 +9,14 @@ from typing import Any, ClassVar, TypeVar
 
 from runbook_engine.canonical import canonical_sha256
 from runbook_engine.contract import (
+    MAX_MESSAGE_CHARS,
     Citation,
     Evidence,
     KpiValue,
     StepExecutorContext,
     StepExecutorResult,
+    clip_message,
 )
-from runbook_engine.limits import MAX_MESSAGE_CHARS, clip_message
 
 __all__ = ["BaseStepExecutor", "ConfigError", "NonRetryableError", "canonical_sha256", "invoke"]
 

@@ -54,6 +54,20 @@ class Evidence(CamelModel):
 KpiValue = int | float | bool | str
 
 
+MAX_MESSAGE_CHARS = 4000
+"""Error messages and log tails kept per attempt (the rest is cut, with a marker). Here, in the
+contract, because executors clip their errors too; runbook_engine.limits lists it with the rest."""
+
+
+def clip_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`message` cut to `limit` characters (head and tail kept), saying how much was dropped."""
+    if len(message) <= limit:
+        return message
+    keep = max(limit - 60, 2)
+    head, tail = message[: keep * 3 // 4], message[-(keep // 4) :]
+    return f"{head} …[{len(message) - len(head) - len(tail)} characters cut]… {tail}"
+
+
 class StepExecutorResult(CamelModel):
     """Outcome of one attempt. `success=False` with `error` is a failed attempt (retried per policy)."""
 

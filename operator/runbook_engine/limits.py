@@ -1,7 +1,8 @@
 """Size and depth limits: one rule for every shell (runbookctl and the operator).
 
 Hostile or careless input must not cost unbounded memory or time. Every limit lives here with its
-default; docs/limits.md lists them with how to change each one.
+default; docs/limits.md lists them with how to change each one. The message rule
+(MAX_MESSAGE_CHARS, clip_message) lives in the contract, because executors clip too.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from runbook_engine.canonical import canonical_json
+from runbook_engine.contract import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
+from runbook_engine.contract import clip_message as clip_message
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -26,9 +29,6 @@ OUTPUT_LIMIT_HOW = (
 RESULT_FILE_OVERHEAD_BYTES = 1 * MIB
 """A result file also carries evidence and KPIs: it may exceed the output limit by this much
 plus the output limit again (evidence often quotes the output) before it is refused unread."""
-
-MAX_MESSAGE_CHARS = 4000
-"""Error messages and log tails kept per attempt (the rest is cut, with a marker)."""
 
 MAX_DOCUMENT_BYTES = 4 * MIB
 """A runbook or input file (YAML/JSON) may be at most this large."""
@@ -68,12 +68,3 @@ def result_file_too_large(size: int, output_limit: int) -> str:
 def result_file_limit(output_limit: int) -> int:
     """Largest result file a shell reads for an attempt with this output limit."""
     return 2 * output_limit + RESULT_FILE_OVERHEAD_BYTES
-
-
-def clip_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """`message` cut to `limit` characters (head and tail kept), saying how much was dropped."""
-    if len(message) <= limit:
-        return message
-    keep = max(limit - 60, 2)
-    head, tail = message[: keep * 3 // 4], message[-(keep // 4) :]
-    return f"{head} …[{len(message) - len(head) - len(tail)} characters cut]… {tail}"
