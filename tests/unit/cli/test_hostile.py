@@ -166,9 +166,12 @@ def test_a_chain_of_default_transforms_stays_small(tmp_path: Path) -> None:
 
 
 # -- unbounded reads --------------------------------------------------------------------------
-def test_a_step_printing_300_mb_costs_no_memory(tmp_path: Path) -> None:
+def test_a_step_printing_800_mb_costs_no_memory(tmp_path: Path) -> None:
+    """The runner used to hold a step's whole output to keep a 500-character tail (300 MB
+    printed: 665 MB held); 800 MB under the 1 GiB limit only passes when it streams."""
     path = write_runbook(
-        tmp_path, [{"id": "loud", "config": {"function": "hostile_steps:chatter"}}]
+        tmp_path,
+        [{"id": "loud", "config": {"function": "hostile_steps:chatter", "megabytes": 800}}],
     )
     proc, result = run_json(path)
     assert proc.returncode == 1
