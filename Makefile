@@ -45,11 +45,34 @@ lint: setup ## ruff (lint + format check), mypy (strict) and the import contract
 unit: setup ## unit, property and local-runner tests (no cluster)
 	$(BIN)/pytest -m "not e2e and not kwok" tests
 
-crds: setup ## regenerate crds/ from the pydantic models
+crds: setup ## regenerate crds/ and the chart's crds/ from the pydantic models
 	$(BIN)/python hack/gen_crds.py
 
 bench: setup ## print engine benchmark figures (not a test)
 	$(BIN)/python hack/bench.py
+
+# Deploying the operator with the Helm chart (docs/operator.md, "Installing").
+RUNBOOK_CACHE ?= /var/cache/runbook-operator
+LOCAL_KUBECONFIG := $(RUNBOOK_CACHE)/cluster/admin.kubeconfig
+IMAGE ?= runbook-operator:dev
+RELEASE ?= runbook-operator
+DEPLOY_NAMESPACE ?= runbook-system
+HELM_ARGS ?=
+KUBE_ENV = export KUBECONFIG="$${KUBECONFIG:-$(LOCAL_KUBECONFIG)}"; \
+	helm="$$(hack/cluster/bin-path.sh helm)" && kubectl="$$(hack/cluster/bin-path.sh kubectl)" || exit 1
+
+deploy: ## helm upgrade --install the chart with the local image into the current cluster
+	@$(KUBE_ENV); set -e; echo "deploy: $(RELEASE) in namespace $(DEPLOY_NAMESPACE), image $(IMAGE), KUBECONFIG=$$KUBECONFIG"; \
+	"$$kubectl" apply --server-side --force-conflicts -f charts/runbook-operator/crds/; \
+	"$$helm" upgrade --install $(RELEASE) charts/runbook-operator \
+	  --namespace $(DEPLOY_NAMESPACE) --create-namespace \
+	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
+	  --set image.pullPolicy=IfNotPresent --wait --timeout 5m $(HELM_ARGS); \
+	"$$kubectl" -n $(DEPLOY_NAMESPACE) get deploy,pods -l app.kubernetes.io/instance=$(RELEASE)
+
+undeploy: ## helm uninstall the operator (CRDs, Runbooks, ledgers and the signing key stay)
+	@$(KUBE_ENV); set -e; \
+	"$$helm" uninstall $(RELEASE) --namespace $(DEPLOY_NAMESPACE) --wait --ignore-not-found
 
 test: lint unit ## set up everything and run all tests (unit + e2e on a real local cluster)
 	bash hack/ci-e2e.sh
@@ -57,6 +80,6 @@ test: lint unit ## set up everything and run all tests (unit + e2e on a real loc
 clean: ## remove the venv and outputs
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup demo demo-cluster demo-generic lint unit crds bench test clean
+.PHONY: help setup demo demo-cluster demo-generic lint unit crds bench deploy undeploy test clean
 
 -include cluster.mk
