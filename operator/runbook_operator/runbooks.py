@@ -19,7 +19,11 @@ class RunbookStatusWriter:
 
         meta = body.get("metadata") or {}
         status = runbook_status(
-            dict(body.get("spec") or {}), int(meta.get("generation") or 0), utcnow()
+            dict(body.get("spec") or {}),
+            int(meta.get("generation") or 0),
+            utcnow(),
+            name=meta.get("name") or name,  # stands in for a missing spec.id, as locally
+            previous=body.get("status"),  # keeps lastTransitionTime: no rewrite per event
         )
         if status == body.get("status"):
             return
