@@ -57,17 +57,19 @@ LOCAL_KUBECONFIG := $(RUNBOOK_CACHE)/cluster/admin.kubeconfig
 IMAGE ?= runbook-operator:dev
 RELEASE ?= runbook-operator
 DEPLOY_NAMESPACE ?= runbook-system
+WATCH_NAMESPACES ?=
 HELM_ARGS ?=
 KUBE_ENV = export KUBECONFIG="$${KUBECONFIG:-$(LOCAL_KUBECONFIG)}"; \
 	helm="$$(hack/cluster/bin-path.sh helm)" && kubectl="$$(hack/cluster/bin-path.sh kubectl)" || exit 1
 
-deploy: ## helm upgrade --install the chart with the local image into the current cluster
+deploy: ## helm upgrade --install the chart with the local image into the current cluster (WATCH_NAMESPACES=a,b: namespaced)
 	@$(KUBE_ENV); set -e; echo "deploy: $(RELEASE) in namespace $(DEPLOY_NAMESPACE), image $(IMAGE), KUBECONFIG=$$KUBECONFIG"; \
 	"$$kubectl" apply --server-side --force-conflicts -f charts/runbook-operator/crds/; \
 	"$$helm" upgrade --install $(RELEASE) charts/runbook-operator \
 	  --namespace $(DEPLOY_NAMESPACE) --create-namespace \
 	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
-	  --set image.pullPolicy=IfNotPresent --wait --timeout 5m $(HELM_ARGS); \
+	  --set image.pullPolicy=IfNotPresent $(if $(WATCH_NAMESPACES),--set 'watchNamespaces={$(WATCH_NAMESPACES)}') \
+	  --wait --timeout 5m $(HELM_ARGS); \
 	"$$kubectl" -n $(DEPLOY_NAMESPACE) get deploy,pods -l app.kubernetes.io/instance=$(RELEASE)
 
 undeploy: ## helm uninstall the operator (CRDs, Runbooks, ledgers and the signing key stay)
