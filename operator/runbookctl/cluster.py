@@ -80,6 +80,11 @@ class Target:
         objs = self.kube.list(EXECUTIONS, self.namespace)
         return sorted(objs, key=lambda o: str(o["metadata"].get("creationTimestamp", "")))
 
+    def get_configmap(self, name: str) -> dict[str, Any]:
+        from runbook_operator.kube import CONFIGMAPS
+
+        return self.kube.get(CONFIGMAPS, self.namespace, name)
+
     def patch_spec(self, obj: dict[str, Any], change: dict[str, Any]) -> None:
         """Merge patch of spec, only if it is still the same object (uid precondition)."""
         from runbook_operator.kube import EXECUTIONS
@@ -211,6 +216,35 @@ def logs(
         _emit(entries, output, lambda: cluster_view.entries_table(entries, title))
 
 
+def output(
+    name: NameArg,
+    step: Annotated[str, typer.Argument(help="Step id")],
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: FormatOpt = Format.json,
+) -> None:
+    """Print a succeeded step's output (from its result ConfigMap, checked against the status)."""
+    from runbook_engine.canonical import canonical_sha256
+    from runbook_operator import names, results
+
+    with _errors():
+        target = Target(kubeconfig, context, namespace)
+        obj = target.execution(name)
+        try:
+            job, expected = cluster_view.result_source(obj, step)
+        except LookupError as exc:
+            _fail(str(exc), 1)
+        try:
+            result = results.read_configmap(target.get_configmap(names.result_configmap(job)))
+        except results.ResultError as exc:
+            _fail(str(exc), 1)
+        if expected is not None and canonical_sha256(result.output) != expected:
+            _fail(f"the output of {step!r} does not match status outputHash {expected[:16]}…", 1)
+        data = result.output
+    _emit(data, Format.yaml if output is Format.yaml else Format.json, lambda: None)
+
+
 def verify(
     name: Annotated[str | None, typer.Argument(help="RunbookExecution name (cluster)")] = None,
     ledger: Annotated[
@@ -306,3 +340,4 @@ def register(app: typer.Typer, local_verify: Callable[..., None]) -> None:
         app.command(action.lower())(_control(action))
     app.command()(logs)
     app.command("verify")(verify)
+    app.command()(output)

@@ -136,3 +136,17 @@ def entries_table(entries: Sequence[Any], title: str) -> Table:
             line.split(" ", 1)[1] if " " in line else line,
         )
     return table
+
+
+def result_source(obj: Mapping[str, Any], step_id: str) -> tuple[str, str | None]:
+    """The Job whose result holds `step_id`'s output, and the output's hash in the status.
+
+    Raises LookupError saying why there is no output (unknown step, not succeeded)."""
+    steps = (obj.get("status") or {}).get("steps") or []
+    step = next((s for s in steps if s.get("stepId") == step_id), None)
+    if step is None:
+        known = ", ".join(str(s.get("stepId")) for s in steps) or "none yet"
+        raise LookupError(f"no step {step_id!r} in the status (steps: {known})")
+    if step.get("status") != "SUCCEEDED" or not step.get("jobName"):
+        raise LookupError(f"step {step_id!r} is {step.get('status', 'PENDING')}: it has no output")
+    return str(step["jobName"]), step.get("outputHash")

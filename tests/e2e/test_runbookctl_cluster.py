@@ -186,6 +186,35 @@ def test_logs_and_verify_follow_the_object_and_survive_its_deletion(
     )
 
 
+def test_output_prints_a_steps_result_checked_against_the_status(
+    cluster: Cluster, kube: Kube, namespace: str
+) -> None:
+    from runbook_engine.canonical import canonical_sha256
+    from runbook_engine.contract import StepExecutorResult
+    from runbook_operator import names, results
+    from runbook_operator.kube import CONFIGMAPS
+
+    status = _status("RUNNING")
+    ingest = status["steps"][0]
+    produced = {"records": [1, 2, {"deep": "ü"}], "count": 3}
+    raw, sha = results.encode(StepExecutorResult(success=True, output=produced))
+    cm = results.configmap(names.result_configmap(ingest["jobName"]), raw, sha, {}, None)
+    kube.create(CONFIGMAPS, namespace, cm)
+    ingest["outputHash"] = canonical_sha256(produced)
+    _make(kube, namespace, "zeta", status)
+    proc = ctl(cluster, "output", "zeta", "ingest", "-n", namespace)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == produced
+    as_yaml = ctl(cluster, "output", "zeta", "ingest", "-n", namespace, "-o", "yaml")
+    assert yaml.safe_load(as_yaml.stdout) == produced
+    running = ctl(cluster, "output", "zeta", "enrich", "-n", namespace)
+    assert running.returncode == 1 and "'enrich' is RUNNING: it has no output" in running.stderr
+    ingest["outputHash"] = "0" * 64
+    kube.patch(EXECUTIONS, namespace, "zeta", {"status": status}, subresource="status")
+    forged = ctl(cluster, "output", "zeta", "ingest", "-n", namespace)
+    assert forged.returncode == 1 and "does not match status outputHash" in forged.stderr
+
+
 def _kubectl() -> str | None:
     try:
         out = subprocess.run(

@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from runbookctl.cluster_view import (
@@ -139,3 +140,23 @@ def test_verify_needs_a_name_or_a_ledger(tmp_path: Path) -> None:
     assert neither.returncode == 2 and "NAME" in neither.stderr
     both = _ctl("verify", "x", "--ledger", str(tmp_path / "l.jsonl"), env_kubeconfig=missing)
     assert both.returncode == 2
+
+
+def test_result_source_names_the_job_or_says_why_not() -> None:
+    from runbookctl.cluster_view import result_source
+
+    obj = {
+        "status": {
+            "steps": [
+                {"stepId": "a", "status": "SUCCEEDED", "jobName": "x-a-1", "outputHash": "h"},
+                {"stepId": "b", "status": "FAILED", "jobName": "x-b-2"},
+            ]
+        }
+    }
+    assert result_source(obj, "a") == ("x-a-1", "h")
+    with pytest.raises(LookupError, match="'b' is FAILED: it has no output"):
+        result_source(obj, "b")
+    with pytest.raises(LookupError, match=r"no step 'c' in the status \(steps: a, b\)"):
+        result_source(obj, "c")
+    with pytest.raises(LookupError, match="steps: none yet"):
+        result_source({}, "a")
