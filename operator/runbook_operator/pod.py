@@ -25,6 +25,7 @@ from immutables import Map
 from runbook_engine.context import build_context
 from runbook_engine.contract import StepExecutorContext, StepExecutorResult
 from runbook_engine.enums import ExecutionStatus
+from runbook_engine.limits import output_size_problem
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.state import ExecutionState
@@ -67,17 +68,12 @@ def pod_context(env: Mapping[str, str], mount: Path) -> StepExecutorContext:
 
 
 def over_limit(result: StepExecutorResult, limit: int) -> StepExecutorResult:
-    """The result, or a failed one when its output is larger than `limit` bytes."""
+    """The result, or a failed one when its output is larger than `limit` bytes (the same rule
+    and message as the local runner: runbook_engine.limits)."""
     if not result.success:
         return result
-    size = results.output_size(result)
-    if size <= limit:
-        return result
-    return StepExecutorResult(
-        success=False,
-        error=f"output is {size} bytes, over the limit of {limit} bytes "
-        "(RUNBOOK_MAX_OUTPUT_BYTES on the operator)",
-    )
+    problem = output_size_problem(result.output, limit)
+    return result if problem is None else StepExecutorResult(success=False, error=problem)
 
 
 def run_step(ctx: StepExecutorContext, work: Path) -> StepExecutorResult:

@@ -19,6 +19,7 @@ from runbook_engine.context import context_sources
 from runbook_engine.contract import StepExecutorResult
 from runbook_engine.driver import Actors, drive
 from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
+from runbook_engine.limits import effective_output_limit
 from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
@@ -228,7 +229,9 @@ def _job_for(
         attempt=start.attempt,
         definition_configmap=world.pinned.configmap,
         upstream=upstream,
-        max_output_bytes=cfg.max_output_bytes,
+        max_output_bytes=effective_output_limit(
+            plan.definition.max_output_bytes, cfg.max_output_bytes
+        ),
         files_configmap=plan.definition.files_config_map,
     )
     return job_manifest(job, cfg)

@@ -53,11 +53,6 @@ def encode(result: StepExecutorResult) -> tuple[bytes, str]:
     return raw, hashlib.sha256(raw).hexdigest()
 
 
-def output_size(result: StepExecutorResult) -> int:
-    """Size of the step output as the limit counts it: canonical JSON bytes."""
-    return len(canonical_json(result.output))
-
-
 def configmap(
     name: str,
     raw: bytes,

@@ -291,3 +291,15 @@ def test_a_refused_legal_basis_starts_no_job(rb: Runbooks) -> None:
     assert not rb.jobs(created["metadata"]["uid"])
     assert [s["status"] for s in status["steps"]] == ["SKIPPED"]
     assert json.dumps(status["audit"]["recent"]).count("EXECUTION_REJECTED") == 1
+
+
+def test_an_output_over_the_runbooks_limit_fails_the_attempt_with_size_and_limit(
+    rb: Runbooks,
+) -> None:
+    rb.runbook(
+        "bounded", [transform("big", expressions={"blob": "input.blob"})], maxOutputBytes=1024
+    )
+    rb.execute("b-1", "bounded", input={"blob": "x" * 5000})
+    rb.wait_phase("b-1", "FAILED", timeout=120)
+    message = rb.steps("b-1")["big"]["message"]
+    assert "output is 5011 bytes, over the limit of 1024 bytes" in message, message

@@ -59,5 +59,5 @@ def test_an_output_over_the_limit_fails_with_size_and_limit() -> None:
     failed = pod.over_limit(big, 50)
     assert not failed.success
     assert failed.error is not None
-    assert failed.error.startswith("output is 111 bytes, over the limit of 50 bytes")
+    assert failed.error.startswith("output is 111 bytes, over the limit of 50 bytes (")
     assert pod.over_limit(big, 111) is big
