@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -143,28 +145,30 @@ _TRAILING_PUNCT = ".,;:!?)]}>\"'"
 URL_SCHEMES = frozenset({"http", "https", "ftp", "ftps", "sftp", "ws", "wss", "smb", "tcp", "udp"})
 
 
-def ip_flags(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[str]:
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _in_any(nets: Any) -> Callable[[IPAddress], bool]:
+    return lambda addr: any(addr in net for net in nets if net.version == addr.version)
+
+
+IP_FLAG_RULES: tuple[tuple[str, Callable[[IPAddress], bool]], ...] = (
+    ("documentation", _in_any(DOCUMENTATION_NETS)),
+    ("private", attrgetter("is_private")),
+    ("reserved", attrgetter("is_reserved")),
+    ("loopback", attrgetter("is_loopback")),
+    ("link_local", attrgetter("is_link_local")),
+    ("multicast", attrgetter("is_multicast")),
+    ("unspecified", attrgetter("is_unspecified")),
+    ("bogon", _in_any(BOGON_NETS)),
+    ("not_global", lambda addr: not addr.is_global),
+)
+"""Flag → the rule that sets it."""
+
+
+def ip_flags(addr: IPAddress) -> list[str]:
     """Why an address is special (documentation, private, bogon, ...); empty if global."""
-    flags: set[str] = set()
-    if any(addr in net for net in DOCUMENTATION_NETS if net.version == addr.version):
-        flags.add("documentation")
-    if addr.is_private:
-        flags.add("private")
-    if addr.is_reserved:
-        flags.add("reserved")
-    if addr.is_loopback:
-        flags.add("loopback")
-    if addr.is_link_local:
-        flags.add("link_local")
-    if addr.is_multicast:
-        flags.add("multicast")
-    if addr.is_unspecified:
-        flags.add("unspecified")
-    if any(addr in net for net in BOGON_NETS if net.version == addr.version):
-        flags.add("bogon")
-    if not addr.is_global:
-        flags.add("not_global")
-    return sorted(flags)
+    return sorted(flag for flag, applies in IP_FLAG_RULES if applies(addr))
 
 
 def normalise_ip(text: str) -> Indicator:
