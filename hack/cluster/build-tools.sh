@@ -3,9 +3,10 @@
 # caches them under $RUNBOOK_CACHE/bin/<tool>-<version>-<go>-<hash>/. A second run with
 # the same inputs finds the ".complete" stamp and returns at once.
 #
-#   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [coredns] [etcd] [kind]
-#   (default: kubernetes kwok helm coredns; etcd only for ETCD_SOURCE=go, kind only for
-#   `make kind-up` when no kind is on PATH)
+#   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [coredns] [etcd] [kind] [argo]
+#   (default: kubernetes kwok helm coredns; etcd unless ETCD_SOURCE=debian, kind only for
+#   `make kind-up` when no kind is on PATH, argo only for `make bench`: Argo Workflows'
+#   workflow-controller, the benchmark's peer)
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null || die "go is required (Go >= 1.24)"
@@ -71,11 +72,17 @@ build_coredns() {
     build_simple coredns "${COREDNS_VERSION}" . coredns
 }
 
+build_argo() {
+  LDFLAGS_EXTRA="-X github.com/argoproj/argo-workflows/v4.version=${ARGO_VERSION}" \
+    build_simple argo "${ARGO_VERSION}" github.com/argoproj/argo-workflows/v4/cmd/workflow-controller \
+    workflow-controller
+}
+
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(kubernetes kwok helm coredns)
+[[ ${#targets[@]} -eq 0 ]] && targets=(kubernetes kwok helm coredns $([[ "${ETCD_SOURCE:-go}" == go ]] && echo etcd))
 for t in "${targets[@]}"; do
   case "$t" in
-    kubernetes|kwok|helm|coredns|etcd|kind) "build_${t}" ;;
+    kubernetes|kwok|helm|coredns|etcd|kind|argo) "build_${t}" ;;
     *) die "unknown tool: $t" ;;
   esac
 done

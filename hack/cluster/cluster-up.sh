@@ -17,9 +17,10 @@
 [[ "$(id -u)" == 0 ]] || die "must run as root (kubelet, containerd, iptables)"
 MODE=full
 [[ "${KWOK:-0}" != 0 && -n "${KWOK:-}" ]] && MODE=kwok
-# debian: /usr/bin/etcd from etcd-server (3.4.23, accepted by the 1.34 apiserver);
-# go: etcd ${ETCD_VERSION} built from its Go module (hack/cluster/tools/etcd).
-ETCD_SOURCE="${ETCD_SOURCE:-debian}"
+# go (default): etcd ${ETCD_VERSION} built from its Go module (hack/cluster/tools/etcd);
+# debian: /usr/bin/etcd from etcd-server (3.4.23: no RequestWatchProgress, so client-go
+# >= 0.33 informers (kwok, Argo) see changes only at their relists, 10-40 s late).
+ETCD_SOURCE="${ETCD_SOURCE:-go}"
 
 # ---------------------------------------------------------------- health / idempotency
 api_ready() { kctl get --raw /readyz >/dev/null 2>&1; }
@@ -112,6 +113,10 @@ mkcert controller-manager "/CN=system:kube-controller-manager"
 mkcert scheduler "/CN=system:kube-scheduler"
 mkcert kube-proxy "/CN=system:kube-proxy"
 mkcert coredns "/CN=system:coredns"
+# Identities for the controllers `make bench` compares (benchmarks/cluster.py): the audit log
+# below records exactly their requests, so API calls per step are counted by the apiserver.
+mkcert bench-operator "/O=system:masters/CN=bench:runbook-operator"
+mkcert bench-argo "/O=system:masters/CN=bench:argo-workflow-controller"
 mkcert kubelet-client "/O=system:nodes/CN=system:node:${NODE_NAME}"
 mkcert kubelet "/CN=${NODE_NAME}" "DNS:${NODE_NAME},DNS:localhost,IP:${NODE_IP},IP:127.0.0.1"
 openssl genrsa -out "${PKI}/sa.key" 2048 2>/dev/null
@@ -139,7 +144,7 @@ current-context: runbook-local
 EOF
   chmod 600 "$1"
 }
-for c in admin controller-manager scheduler kube-proxy kubelet-client coredns; do
+for c in admin controller-manager scheduler kube-proxy kubelet-client coredns bench-operator bench-argo; do
   kubeconfig "${CLUSTER_DIR}/${c}.kubeconfig" "$c"
 done
 
@@ -165,6 +170,17 @@ start etcd "${ETCD_BIN}" --name runbook --data-dir "${CLUSTER_DIR}/etcd" \
 wait_until etcd 30 curl -fsS "http://127.0.0.1:${ETCD_CLIENT_PORT}/health" || fail "etcd did not start" etcd
 
 # ---------------------------------------------------------------- control plane
+# Audit: only the two benchmark identities, at Metadata level (verb, resource, user agent,
+# microsecond timestamps); everything else is not recorded, so tests pay nothing for it.
+cat >"${CLUSTER_DIR}/audit-policy.yaml" <<'EOF2'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: Metadata
+  users: ["bench:runbook-operator", "bench:argo-workflow-controller"]
+- level: None
+EOF2
 start kube-apiserver "$(kube_bin kube-apiserver)" \
   --etcd-servers "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
   --bind-address 0.0.0.0 --secure-port "${API_PORT}" --advertise-address "${NODE_IP}" \
@@ -180,7 +196,9 @@ start kube-apiserver "$(kube_bin kube-apiserver)" \
   --service-cluster-ip-range "${SERVICE_CIDR}" \
   --authorization-mode Node,RBAC \
   --enable-admission-plugins NodeRestriction \
-  --allow-privileged=true --profiling=false --event-ttl 1h --v 1
+  --allow-privileged=true --profiling=false --event-ttl 1h --v 1 \
+  --audit-policy-file "${CLUSTER_DIR}/audit-policy.yaml" --audit-log-path "${LOGS}/audit.log" \
+  --audit-log-maxsize 500 --audit-log-maxbackup 1
 wait_until "kube-apiserver /readyz" 90 api_ready || fail "kube-apiserver not ready" kube-apiserver
 
 start kube-controller-manager "$(kube_bin kube-controller-manager)" \
