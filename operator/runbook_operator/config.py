@@ -6,8 +6,10 @@ as is; a bad value is a start-up error naming the variable, never a crash mid-re
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass, field
 
 from runbook_engine.model import ContainerSpec
@@ -47,6 +49,10 @@ class OperatorConfig:
         }
     )
     actor: str = "system:runbook-operator"
+    executor_node_selector: Mapping[str, str] = field(default_factory=dict)
+    """Where step pods may run (e.g. a node pool for runbooks); from a JSON object."""
+    executor_tolerations: tuple[Mapping[str, Any], ...] = ()
+    """Taints step pods tolerate; from a JSON list of Kubernetes tolerations."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -73,6 +79,40 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}: expected true or false, got {raw!r}")
 
 
+def _json(env: Mapping[str, str], name: str, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return kind()
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: not valid JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise SettingsError(f"{name}: expected a JSON {'object' if kind is dict else 'list'}")
+    return value
+
+
+def _node_selector(env: Mapping[str, str]) -> dict[str, str]:
+    name = "RUNBOOK_EXECUTOR_NODE_SELECTOR"
+    value: dict[str, Any] = _json(env, name, dict)
+    bad = [k for k, v in value.items() if not isinstance(v, str)]
+    if bad:
+        raise SettingsError(f"{name}: label values must be strings (key {bad[0]!r})")
+    return value
+
+
+def _tolerations(env: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
+    name = "RUNBOOK_EXECUTOR_TOLERATIONS"
+    value: list[Any] = _json(env, name, list)
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise SettingsError(f"{name}[{i}]: expected a toleration object")
+        unknown = set(item) - {"key", "operator", "value", "effect", "tolerationSeconds"}
+        if unknown:
+            raise SettingsError(f"{name}[{i}]: unknown field {sorted(unknown)[0]!r}")
+    return tuple(value)
+
+
 def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
     """Settings from RUNBOOK_* variables (documented in docs/operator.md)."""
     env = os.environ if env is None else env
@@ -94,4 +134,6 @@ def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
         metrics_port=_int(env, "RUNBOOK_METRICS_PORT", 8080, 1),
         health_port=_int(env, "RUNBOOK_HEALTH_PORT", 8081, 1),
         resync_seconds=float(_int(env, "RUNBOOK_RESYNC_SECONDS", 60, 1)),
+        executor_node_selector=_node_selector(env),
+        executor_tolerations=_tolerations(env),
     )

@@ -158,6 +158,16 @@ def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any
     return container
 
 
+def _placement(cfg: OperatorConfig) -> dict[str, Any]:
+    """nodeSelector and tolerations of step pods, only when the operator is configured so."""
+    out: dict[str, Any] = {}
+    if cfg.executor_node_selector:
+        out["nodeSelector"] = dict(cfg.executor_node_selector)
+    if cfg.executor_tolerations:
+        out["tolerations"] = [dict(t) for t in cfg.executor_tolerations]
+    return out
+
+
 def job_manifest(job: AttemptJob, cfg: OperatorConfig) -> dict[str, Any]:
     """The Job for one attempt of one step."""
     ex = job.execution
@@ -192,7 +202,8 @@ def job_manifest(job: AttemptJob, cfg: OperatorConfig) -> dict[str, Any]:
                     },
                     "containers": [_container(job, name, cfg)],
                     "volumes": _volumes(job),
-                },
+                }
+                | _placement(cfg),
             },
         },
     }

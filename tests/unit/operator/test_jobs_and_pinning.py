@@ -149,11 +149,40 @@ def test_a_bad_spec_is_a_refusal() -> None:
             {"RUNBOOK_MANAGE_EXECUTOR_RBAC": "perhaps"},
             "RUNBOOK_MANAGE_EXECUTOR_RBAC: expected true",
         ),
+        ({"RUNBOOK_EXECUTOR_NODE_SELECTOR": "{pool"}, "RUNBOOK_EXECUTOR_NODE_SELECTOR: not valid"),
+        (
+            {"RUNBOOK_EXECUTOR_NODE_SELECTOR": "[]"},
+            "RUNBOOK_EXECUTOR_NODE_SELECTOR: expected a JSON object",
+        ),
+        ({"RUNBOOK_EXECUTOR_NODE_SELECTOR": '{"pool": 1}'}, "label values must be strings"),
+        (
+            {"RUNBOOK_EXECUTOR_TOLERATIONS": "{}"},
+            "RUNBOOK_EXECUTOR_TOLERATIONS: expected a JSON list",
+        ),
+        ({"RUNBOOK_EXECUTOR_TOLERATIONS": '["x"]'}, r"RUNBOOK_EXECUTOR_TOLERATIONS\[0\]: expected"),
+        (
+            {"RUNBOOK_EXECUTOR_TOLERATIONS": '[{"key": "a", "efect": "NoSchedule"}]'},
+            r"RUNBOOK_EXECUTOR_TOLERATIONS\[0\]: unknown field 'efect'",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_config(env)
+
+
+def test_step_pods_go_where_the_operator_is_told() -> None:
+    env = {
+        "RUNBOOK_EXECUTOR_NODE_SELECTOR": '{"pool": "runbooks"}',
+        "RUNBOOK_EXECUTOR_TOLERATIONS": '[{"key": "dedicated", "operator": "Exists"}]',
+    }
+    step = RunbookStep(id="a", actionType="TRANSFORM")
+    pod = job_manifest(AttemptJob(REF, step, 1, "def-cm", [], 1024), load_config(env))
+    spec = pod["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"pool": "runbooks"}
+    assert spec["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    plain = _job(step)["spec"]["template"]["spec"]
+    assert "nodeSelector" not in plain and "tolerations" not in plain
 
 
 def test_settings_defaults_and_namespaces() -> None:
