@@ -120,4 +120,17 @@ def execution_status(
     for key in ("definitionHash", "definitionRef"):
         if extra.get(key):
             wire[key] = extra[key]
-    return wire
+    return without_nulls(wire)
+
+
+def without_nulls(value: Any) -> Any:
+    """`value` as the apiserver stores it: it prunes null fields (not `nullable` in the schema).
+
+    Comparing the stored status with one that still holds nulls would always differ, and
+    every reconcile would write an unchanged status again.
+    """
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value

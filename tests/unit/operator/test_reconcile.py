@@ -275,3 +275,27 @@ def test_a_thousand_step_status_stays_compact() -> None:
     assert c.body["status"]["phase"] == "COMPLETED"
     assert c.body["status"]["progress"] == "1000/1000"
     assert size < 512 * 1024, size
+
+
+def _stored(status: dict[str, Any]) -> dict[str, Any]:
+    """The status as the apiserver keeps it: null fields pruned (none is `nullable`)."""
+
+    def prune(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: prune(x) for k, x in v.items() if x is not None}
+        return [prune(x) for x in v] if isinstance(v, list) else v
+
+    return prune(json.loads(json.dumps(status)))  # type: ignore[no-any-return]
+
+
+def test_a_reconcile_with_nothing_new_derives_the_stored_status_so_writes_nothing() -> None:
+    c = Cluster(pinned(s("a"), s("b", "a")))
+    for t, event in enumerate([None, "finish-a", None, "finish-b", None]):
+        if event == "finish-a":
+            c.finish("a", 1, ok(x=1))
+        if event == "finish-b":
+            c.finish("b", 1, ok())
+        effects = c.step(T0 + timedelta(seconds=t), apply_status=False)
+        c.body["status"] = _stored(effects.status)
+        again = c.step(T0 + timedelta(seconds=t, milliseconds=500), apply_status=False)
+        assert again.status == c.body["status"], f"after {event}: an unchanged status is written"

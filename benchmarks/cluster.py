@@ -1,0 +1,215 @@
+"""Operator vs Argo Workflows on the same cluster: the same DAGs, pods on kwok nodes.
+
+Each (scenario, system, repeat) runs in a namespace of its own with a freshly started
+controller, so peak RSS, CPU seconds and the audit-log slice belong to that run alone.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from . import audit, workloads
+from .controllers import Controller, start_argo, start_operator
+from .environment import BenchEnv, ensure_namespace, prepare
+from .figures import ARGO, OPERATOR, Figure, Samples
+from .measures import RunMeasures, figures_of
+from .recorder import Recorder, Timeline
+from .shapes import Shape, chain, fan_out_in
+
+PREFIX = "bench-"
+USERS = {OPERATOR: "bench:runbook-operator", ARGO: "bench:argo-workflow-controller"}
+TERMINAL = {
+    OPERATOR: {"COMPLETED", "FAILED", "CANCELLED"},
+    ARGO: {"Succeeded", "Failed", "Error"},
+}
+SUCCESS = {OPERATOR: "COMPLETED", ARGO: "Succeeded"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    units: int  # executions (operator) or workflows (Argo), all submitted at once
+    shape: Shape
+    kwok: bool = True
+    systems: tuple[str, ...] = (OPERATOR, ARGO)
+    timeout_s: float = 1800
+
+    @property
+    def group(self) -> str:
+        return "kwok" if self.kwok else "kubelet"
+
+
+SCENARIOS = (
+    Scenario("chains-20x50", 20, chain(50)),
+    Scenario("fanout-1000", 1, fan_out_in(1000)),
+    Scenario("concurrent-100", 100, chain(10)),
+    # The same kind of chain with real pods: how much of a step is pod start-up.
+    Scenario("chains-2x10", 2, chain(10), kwok=False, systems=(OPERATOR,)),
+)
+
+
+def _custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+def _submit(api: client.ApiClient, system: str, sc: Scenario, ns: str) -> list[str]:
+    objs = _custom(api)
+    names = [f"u{i:03d}" for i in range(sc.units)]
+    if system == OPERATOR:
+        rb = workloads.runbook(sc.name, sc.shape)
+        objs.create_namespaced_custom_object(workloads.GROUP, workloads.VERSION, ns, "runbooks", rb)
+        for name in names:
+            body = workloads.execution(name, sc.name)
+            objs.create_namespaced_custom_object(
+                workloads.GROUP, workloads.VERSION, ns, "runbookexecutions", body
+            )
+    else:
+        for name in names:
+            body = workloads.workflow(name, sc.shape)
+            objs.create_namespaced_custom_object("argoproj.io", "v1alpha1", ns, "workflows", body)
+    return names
+
+
+def _list_units(api: client.ApiClient, system: str, ns: str) -> list[dict[str, Any]]:
+    if system == OPERATOR:
+        got = _custom(api).list_namespaced_custom_object(
+            workloads.GROUP, workloads.VERSION, ns, "runbookexecutions"
+        )
+    else:
+        got = _custom(api).list_namespaced_custom_object("argoproj.io", "v1alpha1", ns, "workflows")
+    return list(got["items"])
+
+
+def _phase(system: str, unit: dict[str, Any]) -> str:
+    return str((unit.get("status") or {}).get("phase") or "")
+
+
+def _wait_done(api: client.ApiClient, system: str, sc: Scenario, ns: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + sc.timeout_s
+    while time.monotonic() < deadline:
+        units = _list_units(api, system, ns)
+        if len(units) == sc.units and all(_phase(system, u) in TERMINAL[system] for u in units):
+            bad = [u["metadata"]["name"] for u in units if _phase(system, u) != SUCCESS[system]]
+            if bad:
+                raise SystemExit(f"bench: {system} {sc.name}: {bad[:5]} did not succeed")
+            return units
+        time.sleep(0.25)
+    raise SystemExit(f"bench: {system} {sc.name}: not done after {sc.timeout_s:.0f} s")
+
+
+def _delete_namespace(api: client.ApiClient, ns: str, timeout: float = 600) -> None:
+    core = client.CoreV1Api(api)
+    core.delete_namespace(ns)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise SystemExit(f"bench: namespace {ns} still there after {timeout:.0f} s")
+
+
+def _start(env: BenchEnv, system: str, sc: Scenario, folder: Path) -> Controller:
+    if system == OPERATOR:
+        kc = env.kubeconfig("bench-operator")
+        return start_operator(kc, folder, f"{PREFIX}op-*", "bench-home", kwok=sc.kwok)
+    return start_argo(env.argo_binary, env.kubeconfig("bench-argo"), folder, "bench-home")
+
+
+def run_once(env: BenchEnv, rec: Recorder, system: str, sc: Scenario, index: int) -> RunMeasures:
+    """One scenario, one system, one repeat: submit, wait, measure, clean up."""
+    ns = f"{PREFIX}{'op' if system == OPERATOR else 'argo'}-{sc.name}-{index}"
+    ensure_namespace(env.api, ns)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        ctl = _start(env, system, sc, Path(tmp))
+        try:
+            start, cpu0, t0 = audit.offset(env.audit_log), ctl.cpu_s(), time.monotonic()
+            names = _submit(env.api, system, sc, ns)
+            units = _wait_done(env.api, system, sc, ns)
+            wall, cpu, rss = time.monotonic() - t0, ctl.cpu_s() - cpu0, ctl.peak_rss_mib()
+            time.sleep(1.0)  # the audit log is written after the response; let it catch up
+            verbs = audit.count_verbs(
+                env.audit_log, start, audit.offset(env.audit_log), USERS[system], ns
+            )
+            status_bytes = max(len(_json(u.get("status") or {})) for u in units)
+            _delete_namespace(env.api, ns)
+        except BaseException:
+            print(f"--- {ctl.name} log (tail) ---\n{_tail(ctl.log)}")
+            raise
+        finally:
+            ctl.stop()
+    timeline = rec.timeline.of_namespace(ns)
+    return RunMeasures(
+        system,
+        sc.name,
+        sc.group,
+        sc.shape,
+        ns,
+        names,
+        timeline,
+        wall,
+        cpu,
+        rss,
+        verbs,
+        status_bytes,
+    )
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    return (
+        "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+    )
+
+
+def _plan(
+    repeat: int, argo_repeat: int, systems: tuple[str, ...]
+) -> Iterator[tuple[str, Scenario, int]]:
+    for sc in SCENARIOS:
+        for system in sc.systems:
+            if system in systems:
+                for i in range(repeat if system == OPERATOR else argo_repeat):
+                    yield system, sc, i
+
+
+def run(
+    repeat: int,
+    progress: Any,
+    *,
+    argo_repeat: int = 1,
+    systems: tuple[str, ...] = (OPERATOR, ARGO),
+    only: Callable[[Scenario], bool] = lambda sc: True,
+) -> tuple[list[Figure], list[Samples]]:
+    """Every scenario for both systems (Argo's runs are long: `argo_repeat` of them)."""
+    plan = [(s, sc, i) for s, sc, i in _plan(repeat, argo_repeat, systems) if only(sc)]
+    task = progress.add_task("cluster: preparing", total=len(plan))
+    env = prepare()
+    figures: list[Figure] = []
+    samples: list[Samples] = []
+    with Recorder(env.api, PREFIX) as rec:
+        for system, sc, i in plan:
+            progress.update(task, description=f"cluster: {system} {sc.name} #{i + 1}")
+            f, s = figures_of(run_once(env, rec, system, sc, i))
+            figures += f
+            samples += s
+            progress.advance(task)
+    return figures, samples
+
+
+__all__ = ["SCENARIOS", "Scenario", "Timeline", "run"]
