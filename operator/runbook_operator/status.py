@@ -120,7 +120,7 @@ def execution_status(
     for key in ("definitionHash", "definitionRef"):
         if extra.get(key):
             wire[key] = extra[key]
-    return without_nulls(wire)
+    return dict(without_nulls(wire))
 
 
 def without_nulls(value: Any) -> Any:
