@@ -110,13 +110,39 @@ def start_operator(
         stderr=subprocess.STDOUT,
     )
     _wait_port(health, proc, "the operator")
+    _maybe_profile(proc.pid)
     return Controller("runbook-operator", proc, log)
+
+
+def _maybe_profile(pid: int) -> None:
+    """BENCH_PROFILE=DIR: sample the operator with py-spy into DIR (collapsed stacks)."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if folder:
+        out = Path(folder) / f"operator-{pid}.txt"
+        subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "50",
+                "-o",
+                str(out),
+                "--pid",
+                str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 def start_argo(binary: Path, kubeconfig: Path, folder: Path, home: str) -> Controller:
     """Argo's workflow-controller with its defaults, as `bench:argo-workflow-controller`."""
     log = folder / "argo.log"
     metrics = 9090  # fixed by the controller's default configuration
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", metrics), 0.2):
+        raise SystemExit(f"bench: port {metrics} is taken: is another workflow-controller running?")
     proc = subprocess.Popen(
         [
             str(binary),

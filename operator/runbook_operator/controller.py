@@ -22,6 +22,7 @@ from runbook_engine.problems import Problem
 from runbook_engine.timeutil import format_time, utcnow
 from runbook_operator import kube as k
 from runbook_operator import metrics, names, pinning, results
+from runbook_operator.children import ChildCache
 from runbook_operator.config import OperatorConfig
 from runbook_operator.jobs import ExecutionRef
 from runbook_operator.reconcile import (
@@ -74,6 +75,7 @@ class Controller:
     _pinned: dict[str, Pinned] = field(default_factory=dict)
     _ledgers: dict[str, Ledger] = field(default_factory=dict)
     _rbac_ready: set[str] = field(default_factory=set)
+    children: ChildCache = field(default_factory=ChildCache)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -165,6 +167,7 @@ class Controller:
             self.kube.delete(k.JOBS, namespace, job["metadata"]["name"])
         self._pinned.pop(ref.uid, None)
         self._ledgers.pop(f"{namespace}/{name}", None)
+        self.children.forget(ref.uid)
 
     def _drive(self, body: Mapping[str, Any], *, cancel: bool) -> Outcome:
         ref = _ref(body)
@@ -185,6 +188,8 @@ class Controller:
         world = World(ref, body, pinned, chain, jobs, pods, reads, now, control)
         effects = reconcile(world, state, self.cfg)
         self._apply(body, ref, ledger, chain, effects, now)
+        if effects.terminal:
+            self.children.forget(ref.uid)
         return Outcome(done=effects.terminal, wake_at=effects.next_wakeup)
 
     # -- fetching ------------------------------------------------------------------------------
@@ -233,13 +238,18 @@ class Controller:
 
     def _children(
         self, ref: ExecutionRef, needed: bool
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        """From the watch-fed cache; listed afresh when it is older than the resync interval."""
         if not needed:
             return [], []
+        cached = self.children.get(ref.uid, max_age=self.cfg.resync_seconds)
+        if cached is not None:
+            return cached
         selector = f"{names.EXECUTION_UID_LABEL}={ref.uid}"
         jobs = self.kube.list(k.JOBS, ref.namespace, selector)
         pods = self.kube.list(k.PODS, ref.namespace, selector) if jobs else []
-        return jobs, pods
+        self.children.prime(ref.uid, jobs, pods)
+        return list(jobs), list(pods)
 
     def _read_results(
         self, ref: ExecutionRef, wanted: Sequence[tuple[str, results.Pointer]]
@@ -291,6 +301,7 @@ class Controller:
             log.warning("cannot create Job %s: %s", manifest["metadata"]["name"], exc)
             metrics.API_ERRORS.labels("create_job").inc()
             return  # the next reconcile sees no Job and records a lost attempt with the reason
+        self.children.add(ref.uid, "job", obj)
         owner = (obj["metadata"].get("labels") or {}).get(names.EXECUTION_UID_LABEL)
         if not created and owner != ref.uid:
             log.error(

@@ -68,24 +68,36 @@ async def drive_execution(
         memo.wakers.pop(uid, None)
 
 
+def _spec_changed(body: Any) -> bool:
+    """A spec the status has not caught up with (pause, cancel, a new execution). The status
+    writes of the operator itself do not count: they would wake every daemon once more."""
+    meta = body.get("metadata") or {}
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed != meta.get("generation") or bool(meta.get("deletionTimestamp"))
+
+
 @kopf.on.event(GROUP, VERSION, "runbookexecutions")
 async def execution_changed(uid: str, body: Any, memo: Any, **_: Any) -> None:
     """A spec change (pause, cancel): wake its daemon, or run once more if it has finished."""
     if uid in memo.wakers:
-        _wake(memo, uid)
+        if _spec_changed(body):
+            _wake(memo, uid)
     elif _finished(body) and _control_requested(body):
         meta = body["metadata"]
         await _call(memo, memo.controller.reconcile, meta["namespace"], meta["name"])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def job_changed(labels: Any, memo: Any, **_: Any) -> None:
-    _wake(memo, labels.get(names.EXECUTION_UID_LABEL))
+async def job_changed(type: str | None, event: Any, labels: Any, memo: Any, **_: Any) -> None:
+    """Keep the Job; wake its execution only when the change can alter the attempt."""
+    if memo.controller.children.observe("job", type, event["object"]):
+        _wake(memo, labels.get(names.EXECUTION_UID_LABEL))
 
 
 @kopf.on.event("", "v1", "pods", labels=OURS)
-async def pod_changed(labels: Any, memo: Any, **_: Any) -> None:
-    _wake(memo, labels.get(names.EXECUTION_UID_LABEL))
+async def pod_changed(type: str | None, event: Any, labels: Any, memo: Any, **_: Any) -> None:
+    if memo.controller.children.observe("pod", type, event["object"]):
+        _wake(memo, labels.get(names.EXECUTION_UID_LABEL))
 
 
 @kopf.on.delete(GROUP, VERSION, "runbookexecutions")

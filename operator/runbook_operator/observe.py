@@ -126,6 +126,28 @@ def classify(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -
     return Running()
 
 
+def signal(kind: str, obj: Mapping[str, Any]) -> tuple[object, ...]:
+    """What of a Job or pod `classify` can react to. A watch event that leaves this unchanged
+    (a pod scheduled, started, a Job's active count) cannot change an outcome, so it need not
+    wake the execution. Jobs and pods have signals of the same shape, all False when quiet."""
+    if kind == "pod":
+        state = _container_state(obj)
+        waiting = (state.get("waiting") or {}).get("reason")
+        status = obj.get("status", {})
+        return (
+            "terminated" in state,
+            waiting in STUCK_WAITING_REASONS,
+            status.get("phase") == "Failed" and bool(status.get("reason")),
+        )
+    # A Job's Complete condition follows its pod's end, which has already woken the
+    # execution; "complete but the pod is gone" arrives as the pod's DELETED event.
+    return (
+        _condition(obj, "Failed") is not None,
+        bool(obj.get("status", {}).get("failed")),
+        False,
+    )
+
+
 def index_by_attempt(
     items: Sequence[Mapping[str, Any]], step_label: str, attempt_label: str
 ) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
