@@ -86,3 +86,15 @@ def test_an_outcome_ends_the_step_and_says_only_what_it_is_given(
 def test_an_outcome_must_be_terminal(status: StepStatus) -> None:
     with pytest.raises(ValueError, match=f"{status} is not a terminal step status"):
         StepState("a").with_outcome(status, NOW)
+
+
+def test_the_wire_form_repeats_the_attempt_start_only_after_a_retry() -> None:
+    t0 = T0
+    first = StepState("a").with_attempt(t0)
+    assert "attemptStartedAt" not in first.to_wire()
+    assert StepState.from_wire(first.to_wire()) == first
+    second = first.with_retry(t0 + timedelta(seconds=1), "boom").with_attempt(
+        t0 + timedelta(seconds=5)
+    )
+    assert second.to_wire()["attemptStartedAt"] != second.to_wire()["startedAt"]
+    assert StepState.from_wire(second.to_wire()) == second
