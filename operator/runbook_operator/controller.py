@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -37,6 +38,8 @@ from runbook_operator.reconcile import (
 )
 from runbook_operator.status import execution_status
 
+JOB_CREATE_CONCURRENCY = 8
+"""Jobs one reconcile creates at once; the client's connection pool holds more than this."""
 log = logging.getLogger("runbook_operator")
 MAX_CONFLICT_RETRIES = 5
 TERMINAL_PHASES = ("COMPLETED", "FAILED", "CANCELLED")
@@ -76,6 +79,9 @@ class Controller:
     _ledgers: dict[str, Ledger] = field(default_factory=dict)
     _rbac_ready: set[str] = field(default_factory=set)
     children: ChildCache = field(default_factory=ChildCache)
+    _creators: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(JOB_CREATE_CONCURRENCY, "create-job")
+    )
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -284,8 +290,9 @@ class Controller:
             self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, cm)
         if effects.create_jobs:
             self._ensure_executor_rbac(ref.namespace)
-        for job in effects.create_jobs:
-            self._create_job(ref, job)
+        # A fan-out creates hundreds of Jobs in one reconcile: side by side, not one round
+        # trip after another (the 1,000-step fan-out took 85 s to create them in a row).
+        list(self._creators.map(lambda job: self._create_job(ref, job), effects.create_jobs))
         for name in effects.delete_jobs:
             self.kube.delete(k.JOBS, ref.namespace, name)
         status = effects.status

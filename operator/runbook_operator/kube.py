@@ -21,6 +21,7 @@ from kubernetes.config.config_exception import ConfigException
 from runbook_operator.apigroup import API_VERSION
 
 USER_AGENT = "runbook-operator/0.1"
+CONNECTIONS = 32
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -110,18 +111,21 @@ class Kube:
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
         """In-cluster credentials when running in a pod, else kubeconfig (and its context)."""
+        cfg = k8s_client.Configuration()
+        # Reconcile threads plus Job creators at once; the default (5 x cores) drops and
+        # reopens TLS connections under load.
+        cfg.connection_pool_maxsize = CONNECTIONS
         if kubeconfig is None and context is None:
             try:
-                cfg = k8s_client.Configuration()
                 k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
                 return cls(k8s_client.ApiClient(cfg))
             except ConfigException:
                 pass
         try:
-            api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context, client_configuration=cfg
             )
-            return cls(api)
+            return cls(k8s_client.ApiClient(cfg))
         except (ConfigException, OSError) as exc:
             raise KubeError(0, "NoConfig", f"no usable kubeconfig: {exc}") from None
 
