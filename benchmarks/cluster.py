@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from . import audit, workloads
-from .controllers import Controller, start_argo, start_operator
+from .controllers import Controller, control_plane_cpu_s, start_argo, start_operator
 from .environment import BenchEnv, ensure_namespace, prepare
 from .figures import ARGO, OPERATOR, Figure, Samples
 from .measures import RunMeasures, figures_of
@@ -135,9 +135,11 @@ def run_once(env: BenchEnv, rec: Recorder, system: str, sc: Scenario, index: int
         ctl = _start(env, system, sc, Path(tmp))
         try:
             start, cpu0, t0 = audit.offset(env.audit_log), ctl.cpu_s(), time.monotonic()
+            plane0 = control_plane_cpu_s(env.cluster_dir)
             names = _submit(env.api, system, sc, ns)
             units = _wait_done(env.api, system, sc, ns)
             wall, cpu, rss = time.monotonic() - t0, ctl.cpu_s() - cpu0, ctl.peak_rss_mib()
+            plane = control_plane_cpu_s(env.cluster_dir) - plane0
             time.sleep(1.0)  # the audit log is written after the response; let it catch up
             verbs = audit.count_verbs(
                 env.audit_log, start, audit.offset(env.audit_log), USERS[system], ns
@@ -151,19 +153,9 @@ def run_once(env: BenchEnv, rec: Recorder, system: str, sc: Scenario, index: int
             ctl.stop()
     timeline = rec.timeline.of_namespace(ns)
     return RunMeasures(
-        system,
-        sc.name,
-        sc.group,
-        sc.shape,
-        ns,
-        names,
-        timeline,
-        wall,
-        cpu,
-        rss,
-        verbs,
-        status_bytes,
-    )
+        system, sc.name, sc.group, sc.shape, ns, names, timeline, wall, cpu, rss, verbs,
+        status_bytes, plane,
+    )  # fmt: skip
 
 
 def _json(obj: Any) -> str:

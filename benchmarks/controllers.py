@@ -71,6 +71,19 @@ class Controller:
                 self.proc.wait(10)
 
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def control_plane_cpu_s(cluster_dir: Path) -> float:
+    """CPU seconds used so far by the cluster's own processes (pids recorded by cluster-up)."""
+    total = 0.0
+    for name in CONTROL_PLANE:
+        pid = (cluster_dir / "pids" / f"{name}.pid").read_text().split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
 def _signing_key(folder: Path) -> Path:
     path = folder / "ed25519.pem"
     path.write_bytes(

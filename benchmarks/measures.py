@@ -41,6 +41,8 @@ class RunMeasures:
     peak_rss_mib: float
     verbs: Counter[str]
     status_bytes: int
+    control_plane_cpu_s: float = math.nan
+    """apiserver + etcd + controller-manager + scheduler + kwok, during the run."""
 
     @property
     def attempts(self) -> int:
@@ -103,6 +105,7 @@ def figures_of(m: RunMeasures) -> tuple[list[Figure], list[Samples]]:
         "peak_rss_mib": ("MiB", "lower", m.peak_rss_mib),
         "cpu_s": ("s", "lower", m.cpu_s),
         "cpu_ms_per_step": ("ms", "lower", m.cpu_s / m.attempts * 1000),
+        "control_plane_cpu_ms_per_step": ("ms", "lower", m.control_plane_cpu_s / m.attempts * 1000),
         "status_kib": ("KiB", "lower", m.status_bytes / 1024),
     }
     for verb in sorted(m.verbs):

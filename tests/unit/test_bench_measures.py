@@ -1,0 +1,81 @@
+"""From one benchmark run's observations to its figures (pure: no cluster)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+from benchmarks.figures import ARGO, OPERATOR
+from benchmarks.measures import RunMeasures, figures_of, percentile, transitions
+from benchmarks.recorder import Timeline, step_key
+from benchmarks.shapes import chain, edges, fan_out_in
+
+NS = "bench-op-x-0"
+
+
+def run(system: str, shape: dict[str, list[str]], timeline: Timeline) -> RunMeasures:
+    verbs = Counter({"create": 6, "patch": 3, "get": 9})
+    return RunMeasures(
+        system, "x", "kwok", shape, NS, ["u0"], timeline, 10.0, 1.5, 80.0, verbs, 2048, 3.0
+    )
+
+
+def test_a_transition_is_from_the_last_dependency_done_to_the_step_created() -> None:
+    shape = {"a": [], "b": [], "c": ["a", "b"]}
+    tl = Timeline(
+        pod_created={(NS, "u0", s): t for s, t in {"a": 0.0, "b": 0.0, "c": 5.4}.items()},
+        pod_done={(NS, "u0", "a"): 1.0, (NS, "u0", "b"): 5.0, (NS, "u0", "c"): 6.0},
+        job_created={(NS, "u0", s): t for s, t in {"a": 0.0, "b": 0.0, "c": 5.25}.items()},
+    )
+    assert transitions(run(OPERATOR, shape, tl), tl.job_created) == [pytest.approx(250)]
+    assert transitions(run(ARGO, shape, tl), tl.pod_created) == [pytest.approx(400)]
+
+
+def test_a_step_never_seen_stops_the_benchmark() -> None:
+    tl = Timeline(pod_done={(NS, "u0", "s000"): 1.0})
+    with pytest.raises(SystemExit, match="no record of u0/s001"):
+        transitions(run(ARGO, chain(2), tl), tl.pod_created)
+
+
+def test_figures_per_attempt_and_targets_only_for_the_operator() -> None:
+    shape = chain(3)
+    created = {(NS, "u0", s): float(i) for i, s in enumerate(shape)}
+    done = {(NS, "u0", s): i + 0.9 for i, s in enumerate(shape)}
+    tl = Timeline(pod_created=created, pod_done=done, job_created=created)
+    figs = {f.metric: f for f in figures_of(run(OPERATOR, shape, tl))[0]}
+    assert figs["api_writes_per_attempt"].values == [3.0]  # (6 creates + 3 patches) / 3
+    assert figs["api_requests_per_attempt"].values == [6.0]
+    assert figs["step_jobs_per_min"].values == [pytest.approx(3 / 2.9 * 60)]
+    assert figs["transition_ms_p50"].values == [pytest.approx(100)]
+    assert figs["transition_ms_p50"].target == 200
+    assert figs["status_kib"].target is None  # that target is for the 1,000-step fan-out
+    argo = {f.metric: f for f in figures_of(run(ARGO, shape, tl))[0]}
+    assert argo["transition_ms_p50"].target is None
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([5, 1, 4, 2, 3], 50) == 3
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert math.isnan(percentile([], 50))
+
+
+def test_shapes_and_their_edges() -> None:
+    assert edges(chain(3)) == [("s000", "s001"), ("s001", "s002")]
+    fan = fan_out_in(5)
+    assert len(fan) == 5 and fan["sink"] == ["m0000", "m0001", "m0002"]
+    assert len(edges(fan)) == 6
+
+
+def test_pods_and_jobs_of_either_system_map_to_their_step() -> None:
+    ours = {
+        "namespace": NS,
+        "labels": {"runbook-operator.dev/execution": "u0", "runbook-operator.dev/step": "s001"},
+    }
+    argo = {
+        "namespace": NS,
+        "labels": {"workflows.argoproj.io/workflow": "u0"},
+        "annotations": {"workflows.argoproj.io/node-name": "u0.s001"},
+    }
+    assert step_key(ours) == step_key(argo) == (NS, "u0", "s001")
+    assert step_key({"namespace": NS, "labels": {}}) is None
