@@ -22,7 +22,7 @@ from runbook_engine.driver import Actors, record
 from runbook_engine.problems import Problem
 from runbook_engine.timeutil import format_time, utcnow
 from runbook_operator import kube as k
-from runbook_operator import metrics, names, pinning, results
+from runbook_operator import metrics, names, observe, pinning, results
 from runbook_operator.children import ChildCache
 from runbook_operator.config import OperatorConfig
 from runbook_operator.jobs import ExecutionRef
@@ -169,8 +169,11 @@ class Controller:
         if (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
             self._drive(body, cancel=True)
         ref = _ref(body)
+        # Only Jobs still running: finished ones go with the execution (ownerReferences), and
+        # deleting a 1,000-step execution should not cost 1,000 requests.
         for job in self.kube.list(k.JOBS, namespace, f"{names.EXECUTION_UID_LABEL}={ref.uid}"):
-            self.kube.delete(k.JOBS, namespace, job["metadata"]["name"])
+            if not observe.finished(job):
+                self.kube.delete(k.JOBS, namespace, job["metadata"]["name"])
         self._pinned.pop(ref.uid, None)
         self._ledgers.pop(f"{namespace}/{name}", None)
         self.children.forget(ref.uid)
@@ -281,18 +284,25 @@ class Controller:
         effects: Effects,
         now: datetime,
     ) -> None:
+        # Result ConfigMaps before the Jobs whose pods mount them.
+        for cm in effects.result_configmaps:
+            self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, cm)
+        if effects.create_jobs:
+            self._ensure_executor_rbac(ref.namespace)
+        # Jobs side by side (a fan-out makes hundreds), and the ledger meanwhile: the next step
+        # starts one round trip after its dependency ended, not three. A Job made before its
+        # STEP_STARTED entry is safe: its name is deterministic, so a replay after a crash
+        # adopts it and records the entry then.
+        creating = [
+            self._creators.submit(self._create_job, ref, job) for job in effects.create_jobs
+        ]
         if effects.entries:
             ledger.append(effects.entries)
             # Right after the ledger: a replay after a lost status write has no new entries,
             # so Events posted later in this reconcile would never be posted at all.
             self._post_events(body, effects.events, now)
-        for cm in effects.result_configmaps:
-            self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, cm)
-        if effects.create_jobs:
-            self._ensure_executor_rbac(ref.namespace)
-        # A fan-out creates hundreds of Jobs in one reconcile: side by side, not one round
-        # trip after another (the 1,000-step fan-out took 85 s to create them in a row).
-        list(self._creators.map(lambda job: self._create_job(ref, job), effects.create_jobs))
+        for done in creating:
+            done.result()
         for name in effects.delete_jobs:
             self.kube.delete(k.JOBS, ref.namespace, name)
         status = effects.status

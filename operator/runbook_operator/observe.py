@@ -126,6 +126,11 @@ def classify(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -
     return Running()
 
 
+def finished(job: Mapping[str, Any]) -> bool:
+    """The Job has ended (Complete or Failed): nothing of it runs any more."""
+    return _condition(job, "Complete") is not None or _condition(job, "Failed") is not None
+
+
 def signal(kind: str, obj: Mapping[str, Any]) -> tuple[object, ...]:
     """What of a Job or pod `classify` can react to. A watch event that leaves this unchanged
     (a pod scheduled, started, a Job's active count) cannot change an outcome, so it need not

@@ -95,3 +95,11 @@ def test_garbage_pointer_is_a_failure_not_a_crash() -> None:
 
 def test_result_error_class_is_exported() -> None:
     assert issubclass(results.ResultError, ValueError)
+
+
+def test_a_job_is_finished_once_complete_or_failed() -> None:
+    from runbook_operator.observe import finished
+
+    assert not finished(job("a", 1))
+    assert finished(job("a", 1, conditions=["Complete"]))
+    assert finished(job("a", 1, conditions=["Failed"]))
