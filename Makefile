@@ -37,8 +37,8 @@ demo-generic: setup ## run the generic-executor demo runbook (no CTI data needed
 	$(BIN)/runbookctl run examples/generic/runbook.yaml --input-file examples/generic/input.json
 
 lint: setup ## ruff (lint + format check), mypy (strict) and the import contracts (.importlinter)
-	$(BIN)/ruff check operator executors tests hack
-	$(BIN)/ruff format --check operator executors tests hack
+	$(BIN)/ruff check operator executors tests hack benchmarks
+	$(BIN)/ruff format --check operator executors tests hack benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
@@ -48,8 +48,9 @@ unit: setup ## unit, property and local-runner tests (no cluster)
 crds: setup ## regenerate crds/ and the chart's crds/ from the pydantic models
 	$(BIN)/python hack/gen_crds.py
 
-bench: setup ## print engine benchmark figures (not a test)
-	$(BIN)/python hack/bench.py
+bench: setup ## benchmarks: engine, operator vs Argo Workflows on kwok (docs/benchmarks.md; not a test)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Deploying the operator with the Helm chart (docs/operator.md, "Installing").
 RUNBOOK_CACHE ?= /var/cache/runbook-operator

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from . import audit, workloads
 from .controllers import Controller, control_plane_cpu_s, start_argo, start_operator
@@ -31,6 +31,8 @@ TERMINAL = {
     ARGO: {"Succeeded", "Failed", "Error"},
 }
 SUCCESS = {OPERATOR: "COMPLETED", ARGO: "Succeeded"}
+FAILURES: list[str] = []
+"""Runs that broke (their figures are left out); the report lists them."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def _submit(api: client.ApiClient, system: str, sc: Scenario, ns: str) -> list[s
 
 
 def _list_units(api: client.ApiClient, system: str, ns: str) -> list[dict[str, Any]]:
+    got: Any
     if system == OPERATOR:
         got = _custom(api).list_namespaced_custom_object(
             workloads.GROUP, workloads.VERSION, ns, "runbookexecutions"
@@ -197,7 +200,12 @@ def run(
     with Recorder(env.api, PREFIX) as rec:
         for system, sc, i in plan:
             progress.update(task, description=f"cluster: {system} {sc.name} #{i + 1}")
-            f, s = figures_of(run_once(env, rec, system, sc, i))
+            try:
+                f, s = figures_of(run_once(env, rec, system, sc, i))
+            except SystemExit as failed:  # one broken run: say so, keep the others' figures
+                FAILURES.append(f"{system} {sc.name} #{i + 1}: {failed}")
+                progress.console.print(f"[red]{FAILURES[-1]}")
+                f, s = [], []
             figures += f
             samples += s
             progress.advance(task)

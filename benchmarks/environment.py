@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 REPO = Path(__file__).resolve().parent.parent
 HACK = REPO / "hack" / "cluster"
@@ -47,7 +47,7 @@ def _apply_crds(api: client.ApiClient, folder: Path) -> None:
             continue
         try:
             current = ext.read_custom_resource_definition(body["metadata"]["name"])
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version  # type: ignore[union-attr]
             ext.replace_custom_resource_definition(body["metadata"]["name"], body)
         except ApiException as exc:
             if exc.status != 404:
@@ -57,7 +57,7 @@ def _apply_crds(api: client.ApiClient, folder: Path) -> None:
 
 def ensure_namespace(api: client.ApiClient, name: str) -> None:
     try:
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -70,13 +70,14 @@ def prepare() -> BenchEnv:
     kubeconfig = Path(last.removeprefix("export KUBECONFIG="))
     argo = Path(_sh("hack/cluster/bin-path.sh", "workflow-controller"))
     argo_crds = Path(_sh("hack/cluster/bin-path.sh", "argo-crds"))
-    api = config.new_client_from_config(str(kubeconfig))
+    api = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
     _apply_crds(api, REPO / "crds")
     _apply_crds(api, argo_crds)
     ensure_namespace(api, "bench-home")
     try:
         client.CoreV1Api(api).create_namespaced_config_map(
-            "bench-home", {"metadata": {"name": "workflow-controller-configmap"}}
+            "bench-home",
+            {"metadata": {"name": "workflow-controller-configmap"}},  # type: ignore[arg-type]
         )
     except ApiException as exc:
         if exc.status != 409:

@@ -14,6 +14,8 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from .workloads import argo_step
+
 EXECUTION_LABEL = "runbook-operator.dev/execution"
 STEP_LABEL = "runbook-operator.dev/step"
 WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
@@ -29,7 +31,7 @@ def step_key(meta: dict[str, Any]) -> Key | None:
         return (meta["namespace"], labels[EXECUTION_LABEL], labels[STEP_LABEL])
     node = (meta.get("annotations") or {}).get(NODE_NAME_ANNOTATION)
     if WORKFLOW_LABEL in labels and node:
-        return (meta["namespace"], labels[WORKFLOW_LABEL], node.rsplit(".", 1)[-1])
+        return (meta["namespace"], labels[WORKFLOW_LABEL], argo_step(node))
     return None
 
 
@@ -75,7 +77,7 @@ class Recorder:
         """Raw watch events (plain dicts: decoding models would cost the measured CPU)."""
         resource_version = lister(limit=1).metadata.resource_version
         while not self._stop.is_set():
-            stream = watch.Watch().stream(
+            stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                 lister, resource_version=resource_version, timeout_seconds=30, deserialize=False
             )
             for ev in stream:

@@ -49,9 +49,35 @@ def execution(name: str, runbook_name: str) -> dict[str, Any]:
     }
 
 
+def _fan_out_tasks(shape: Shape) -> list[dict[str, Any]] | None:
+    """root → N middle → sink written the way Argo users write it: one looped task.
+
+    A DAG task depending on 998 others fails in Argo v4.0.5 ("unable to evaluate expression":
+    its dependency expression has one clause per dependency), so the middle steps are one task
+    with `withSequence`; its pods are the same N pods, named `m(i:i)` (see `argo_step`).
+    """
+    middle = [s for s in shape if s.startswith("m")]
+    if set(shape) != {"root", "sink", *middle} or shape.get("sink") != middle:
+        return None
+    loop = {"count": str(len(middle)), "format": "%04d"}
+    return [
+        {"name": "root", "template": "noop"},
+        {"name": "m", "template": "noop", "dependencies": ["root"], "withSequence": loop},
+        {"name": "sink", "template": "noop", "dependencies": ["m"]},
+    ]
+
+
+def argo_step(node_name: str) -> str:
+    """The shape's step name of an Argo node display name: `s001`, or `m(12:0012)` → `m0012`."""
+    task = node_name.rsplit(".", 1)[-1]
+    if task.startswith("m(") and ":" in task:
+        return "m" + task[task.index(":") + 1 : -1]
+    return task
+
+
 def workflow(name: str, shape: Shape) -> dict[str, Any]:
     """An Argo Workflow with one DAG task per step, its pods placed on the kwok nodes."""
-    tasks = [
+    tasks = _fan_out_tasks(shape) or [
         {"name": step, "template": "noop"} | ({"dependencies": deps} if deps else {})
         for step, deps in shape.items()
     ]

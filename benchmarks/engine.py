@@ -1,13 +1,11 @@
-"""Engine benchmarks: prints figures (targets are in docs/engine.md; they are not enforced here).
+"""The local engine, in-process: what every transition costs before any cluster is involved.
 
-1. wall time of 1,000 no-op steps through the local runner, in-process (target < 3 s)
+1. 1,000 no-op steps through the local runner in-process, and 100 with process isolation
+   (one `python -m runbook_executors` per attempt, as `runbookctl run` does by default)
 2. time per drive step (`runbook_engine.driver.drive`: schedule + audit append, what every shell
    does per transition) at 10 / 100 / 1,000 / 10,000 steps (should stay ~flat: total work linear
    in steps, not quadratic)
-3. audit-ledger verification throughput (target >= 50,000 entries/s)
-4. wall time of a 10,000-step chain through the local runner, in-process: each step's context
-   holds only its direct dependency's output, so this grows linearly (it used to be quadratic:
-   1,000 steps 10 s, 10,000 unfinished after 400 s)
+3. audit-ledger append and verify rates
 
 Each measurement also checks that its run was sound (the execution completed, the ledger
 verifies) and stops with an error if not: a figure from a broken run means nothing.
@@ -17,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import resource
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +31,10 @@ from runbook_engine.scheduler import AttemptFinished, StartAttempt, new_executio
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.registry import ExecutorRegistry
 from runbookctl.runner import LocalRunner
+
+from .figures import Figure, Samples
+
+ENGINE = "runbook-engine"
 
 OK = StepExecutorResult(success=True)
 
@@ -75,12 +76,24 @@ def chain(n: int) -> RunbookDefinition:
     return RunbookDefinition.model_validate({"id": f"chain{n}", "steps": steps})
 
 
-def bench_runner(n: int = 1000, shape: Callable[[int], RunbookDefinition] = layered) -> float:
-    plan = compile_plan(shape(n), {"NOOP"})
+def transforms(n: int) -> RunbookDefinition:
+    """`layered(n)` with TRANSFORM steps: an executor a child process can load by name."""
+    base = layered(n).model_dump(by_alias=True, exclude_none=True)
+    for step in base["steps"]:
+        step.update(actionType="TRANSFORM", config={"expressions": {"one": "`1`"}})
+    return RunbookDefinition.model_validate(base)
+
+
+def bench_runner(
+    n: int = 1000,
+    shape: Callable[[int], RunbookDefinition] = layered,
+    isolation: str = "inline",
+) -> float:
+    definition = shape(n)
+    plan = compile_plan(definition, {s.action_type for s in definition.steps})
     request = ExecutionRequest(runbook_ref=RunbookRef(name=plan.definition.id))
-    runner = LocalRunner(
-        plan, request, isolation="inline", registry=ExecutorRegistry([NoopExecutor()])
-    )
+    registry = ExecutorRegistry([NoopExecutor()]) if isolation == "inline" else None
+    runner = LocalRunner(plan, request, isolation=isolation, registry=registry)
     start = time.perf_counter()
     outcome = asyncio.run(runner.run())
     elapsed = time.perf_counter() - start
@@ -121,9 +134,11 @@ def bench_drive(n: int) -> tuple[int, float]:
     return transitions, elapsed
 
 
-def bench_verify(count: int = 100_000) -> float:
+def bench_ledger(count: int = 100_000) -> tuple[float, float]:
+    """(append, verify) rates in entries per second."""
     chain = AuditChain("bench-verify")
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    start = time.perf_counter()
     for i in range(count):
         chain.append(
             AuditEvent(
@@ -135,29 +150,58 @@ def bench_verify(count: int = 100_000) -> float:
             actor_id="bench",
             timestamp=t0 + timedelta(milliseconds=i),
         )
+    appended = time.perf_counter() - start
     start = time.perf_counter()
     result = verify(chain.entries)
     elapsed = time.perf_counter() - start
     _check(result.valid, f"verify bench: the ledger does not verify ({result.error})")
-    return count / elapsed
+    return count / appended, count / elapsed
 
 
-def main() -> None:
-    print("runbook-engine benchmarks (figures only; targets in docs/engine.md)")
-    wall = bench_runner(1000)
-    print(f"1. 1,000 no-op steps, local runner in-process: {wall:.2f} s  (target < 3 s)")
-    print("2. drive step (schedule + audit), layered DAG (width 10), one completion per call:")
-    print(f"   {'steps':>7} {'transitions':>12} {'total s':>9} {'µs/transition':>14}")
-    for n in (10, 100, 1000, 10_000):
+DRIVE_SIZES = (10, 100, 1000, 10_000)
+PROCESS_STEPS = 100
+
+
+def _fig(
+    scenario: str, metric: str, unit: str, better: str, value: float, target: float | None = None
+) -> Figure:
+    return Figure("engine", scenario, metric, ENGINE, unit, better, [value], target)  # type: ignore[arg-type]
+
+
+def run_once() -> list[Figure]:
+    """One repeat of every engine measurement."""
+    inline = bench_runner(1000)
+    process = bench_runner(PROCESS_STEPS, transforms, isolation="process")
+    figures = [
+        _fig("noop-1000-inline", "wall_s", "s", "lower", inline, 3.0),
+        _fig("noop-1000-inline", "steps_per_s", "steps/s", "higher", 1000 / inline),
+        _fig(f"noop-{PROCESS_STEPS}-process", "wall_s", "s", "lower", process),
+        _fig(
+            f"noop-{PROCESS_STEPS}-process",
+            "steps_per_s",
+            "steps/s",
+            "higher",
+            PROCESS_STEPS / process,
+        ),
+    ]
+    for n in DRIVE_SIZES:
         transitions, elapsed = bench_drive(n)
-        print(f"   {n:>7} {transitions:>12} {elapsed:>9.3f} {elapsed / transitions * 1e6:>14.1f}")
-    rate = bench_verify()
-    print(f"3. ledger verify: {rate:,.0f} entries/s  (target >= 50,000/s)")
-    wall = bench_runner(10_000, chain)
-    print(f"4. 10,000-step chain, local runner in-process: {wall:.2f} s")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"   peak RSS of this process: {peak:.0f} MiB")
+        figures.append(
+            _fig(f"drive-{n}", "us_per_transition", "µs", "lower", elapsed / transitions * 1e6)
+        )
+    append, check = bench_ledger()
+    figures += [
+        _fig("ledger-100000", "append_per_s", "entries/s", "higher", append),
+        _fig("ledger-100000", "verify_per_s", "entries/s", "higher", check, 50_000),
+    ]
+    return figures
 
 
-if __name__ == "__main__":
-    main()
+def run(repeat: int, progress: Any) -> tuple[list[Figure], list[Samples]]:
+    task = progress.add_task("engine", total=repeat)
+    figures: list[Figure] = []
+    for i in range(repeat):
+        progress.update(task, description=f"engine: repeat {i + 1}/{repeat}")
+        figures += run_once()
+        progress.advance(task)
+    return figures, []
