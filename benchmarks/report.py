@@ -78,6 +78,24 @@ def table(figures: list[Figure]) -> Table:
     return out
 
 
+def markdown(figures: list[Figure]) -> str:
+    """The same table as Markdown, for docs/benchmarks.md."""
+    rows: dict[tuple[str, str, str], dict[str, Figure]] = defaultdict(dict)
+    for f in figures:
+        rows[(f.group, f.scenario, f.metric)][f.system] = f
+    lines = [
+        "| group | scenario | metric | unit | ours | Argo | ratio | target |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (group, scenario, metric), by_system in rows.items():
+        ours = by_system.get(OPERATOR) or next(iter(by_system.values()))
+        peer = by_system.get(ARGO)
+        ratio = ahead(ours, peer) if peer and ours.system == OPERATOR else ""
+        cells = [group, scenario, metric, ours.unit, _cell(ours), _cell(peer), ratio, _target(ours)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_json(
     path: Path, figures: list[Figure], samples: list[Samples], meta: dict[str, Any]
 ) -> None:

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     report.write_json(args.out / "results.json", merged, samples, meta)
     written = report.plots(args.out / "out", merged, samples)
+    (args.out / "out" / "summary.md").write_text(report.markdown(merged))
     print(f"wrote {args.out / 'results.json'} and {len(written)} plots in {args.out / 'out'}")
     if failures:
         raise SystemExit("some runs failed (left out of the figures):\n  " + "\n  ".join(failures))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks.figures import ARGO, OPERATOR, Figure, Samples, merge
-from benchmarks.report import ahead, plots, table, write_json
+from benchmarks.report import ahead, markdown, plots, table, write_json
 
 
 def fig(
@@ -63,6 +63,8 @@ def test_results_json_and_plots_are_written(tmp_path: Path) -> None:
     }
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
     assert table(figures).row_count == 4
+    md = markdown(figures).splitlines()
+    assert len(md) == 2 + 4 and "| 110 [100–120] | 9000 | 81.8x ahead | ✓ <= 200 |" in md[2]
 
 
 @pytest.mark.parametrize("values", [[], [1.0]])
