@@ -35,6 +35,16 @@ def step_key(meta: dict[str, Any]) -> Key | None:
     return None
 
 
+def pod_done(pod: dict[str, Any]) -> bool:
+    """Succeeded, or every container exited 0: a kubelet reports the containers' end a status
+    update before the phase, and a controller may act on the first (ours reads the result)."""
+    status = pod.get("status") or {}
+    if status.get("phase") == "Succeeded":
+        return True
+    states = [c.get("state") or {} for c in status.get("containerStatuses") or []]
+    return bool(states) and all((s.get("terminated") or {}).get("exitCode") == 0 for s in states)
+
+
 @dataclass
 class Timeline:
     """First-seen times (time.monotonic()) per step."""
@@ -104,7 +114,7 @@ class Recorder:
         if key is None:
             return
         self._first(self.timeline.pod_created, key, now)
-        if (pod.get("status") or {}).get("phase") == "Succeeded":
+        if pod_done(pod):
             self._first(self.timeline.pod_done, key, now)
 
     def _job(self, job: dict[str, Any], now: float) -> None:

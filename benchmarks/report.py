@@ -96,6 +96,26 @@ def markdown(figures: list[Figure]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def keep_others(
+    path: Path, figures: list[Figure], samples: list[Samples]
+) -> tuple[list[Figure], list[Samples]]:
+    """The new figures plus those of `path` whose (group, scenario) was not measured again."""
+    if not path.exists():
+        return figures, samples
+    old = json.loads(path.read_text())
+    fresh = {(f.group, f.scenario) for f in figures}
+    fields = set(Figure.__dataclass_fields__)
+    kept = [
+        Figure(**{k: v for k, v in f.items() if k in fields})
+        for f in old["figures"]
+        if (f["group"], f["scenario"]) not in fresh
+    ]
+    kept_samples = [
+        Samples(**s) for s in old["samples"] if (s["group"], s["scenario"]) not in fresh
+    ]
+    return kept + figures, kept_samples + samples
+
+
 def write_json(
     path: Path, figures: list[Figure], samples: list[Samples], meta: dict[str, Any]
 ) -> None:

@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (ours)")
     ap.add_argument("--argo-repeat", type=int, default=1, help="runs of each Argo scenario")
     ap.add_argument("--out", type=Path, default=HERE, help="where results.json and out/ go")
+    ap.add_argument(
+        "--scenario",
+        action="append",
+        help="only this cluster scenario (repeatable); results.json keeps the other figures",
+    )
     args = ap.parse_args(argv)
     figures: list[Figure] = []
     samples: list[Samples] = []
@@ -36,10 +41,18 @@ def main(argv: list[str] | None = None) -> None:
         if args.only in ("cluster", "all"):
             from . import cluster  # needs the local cluster: brings it up
 
-            f, s = cluster.run(args.repeat, progress, argo_repeat=args.argo_repeat)
+            chosen = set(args.scenario or ())
+            f, s = cluster.run(
+                args.repeat,
+                progress,
+                argo_repeat=args.argo_repeat,
+                only=lambda sc: not chosen or sc.name in chosen,
+            )
             figures, samples = figures + f, samples + s
             failures = cluster.FAILURES
     merged = merge(figures)
+    if args.scenario:  # re-measured scenarios replace theirs; everything else is kept
+        merged, samples = report.keep_others(args.out / "results.json", merged, samples)
     report.show(merged)
     meta = report.machine() | {
         "repeat": args.repeat,

@@ -79,3 +79,14 @@ def test_pods_and_jobs_of_either_system_map_to_their_step() -> None:
     }
     assert step_key(ours) == step_key(argo) == (NS, "u0", "s001")
     assert step_key({"namespace": NS, "labels": {}}) is None
+
+
+def test_a_pod_is_done_when_its_containers_exited_0_even_before_its_phase_says_so() -> None:
+    from benchmarks.recorder import pod_done
+
+    exited = {"terminated": {"exitCode": 0}}
+    assert pod_done({"status": {"phase": "Running", "containerStatuses": [{"state": exited}]}})
+    assert pod_done({"status": {"phase": "Succeeded"}})
+    failed = {"terminated": {"exitCode": 1}}
+    assert not pod_done({"status": {"phase": "Running", "containerStatuses": [{"state": failed}]}})
+    assert not pod_done({"status": {"phase": "Pending"}})
