@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -48,7 +49,7 @@ def _cell(f: Figure | None) -> str:
 def ahead(ours: Figure, peer: Figure) -> str:
     """'2.5x ahead' / '1.3x behind', taking the figure's better direction into account."""
     a, b = ours.median, peer.median
-    if not a or not b:
+    if not a or not b or math.isnan(a) or math.isnan(b):  # no runs or a zero: no ratio
         return ""
     ratio = b / a if ours.better == "lower" else a / b
     return f"{ratio:.3g}x ahead" if ratio >= 1 else f"{1 / ratio:.3g}x behind"
@@ -161,6 +162,11 @@ COMPARED = (
 )  # fmt: skip
 
 
+def _charted(present: list[str]) -> list[str]:
+    """The COMPARED metrics present, in that order; every metric when none of them is."""
+    return [m for m in COMPARED if m in present] or present
+
+
 def _comparison_bars(plt: Any, out: Path, figures: list[Figure]) -> list[Path]:
     written = []
     scenarios = sorted({(f.group, f.scenario) for f in figures if f.group != "engine"})
@@ -168,7 +174,9 @@ def _comparison_bars(plt: Any, out: Path, figures: list[Figure]) -> list[Path]:
         here = {
             (f.metric, f.system): f for f in figures if (f.group, f.scenario) == (group, scenario)
         }
-        metrics = [m for m in COMPARED if any(k[0] == m for k in here)]
+        metrics = _charted(sorted({m for m, _ in here}))
+        if not metrics:
+            continue
         systems = sorted({s for _, s in here}, key=lambda s: s != OPERATOR)
         fig, axes = plt.subplots(1, len(metrics), figsize=(2.4 * len(metrics), 3.6))
         for ax, metric in zip(list(axes) if len(metrics) > 1 else [axes], metrics, strict=True):

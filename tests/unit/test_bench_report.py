@@ -80,3 +80,18 @@ def test_re_measuring_one_scenario_keeps_the_others(tmp_path: Path) -> None:
     new = [fig("t", OPERATOR, [2.0])]
     figures, _ = keep_others(tmp_path / "results.json", new, [])
     assert sorted((f.scenario, f.values[0]) for f in figures) == [("chains", 2.0), ("other", 5.0)]
+
+
+def test_a_scenario_with_only_other_metrics_still_gets_its_chart(tmp_path: Path) -> None:
+    figures = [
+        Figure("kwok", "big", "status_kib", OPERATOR, "KiB", "lower", [200.0], 256),
+        Figure("kwok", "big", "status_kib", ARGO, "KiB", "lower", [900.0]),
+    ]
+    written = plots(tmp_path, figures, [])
+    assert [p.name for p in written] == ["kwok-big.png"]
+    assert written[0].read_bytes().startswith(b"\x89PNG")
+
+
+def test_no_ratio_without_runs_of_both_systems() -> None:
+    assert ahead(fig("t", OPERATOR, []), fig("t", ARGO, [1.0])) == ""
+    assert ahead(fig("t", OPERATOR, [1.0]), fig("t", ARGO, [])) == ""
