@@ -6,6 +6,7 @@ controller, so peak RSS, CPU seconds and the audit-log slice belong to that run 
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -162,8 +163,6 @@ def run_once(env: BenchEnv, rec: Recorder, system: str, sc: Scenario, index: int
 
 
 def _json(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, separators=(",", ":"))
 
 
