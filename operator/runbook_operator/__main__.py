@@ -7,7 +7,10 @@ import sys
 
 import kopf
 
-from runbook_operator import handlers  # noqa: F401  (registers the handlers)
+from runbook_operator import (
+    handlers,  # noqa: F401  (registers the handlers)
+    kopf_fixes,
+)
 from runbook_operator.config import SettingsError, load_config
 
 
@@ -18,6 +21,7 @@ def main() -> int:
         print(f"runbook-operator: bad setting: {exc}", file=sys.stderr)
         return 2
     kopf.configure(log_format=kopf.LogFormat.JSON)
+    kopf_fixes.keep_namespace_listings()
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): keep warnings.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(

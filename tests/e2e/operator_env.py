@@ -179,6 +179,8 @@ class Runbooks:
 
     cluster: Cluster
     namespace: str
+    log_tail: Callable[[], str] | None = None
+    """The operator's log, added to a timeout's message: what it did is the first question."""
     custom: client.CustomObjectsApi = field(init=False)
 
     def __post_init__(self) -> None:
@@ -231,7 +233,12 @@ class Runbooks:
             status = self.status(name)
             return status if predicate(status) else None
 
-        return wait_for(check, timeout, 0.5, f"{name}: {what}")  # type: ignore[no-any-return]
+        try:
+            return wait_for(check, timeout, 0.5, f"{name}: {what}")  # type: ignore[no-any-return]
+        except AssertionError as exc:
+            if self.log_tail is None:
+                raise
+            raise AssertionError(f"{exc}\n--- operator log (tail) ---\n{self.log_tail()}") from None
 
     def wait_phase(self, name: str, *phases: str, timeout: float = 180) -> dict[str, Any]:
         return self.wait(name, lambda s: s.get("phase") in phases, timeout, f"phase in {phases}")
@@ -277,8 +284,8 @@ def op_namespace(cluster: Cluster, operator: OperatorProcess) -> Iterator[str]:
 
 
 @pytest.fixture
-def rb(cluster: Cluster, op_namespace: str) -> Runbooks:
-    return Runbooks(cluster, op_namespace)
+def rb(cluster: Cluster, op_namespace: str, operator: OperatorProcess) -> Runbooks:
+    return Runbooks(cluster, op_namespace, operator.tail)
 
 
 def transform(sid: str, *deps: str, **config: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def test_killing_the_operator_at_random_points_loses_and_duplicates_nothing(
     cluster: Cluster, own_operator: tuple[OperatorProcess, str]
 ) -> None:
     op, ns = own_operator
-    rb = Runbooks(cluster, ns)
+    rb = Runbooks(cluster, ns, op.tail)
     fan = [shell_step(f"w{i}", STEP.format(sleep=1 + i % 3, n=i), "start") for i in range(6)]
     rb.runbook(
         "fanout",
