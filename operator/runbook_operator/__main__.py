@@ -11,12 +11,17 @@ from runbook_operator import (
     handlers,  # noqa: F401  (registers the handlers)
     kopf_fixes,
 )
+from runbook_operator.checkpoint import Signer, SigningKeyError
 from runbook_operator.config import SettingsError, load_config
 
 
 def main() -> int:
     try:
         cfg = load_config()
+        signer, mounted = Signer.mounted_or_generated(cfg.signing_key_file)
+    except SigningKeyError as exc:
+        print(f"runbook-operator: bad setting: RUNBOOK_SIGNING_KEY_FILE: {exc}", file=sys.stderr)
+        return 2
     except (SettingsError, ValueError) as exc:
         print(f"runbook-operator: bad setting: {exc}", file=sys.stderr)
         return 2
@@ -29,7 +34,7 @@ def main() -> int:
         namespaces=cfg.namespaces,
         standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz",
-        memo=kopf.Memo(cfg=cfg),
+        memo=kopf.Memo(cfg=cfg, signer=signer, signer_mounted=mounted),
     )
     return 0
 

@@ -92,6 +92,14 @@ class Signer:
         return cls(Ed25519PrivateKey.generate(), key_ref)
 
     @classmethod
+    def mounted_or_generated(cls, path: str | Path) -> tuple[Signer, bool]:
+        """The key at `path`, or a fresh one (and False) when nothing is there. A file that is
+        there but unusable is an error: signing with another key would hide the mistake."""
+        if not Path(path).exists():
+            return cls.generate(), False
+        return cls.from_pem_file(path), True
+
+    @classmethod
     def from_pem_file(cls, path: str | Path, key_ref: KeyRef | None = None) -> Signer:
         """The key the chart's Secret mounts (PKCS#8 PEM, unencrypted)."""
         try:

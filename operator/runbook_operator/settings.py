@@ -25,6 +25,27 @@ log = logging.getLogger("runbook_operator")
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """kopf's settings, then the objects every handler shares."""
+    cfg: OperatorConfig = memo.cfg
+    _tune(settings, cfg)
+    kube = Kube.connect()
+    signer: Signer = memo.signer
+    if not memo.signer_mounted:
+        log.warning(
+            "no signing key at %s: a key is generated for this process only (checkpoints "
+            "will not verify after a restart); mount one (the Helm chart does)",
+            cfg.signing_key_file,
+        )
+    publish_public_key(kube, cfg.operator_namespace, cfg.public_key_configmap, signer)
+    memo.controller = Controller(kube, cfg, _ledger_factory, signer)
+    memo.runbooks = RunbookStatusWriter(kube)
+    memo.wakers = {}
+    memo.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="reconcile")
+    start_http_server(cfg.metrics_port)
+    log.info("runbook-operator started (namespaces: %s)", ", ".join(cfg.namespaces) or "all")
+
+
+def _tune(settings: kopf.OperatorSettings, cfg: OperatorConfig) -> None:
     """Progress and diff-base in annotations (our status schema would prune `status.kopf`),
     watch timeouts against silent freezes, one standalone replica, our own Events only."""
     prefix = API_GROUP
@@ -39,38 +60,15 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.connect_timeout = 30
     settings.peering.standalone = True
     settings.execution.max_workers = 16
-    cfg: OperatorConfig = memo.cfg
     # Exact namespaces (the chart's namespaced mode, which grants nothing cluster-scoped): no
     # scans of all namespaces and CRDs, which kopf would retry for ~54 s before falling back.
     settings.scanning.disabled = bool(cfg.namespaces) and not any(
         set(ns) & set("*?[!") for ns in cfg.namespaces
     )
-    kube = Kube.connect()
-    signer, factory = _ledger_parts(kube, cfg)
-    memo.controller = Controller(kube, cfg, factory, signer)
-    memo.runbooks = RunbookStatusWriter(kube)
-    memo.wakers = {}
-    memo.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="reconcile")
-    start_http_server(cfg.metrics_port)
-    log.info("runbook-operator started (namespaces: %s)", ", ".join(cfg.namespaces) or "all")
 
 
-def _ledger_parts(kube: Kube, cfg: OperatorConfig) -> tuple[Signer, Any]:
-    try:
-        signer = Signer.from_pem_file(cfg.signing_key_file)
-    except FileNotFoundError:
-        log.warning(
-            "no signing key at %s: a key is generated for this process only (checkpoints "
-            "will not verify after a restart); mount one (the Helm chart does)",
-            cfg.signing_key_file,
-        )
-        signer = Signer.generate()
-    publish_public_key(kube, cfg.operator_namespace, cfg.public_key_configmap, signer)
-
-    def factory(kube: Kube, ref: ExecutionRef) -> LedgerStore:
-        return LedgerStore(kube, ref.namespace, ref.name, ref.uid, ref.execution_id)
-
-    return signer, factory
+def _ledger_factory(kube: Kube, ref: ExecutionRef) -> LedgerStore:
+    return LedgerStore(kube, ref.namespace, ref.name, ref.uid, ref.execution_id)
 
 
 __all__ = ["GROUP", "VERSION", "configure"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +125,30 @@ def test_signer_from_pem_file(tmp_path: Path) -> None:
         Signer.from_pem_file(tmp_path / "junk.pem")
     with pytest.raises(SigningKeyError, match=r"not an Ed25519 public key|not a PEM"):
         load_public_pem("junk")
+
+
+def test_a_missing_key_is_generated_and_an_unusable_one_is_an_error(tmp_path: Path) -> None:
+    """The operator used to catch FileNotFoundError, which from_pem_file never raises: with no
+    key mounted its start-up failed every 60 s while its liveness endpoint answered."""
+    path = tmp_path / "key.pem"
+    generated, mounted = Signer.mounted_or_generated(path)
+    assert not mounted and generated.key_id != SIGNER.key_id
+    path.write_bytes(SIGNER.private_pem())
+    loaded, mounted = Signer.mounted_or_generated(path)
+    assert mounted and loaded.key_id == SIGNER.key_id
+    path.write_text("junk")
+    with pytest.raises(SigningKeyError, match="not an unencrypted PEM"):
+        Signer.mounted_or_generated(path)
+
+
+def test_the_operator_refuses_an_unusable_key_at_start_naming_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text("junk")
+    env = {**os.environ, "RUNBOOK_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
+    run = subprocess.run(
+        [sys.executable, "-m", "runbook_operator"], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert "RUNBOOK_SIGNING_KEY_FILE" in run.stderr and "not an unencrypted PEM" in run.stderr
 
 
 def test_public_key_configmap_keeps_rotated_keys() -> None:
