@@ -86,7 +86,7 @@ eval "${last}"
 
 phase pytest
 set +e
-.venv/bin/pytest -m "e2e or kwok" tests/e2e -v -p no:cacheprovider
+.venv/bin/pytest -m "e2e or kwok" tests/e2e -v -p no:cacheprovider --durations=12
 rc=$?
 set -e
 if [[ $rc == 5 ]]; then
