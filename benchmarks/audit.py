@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
@@ -19,8 +20,10 @@ def offset(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def count_verbs(path: Path, start: int, end: int, user: str, namespace: str) -> Counter[str]:
-    """Requests by verb that `user` made in `namespace` between two offsets of the log."""
+def count_verbs(
+    path: Path, start: int, end: int, user: str, namespaces: Collection[str]
+) -> Counter[str]:
+    """Requests by verb that `user` made in `namespaces` between two offsets of the log."""
     counts: Counter[str] = Counter()
     with path.open("rb") as log:
         log.seek(start)
@@ -31,7 +34,7 @@ def count_verbs(path: Path, start: int, end: int, user: str, namespace: str) -> 
                 continue
             if entry.get("user", {}).get("username") != user:
                 continue
-            if (entry.get("objectRef") or {}).get("namespace") != namespace:
+            if (entry.get("objectRef") or {}).get("namespace") not in namespaces:
                 continue
             counts[entry.get("verb", "?")] += 1
     return counts

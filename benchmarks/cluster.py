@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from . import audit, workloads
-from .controllers import Controller, control_plane_cpu_s, start_argo, start_operator
+from .controllers import Controllers, control_plane_cpu_s, start_argo, start_operator
 from .environment import BenchEnv, ensure_namespace, prepare
 from .figures import ARGO, OPERATOR, Figure, Samples
 from .measures import RunMeasures, figures_of
@@ -44,6 +44,8 @@ class Scenario:
     kwok: bool = True
     systems: tuple[str, ...] = (OPERATOR, ARGO)
     timeout_s: float = 1800
+    shards: int = 1
+    """Operator replicas, each watching a namespace of its own (the units are dealt out)."""
 
     @property
     def group(self) -> str:
@@ -54,6 +56,8 @@ SCENARIOS = (
     Scenario("chains-20x50", 20, chain(50)),
     Scenario("fanout-1000", 1, fan_out_in(1000)),
     Scenario("concurrent-100", 100, chain(10)),
+    # Scaling out: the same load over two operators, as two chart releases would run it.
+    Scenario("concurrent-100-2-shards", 100, chain(10), systems=(OPERATOR,), shards=2),
     # The same kind of chain with real pods: how much of a step is pod start-up.
     Scenario("chains-2x10", 2, chain(10), kwok=False, systems=(OPERATOR,)),
 )
@@ -63,22 +67,26 @@ def _custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-def _submit(api: client.ApiClient, system: str, sc: Scenario, ns: str) -> list[str]:
+def _submit(api: client.ApiClient, system: str, sc: Scenario, spaces: list[str]) -> dict[str, str]:
+    """Create the units, dealt out over `spaces`; each unit's namespace by name."""
     objs = _custom(api)
-    names = [f"u{i:03d}" for i in range(sc.units)]
+    where = {f"u{i:03d}": spaces[i % len(spaces)] for i in range(sc.units)}
     if system == OPERATOR:
         rb = workloads.runbook(sc.name, sc.shape)
-        objs.create_namespaced_custom_object(workloads.GROUP, workloads.VERSION, ns, "runbooks", rb)
-        for name in names:
+        for ns in spaces:
+            objs.create_namespaced_custom_object(
+                workloads.GROUP, workloads.VERSION, ns, "runbooks", rb
+            )
+        for name, ns in where.items():
             body = workloads.execution(name, sc.name)
             objs.create_namespaced_custom_object(
                 workloads.GROUP, workloads.VERSION, ns, "runbookexecutions", body
             )
     else:
-        for name in names:
+        for name, ns in where.items():
             body = workloads.workflow(name, sc.shape)
             objs.create_namespaced_custom_object("argoproj.io", "v1alpha1", ns, "workflows", body)
-    return names
+    return where
 
 
 def _list_units(api: client.ApiClient, system: str, ns: str) -> list[dict[str, Any]]:
@@ -96,10 +104,12 @@ def _phase(system: str, unit: dict[str, Any]) -> str:
     return str((unit.get("status") or {}).get("phase") or "")
 
 
-def _wait_done(api: client.ApiClient, system: str, sc: Scenario, ns: str) -> list[dict[str, Any]]:
+def _wait_done(
+    api: client.ApiClient, system: str, sc: Scenario, spaces: list[str]
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + sc.timeout_s
     while time.monotonic() < deadline:
-        units = _list_units(api, system, ns)
+        units = [u for ns in spaces for u in _list_units(api, system, ns)]
         if len(units) == sc.units and all(_phase(system, u) in TERMINAL[system] for u in units):
             bad = [u["metadata"]["name"] for u in units if _phase(system, u) != SUCCESS[system]]
             if bad:
@@ -124,52 +134,60 @@ def _delete_namespace(api: client.ApiClient, ns: str, timeout: float = 600) -> N
     raise SystemExit(f"bench: namespace {ns} still there after {timeout:.0f} s")
 
 
-def _start(env: BenchEnv, system: str, sc: Scenario, folder: Path) -> Controller:
+def _start(
+    env: BenchEnv, system: str, sc: Scenario, spaces: list[str], folder: Path
+) -> Controllers:
     if system == OPERATOR:
         kc = env.kubeconfig("bench-operator")
-        return start_operator(kc, folder, f"{PREFIX}op-*", "bench-home", kwok=sc.kwok)
-    return start_argo(env.argo_binary, env.kubeconfig("bench-argo"), folder, "bench-home")
+        # One replica watches them all by glob; shards each watch one namespace, exactly.
+        watch = [f"{PREFIX}op-*"] if sc.shards == 1 else spaces
+        return Controllers(
+            [
+                start_operator(kc, folder / f"shard-{i}", ns, "bench-home", kwok=sc.kwok)
+                for i, ns in enumerate(watch)
+            ]
+        )
+    return Controllers(
+        [start_argo(env.argo_binary, env.kubeconfig("bench-argo"), folder, "bench-home")]
+    )
 
 
 def run_once(env: BenchEnv, rec: Recorder, system: str, sc: Scenario, index: int) -> RunMeasures:
     """One scenario, one system, one repeat: submit, wait, measure, clean up."""
     ns = f"{PREFIX}{'op' if system == OPERATOR else 'argo'}-{sc.name}-{index}"
-    ensure_namespace(env.api, ns)
+    spaces = [ns] if sc.shards == 1 else [f"{ns}-s{i}" for i in range(sc.shards)]
+    for space in spaces:
+        ensure_namespace(env.api, space)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        ctl = _start(env, system, sc, Path(tmp))
+        ctl = _start(env, system, sc, spaces, Path(tmp))
         try:
             start, cpu0, t0 = audit.offset(env.audit_log), ctl.cpu_s(), time.monotonic()
             plane0 = control_plane_cpu_s(env.cluster_dir)
-            names = _submit(env.api, system, sc, ns)
-            units = _wait_done(env.api, system, sc, ns)
+            where = _submit(env.api, system, sc, spaces)
+            units = _wait_done(env.api, system, sc, spaces)
             wall, cpu, rss = time.monotonic() - t0, ctl.cpu_s() - cpu0, ctl.peak_rss_mib()
             plane = control_plane_cpu_s(env.cluster_dir) - plane0
             time.sleep(1.0)  # the audit log is written after the response; let it catch up
             verbs = audit.count_verbs(
-                env.audit_log, start, audit.offset(env.audit_log), USERS[system], ns
+                env.audit_log, start, audit.offset(env.audit_log), USERS[system], spaces
             )
             status_bytes = max(len(_json(u.get("status") or {})) for u in units)
-            _delete_namespace(env.api, ns)
+            for space in spaces:
+                _delete_namespace(env.api, space)
         except BaseException:
-            print(f"--- {ctl.name} log (tail) ---\n{_tail(ctl.log)}")
+            ctl.print_logs()
             raise
         finally:
             ctl.stop()
-    timeline = rec.timeline.of_namespace(ns)
+    timeline = rec.timeline.of_namespaces(spaces)
     return RunMeasures(
-        system, sc.name, sc.group, sc.shape, ns, names, timeline, wall, cpu, rss, verbs,
-        status_bytes, plane,
+        system, sc.name, sc.group, sc.shape, ns, list(where), timeline, wall, cpu, rss, verbs,
+        status_bytes, plane, unit_namespaces=where,
     )  # fmt: skip
 
 
 def _json(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return (
-        "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-    )
 
 
 def _plan(

@@ -71,6 +71,29 @@ class Controller:
                 self.proc.wait(10)
 
 
+@dataclass
+class Controllers:
+    """The replicas of one system in a run: CPU adds up, RSS is the largest replica's."""
+
+    replicas: list[Controller]
+
+    def cpu_s(self) -> float:
+        return sum(c.cpu_s() for c in self.replicas)
+
+    def peak_rss_mib(self) -> float:
+        return max(c.peak_rss_mib() for c in self.replicas)
+
+    def stop(self) -> None:
+        for c in self.replicas:
+            c.stop()
+
+    def print_logs(self, lines: int = 40) -> None:
+        for c in self.replicas:
+            text = c.log.read_text(errors="replace") if c.log.exists() else ""
+            tail = "\n".join(text.splitlines()[-lines:])
+            print(f"--- {c.name} log ({c.log.parent.name}, tail) ---\n{tail}")
+
+
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -100,6 +123,7 @@ def start_operator(
     kubeconfig: Path, folder: Path, namespaces: str, home: str, *, kwok: bool
 ) -> Controller:
     """`python -m runbook_operator` as the `bench:runbook-operator` identity."""
+    folder.mkdir(parents=True, exist_ok=True)
     health = free_port()
     env = dict(os.environ) | {
         "KUBECONFIG": str(kubeconfig),

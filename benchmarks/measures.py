@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import audit
 from .figures import OPERATOR, Figure, Samples
@@ -43,13 +43,15 @@ class RunMeasures:
     status_bytes: int
     control_plane_cpu_s: float = math.nan
     """apiserver + etcd + controller-manager + scheduler + kwok, during the run."""
+    unit_namespaces: dict[str, str] = field(default_factory=dict)
+    """Where each unit ran when the run was sharded over namespaces (else: `namespace`)."""
 
     @property
     def attempts(self) -> int:
         return len(self.units) * len(self.shape)
 
     def key(self, unit: str, step: str) -> Key:
-        return (self.namespace, unit, step)
+        return (self.unit_namespaces.get(unit, self.namespace), unit, step)
 
     def created(self) -> dict[Key, float]:
         """The controller's own object per step: Job (operator) or pod (Argo)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +53,9 @@ class Timeline:
     pod_done: dict[Key, float] = field(default_factory=dict)
     job_created: dict[Key, float] = field(default_factory=dict)
 
-    def of_namespace(self, namespace: str) -> Timeline:
+    def of_namespaces(self, namespaces: Collection[str]) -> Timeline:
         def pick(d: dict[Key, float]) -> dict[Key, float]:
-            return {k: v for k, v in d.items() if k[0] == namespace}
+            return {k: v for k, v in d.items() if k[0] in namespaces}
 
         return Timeline(pick(self.pod_created), pick(self.pod_done), pick(self.job_created))
 

@@ -54,6 +54,21 @@ def test_figures_per_attempt_and_targets_only_for_the_operator() -> None:
     assert argo["transition_ms_p50"].target is None
 
 
+def test_a_sharded_run_keys_each_unit_by_its_own_namespace() -> None:
+    shape = chain(2)
+    a, b = f"{NS}-s0", f"{NS}-s1"
+    tl = Timeline(
+        pod_done={(a, "u0", "s000"): 1.0, (b, "u1", "s000"): 2.0},
+        job_created={(a, "u0", "s001"): 1.1, (b, "u1", "s001"): 2.3},
+    ).of_namespaces([a, b])
+    m = RunMeasures(
+        OPERATOR, "x", "kwok", shape, NS, ["u0", "u1"], tl, 10.0, 1.5, 80.0, Counter(), 1, 3.0,
+        unit_namespaces={"u0": a, "u1": b},
+    )  # fmt: skip
+    assert transitions(m, tl.job_created) == [pytest.approx(100), pytest.approx(300)]
+    assert not Timeline(pod_done=tl.pod_done).of_namespaces([NS]).pod_done
+
+
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([5, 1, 4, 2, 3], 50) == 3
     assert percentile(list(range(1, 101)), 99) == 99
