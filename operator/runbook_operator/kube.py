@@ -109,12 +109,17 @@ class Kube:
         self.timeout = timeout
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
-        """In-cluster credentials when running in a pod, else kubeconfig (and its context)."""
+    def connect(
+        cls,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        connections: int = CONNECTIONS,
+    ) -> Kube:
+        """In-cluster credentials when running in a pod, else kubeconfig (and its context).
+        `connections`: as many as threads call at once (reconciles plus Job creators); the
+        default (5 x cores) drops and reopens TLS connections under load."""
         cfg = k8s_client.Configuration()
-        # Reconcile threads plus Job creators at once; the default (5 x cores) drops and
-        # reopens TLS connections under load.
-        cfg.connection_pool_maxsize = CONNECTIONS
+        cfg.connection_pool_maxsize = connections
         if kubeconfig is None and context is None:
             try:
                 k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]

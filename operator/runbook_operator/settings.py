@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
 from runbook_operator.checkpoint import Signer
 from runbook_operator.config import OperatorConfig
-from runbook_operator.controller import Controller
+from runbook_operator.controller import JOB_CREATE_CONCURRENCY, Controller
 from runbook_operator.jobs import ExecutionRef
 from runbook_operator.kube import Kube
 from runbook_operator.ledger_store import LedgerStore, publish_public_key
@@ -28,7 +28,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     """kopf's settings, then the objects every handler shares."""
     cfg: OperatorConfig = memo.cfg
     _tune(settings, cfg)
-    kube = Kube.connect()
+    kube = Kube.connect(connections=cfg.reconcile_workers + JOB_CREATE_CONCURRENCY)
     signer: Signer = memo.signer
     if not memo.signer_mounted:
         log.warning(
@@ -40,7 +40,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     memo.controller = Controller(kube, cfg, _ledger_factory, signer)
     memo.runbooks = RunbookStatusWriter(kube)
     memo.wakers = {}
-    memo.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="reconcile")
+    memo.pool = ThreadPoolExecutor(cfg.reconcile_workers, thread_name_prefix="reconcile")
     start_http_server(cfg.metrics_port)
     log.info("runbook-operator started (namespaces: %s)", ", ".join(cfg.namespaces) or "all")
 

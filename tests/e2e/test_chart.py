@@ -160,6 +160,7 @@ def test_template_cluster_wide(helm: str) -> None:
     assert env["RUNBOOK_SIGNING_KEY_FILE"] == "/var/run/runbook-operator/signing/ed25519.pem"
     assert env["RUNBOOK_PUBLIC_KEY_CONFIGMAP"] == "runbook-operator-ledger-key"
     assert (env["RUNBOOK_METRICS_PORT"], env["RUNBOOK_HEALTH_PORT"]) == ("8080", "8081")
+    assert env["RUNBOOK_RECONCILE_WORKERS"] == "32"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["signing-key"] == "/var/run/runbook-operator/signing"
     # Cluster-wide: kopf watches CRDs; the operator makes the executor RBAC on first use.
@@ -251,6 +252,7 @@ def test_template_options(helm: str) -> None:
         ("replicas=2", "replicas"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("metrics.port=0", "port"),
+        ("operator.reconcileWorkers=0", "reconcileWorkers"),
     ],
 )
 def test_values_schema_rejects(helm: str, value: str, complaint: str) -> None:

@@ -145,6 +145,7 @@ def test_a_bad_spec_is_a_refusal() -> None:
     [
         ({"RUNBOOK_JOB_TTL_SECONDS": "soon"}, "RUNBOOK_JOB_TTL_SECONDS: expected an integer"),
         ({"RUNBOOK_MAX_OUTPUT_BYTES": "0"}, "RUNBOOK_MAX_OUTPUT_BYTES: must be >= 1"),
+        ({"RUNBOOK_RECONCILE_WORKERS": "0"}, "RUNBOOK_RECONCILE_WORKERS: must be >= 1"),
         (
             {"RUNBOOK_MANAGE_EXECUTOR_RBAC": "perhaps"},
             "RUNBOOK_MANAGE_EXECUTOR_RBAC: expected true",
@@ -190,6 +191,8 @@ def test_settings_defaults_and_namespaces() -> None:
     assert cfg.namespaces == ("a", "b")
     assert cfg.job_ttl_seconds == 60
     assert load_config({}).namespaces == ()
+    assert load_config({}).reconcile_workers == 32
+    assert load_config({"RUNBOOK_RECONCILE_WORKERS": "64"}).reconcile_workers == 64
 
 
 def test_the_runbooks_files_configmap_is_where_relative_paths_resolve() -> None:
