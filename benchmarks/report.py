@@ -100,19 +100,22 @@ def markdown(figures: list[Figure]) -> str:
 def keep_others(
     path: Path, figures: list[Figure], samples: list[Samples]
 ) -> tuple[list[Figure], list[Samples]]:
-    """The new figures plus those of `path` whose (group, scenario) was not measured again."""
+    """The new figures plus those of `path` whose (group, scenario, system) was not measured
+    again: re-measuring only the operator keeps Argo's figures of the same scenario."""
     if not path.exists():
         return figures, samples
     old = json.loads(path.read_text())
-    fresh = {(f.group, f.scenario) for f in figures}
+    fresh = {(f.group, f.scenario, f.system) for f in figures}
     fields = set(Figure.__dataclass_fields__)
     kept = [
         Figure(**{k: v for k, v in f.items() if k in fields})
         for f in old["figures"]
-        if (f["group"], f["scenario"]) not in fresh
+        if (f["group"], f["scenario"], f["system"]) not in fresh
     ]
     kept_samples = [
-        Samples(**s) for s in old["samples"] if (s["group"], s["scenario"]) not in fresh
+        Samples(**s)
+        for s in old["samples"]
+        if (s["group"], s["scenario"], s["system"]) not in fresh
     ]
     return kept + figures, kept_samples + samples
 

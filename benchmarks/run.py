@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
-from .figures import Figure, Samples, merge
+from .figures import ARGO, OPERATOR, Figure, Samples, merge
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> None:
         "--scenario",
         action="append",
         help="only this cluster scenario (repeatable); results.json keeps the other figures",
+    )
+    ap.add_argument(
+        "--system",
+        action="append",
+        choices=(OPERATOR, ARGO),
+        help="only this system's cluster runs (repeatable); results.json keeps the other's",
     )
     args = ap.parse_args(argv)
     figures: list[Figure] = []
@@ -46,12 +52,13 @@ def main(argv: list[str] | None = None) -> None:
                 args.repeat,
                 progress,
                 argo_repeat=args.argo_repeat,
+                systems=tuple(args.system or (OPERATOR, ARGO)),
                 only=lambda sc: not chosen or sc.name in chosen,
             )
             figures, samples = figures + f, samples + s
             failures = cluster.FAILURES
     merged = merge(figures)
-    if args.scenario:  # re-measured scenarios replace theirs; everything else is kept
+    if args.scenario or args.system:  # what was re-measured replaces its own; the rest is kept
         merged, samples = report.keep_others(args.out / "results.json", merged, samples)
     report.show(merged)
     meta = report.machine() | {

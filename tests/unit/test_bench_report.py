@@ -75,11 +75,19 @@ def test_a_figure_without_a_target_has_no_verdict(values: list[float]) -> None:
 def test_re_measuring_one_scenario_keeps_the_others(tmp_path: Path) -> None:
     from benchmarks.report import keep_others
 
-    old = [fig("t", OPERATOR, [1.0]), Figure("kwok", "other", "t", OPERATOR, "ms", "lower", [5.0])]
+    old = [
+        fig("t", OPERATOR, [1.0]),
+        fig("t", ARGO, [9.0]),
+        Figure("kwok", "other", "t", OPERATOR, "ms", "lower", [5.0]),
+    ]
     write_json(tmp_path / "results.json", old, [], {})
     new = [fig("t", OPERATOR, [2.0])]
     figures, _ = keep_others(tmp_path / "results.json", new, [])
-    assert sorted((f.scenario, f.values[0]) for f in figures) == [("chains", 2.0), ("other", 5.0)]
+    assert sorted((f.scenario, f.system, f.values[0]) for f in figures) == [
+        ("chains", ARGO, 9.0),
+        ("chains", OPERATOR, 2.0),
+        ("other", OPERATOR, 5.0),
+    ]
 
 
 def test_a_scenario_with_only_other_metrics_still_gets_its_chart(tmp_path: Path) -> None:
