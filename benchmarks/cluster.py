@@ -181,8 +181,8 @@ def run_once(env: BenchEnv, rec: Recorder, system: str, sc: Scenario, index: int
             ctl.stop()
     timeline = rec.timeline.of_namespaces(spaces)
     return RunMeasures(
-        system, sc.name, sc.group, sc.shape, ns, list(where), timeline, wall, cpu, rss, verbs,
-        status_bytes, plane, unit_namespaces=where,
+        system, sc.name, sc.group, sc.shape, where, timeline, wall, cpu, rss, verbs,
+        status_bytes, plane,
     )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import audit
 from .figures import OPERATOR, Figure, Samples
@@ -33,8 +33,8 @@ class RunMeasures:
     scenario: str
     group: str
     shape: Shape
-    namespace: str
-    units: list[str]
+    units: dict[str, str]
+    """Each execution or workflow, and the namespace it ran in."""
     timeline: Timeline
     wall_s: float
     cpu_s: float
@@ -43,15 +43,13 @@ class RunMeasures:
     status_bytes: int
     control_plane_cpu_s: float = math.nan
     """apiserver + etcd + controller-manager + scheduler + kwok, during the run."""
-    unit_namespaces: dict[str, str] = field(default_factory=dict)
-    """Where each unit ran when the run was sharded over namespaces (else: `namespace`)."""
 
     @property
     def attempts(self) -> int:
         return len(self.units) * len(self.shape)
 
     def key(self, unit: str, step: str) -> Key:
-        return (self.unit_namespaces.get(unit, self.namespace), unit, step)
+        return (self.units[unit], unit, step)
 
     def created(self) -> dict[Key, float]:
         """The controller's own object per step: Job (operator) or pod (Argo)."""

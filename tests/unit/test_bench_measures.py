@@ -17,7 +17,7 @@ NS = "bench-op-x-0"
 def run(system: str, shape: dict[str, list[str]], timeline: Timeline) -> RunMeasures:
     verbs = Counter({"create": 6, "patch": 3, "get": 9})
     return RunMeasures(
-        system, "x", "kwok", shape, NS, ["u0"], timeline, 10.0, 1.5, 80.0, verbs, 2048, 3.0
+        system, "x", "kwok", shape, {"u0": NS}, timeline, 10.0, 1.5, 80.0, verbs, 2048, 3.0
     )
 
 
@@ -62,8 +62,7 @@ def test_a_sharded_run_keys_each_unit_by_its_own_namespace() -> None:
         job_created={(a, "u0", "s001"): 1.1, (b, "u1", "s001"): 2.3},
     ).of_namespaces([a, b])
     m = RunMeasures(
-        OPERATOR, "x", "kwok", shape, NS, ["u0", "u1"], tl, 10.0, 1.5, 80.0, Counter(), 1, 3.0,
-        unit_namespaces={"u0": a, "u1": b},
+        OPERATOR, "x", "kwok", shape, {"u0": a, "u1": b}, tl, 10.0, 1.5, 80.0, Counter(), 1, 3.0,
     )  # fmt: skip
     assert transitions(m, tl.job_created) == [pytest.approx(100), pytest.approx(300)]
     assert not Timeline(pod_done=tl.pod_done).of_namespaces([NS]).pod_done
