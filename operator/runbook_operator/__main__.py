@@ -14,6 +14,8 @@ from runbook_operator import (
 from runbook_operator.checkpoint import Signer, SigningKeyError
 from runbook_operator.config import SettingsError, load_config
 
+log = logging.getLogger("runbook_operator")
+
 
 def main() -> int:
     try:
@@ -26,6 +28,12 @@ def main() -> int:
         print(f"runbook-operator: bad setting: {exc}", file=sys.stderr)
         return 2
     kopf.configure(log_format=kopf.LogFormat.JSON)
+    if not mounted:
+        log.warning(
+            "no signing key at %s: a key is generated for this process only (checkpoints "
+            "will not verify after a restart); mount one (the Helm chart does)",
+            cfg.signing_key_file,
+        )
     kopf_fixes.keep_namespace_listings()
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): keep warnings.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -34,7 +42,7 @@ def main() -> int:
         namespaces=cfg.namespaces,
         standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz",
-        memo=kopf.Memo(cfg=cfg, signer=signer, signer_mounted=mounted),
+        memo=kopf.Memo(cfg=cfg, signer=signer),
     )
     return 0
 

@@ -30,12 +30,6 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     _tune(settings, cfg)
     kube = Kube.connect(connections=cfg.reconcile_workers + JOB_CREATE_CONCURRENCY)
     signer: Signer = memo.signer
-    if not memo.signer_mounted:
-        log.warning(
-            "no signing key at %s: a key is generated for this process only (checkpoints "
-            "will not verify after a restart); mount one (the Helm chart does)",
-            cfg.signing_key_file,
-        )
     publish_public_key(kube, cfg.operator_namespace, cfg.public_key_configmap, signer)
     memo.controller = Controller(kube, cfg, _ledger_factory, signer)
     memo.runbooks = RunbookStatusWriter(kube)
