@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from runbook_operator.crdgen import generate_crds
+from runbook_operator.crd.generate import generate_crds
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIRS = (REPO / "crds", REPO / "charts" / "runbook-operator" / "crds")

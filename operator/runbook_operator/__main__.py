@@ -11,8 +11,8 @@ from runbook_operator import (
     handlers,  # noqa: F401  (registers the handlers)
     kopf_fixes,
 )
-from runbook_operator.checkpoint import Signer, SigningKeyError
 from runbook_operator.config import SettingsError, load_config
+from runbook_operator.ledger.checkpoint import Signer, SigningKeyError
 
 log = logging.getLogger("runbook_operator")
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from runbook_operator.reconcile import Effects
+    from runbook_operator.execution.reconcile import Effects
 
 EXECUTIONS = Counter("runbook_executions_total", "Executions that reached a phase", ["phase"])
 STEP_SECONDS = Histogram(

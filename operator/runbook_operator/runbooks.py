@@ -15,7 +15,7 @@ class RunbookStatusWriter:
     kube: k.Kube
 
     def update_status(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        from runbook_operator.runbook_status import runbook_status
+        from runbook_operator.crd.runbook_status import runbook_status
 
         meta = body.get("metadata") or {}
         status = runbook_status(

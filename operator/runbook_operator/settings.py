@@ -10,13 +10,13 @@ import kopf
 from prometheus_client import start_http_server
 
 from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
-from runbook_operator.checkpoint import Signer
 from runbook_operator.config import OperatorConfig
-from runbook_operator.controller import JOB_CREATE_CONCURRENCY, Controller
-from runbook_operator.jobs import ExecutionRef
+from runbook_operator.execution.controller import JOB_CREATE_CONCURRENCY, Controller
 from runbook_operator.kube import Kube
-from runbook_operator.ledger_store import LedgerStore, publish_public_key
+from runbook_operator.ledger.checkpoint import Signer
+from runbook_operator.ledger.store import LedgerStore, publish_public_key
 from runbook_operator.runbooks import RunbookStatusWriter
+from runbook_operator.steps.jobs import ExecutionRef
 
 GROUP = API_GROUP
 VERSION = API_VERSION_NAME

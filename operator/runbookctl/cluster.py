@@ -28,7 +28,7 @@ from runbook_operator.names import execution_id
 from runbookctl import cluster_view
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only when a cluster command runs
-    from runbook_operator import ledger_store
+    from runbook_operator.ledger import store as ledger_store
 
 err = Console(stderr=True)
 
@@ -67,7 +67,7 @@ class Target:
         self.namespace = namespace or kube.context_namespace(path, context)
 
     def execution(self, name: str) -> dict[str, Any]:
-        from runbook_operator import ledger_store
+        from runbook_operator.ledger import store as ledger_store
 
         obj = ledger_store.get_execution(self.kube, self.namespace, name)
         if obj is None:
@@ -101,9 +101,9 @@ def _fail(message: str, code: int) -> NoReturn:
 @contextmanager
 def _errors() -> Iterator[None]:
     """API and ledger failures as one line on stderr, never a traceback."""
-    from runbook_operator.checkpoint import SigningKeyError
     from runbook_operator.kube import KubeError
-    from runbook_operator.ledger import LedgerError
+    from runbook_operator.ledger.checkpoint import SigningKeyError
+    from runbook_operator.ledger.segments import LedgerError
 
     try:
         yield
@@ -186,7 +186,7 @@ def _control(action: ControlAction) -> Callable[..., None]:
 
 
 def _ledger(target: Target, name: str, uid: str | None) -> ledger_store.FoundLedger:
-    from runbook_operator import ledger_store
+    from runbook_operator.ledger import store as ledger_store
 
     obj = ledger_store.get_execution(target.kube, target.namespace, name)
     want = uid or (str(obj["metadata"]["uid"]) if obj else None)
@@ -206,7 +206,7 @@ def logs(
     uid: UidOpt = None,
 ) -> None:
     """Print the execution's audit log from its ledger (works after the execution is deleted)."""
-    from runbook_operator.ledger import all_entries
+    from runbook_operator.ledger.segments import all_entries
 
     with _errors():
         target = Target(kubeconfig, context, namespace)
@@ -226,7 +226,8 @@ def output(
 ) -> None:
     """Print a succeeded step's output (from its result ConfigMap, checked against the status)."""
     from runbook_engine.canonical import canonical_sha256
-    from runbook_operator import names, results
+    from runbook_operator import names
+    from runbook_operator.steps import results
 
     with _errors():
         target = Target(kubeconfig, context, namespace)
@@ -291,7 +292,7 @@ def verify(
             expect_count=expect_count,
         )
         return
-    from runbook_operator import ledger_store
+    from runbook_operator.ledger import store as ledger_store
 
     with _errors():
         target = Target(kubeconfig, context, namespace)

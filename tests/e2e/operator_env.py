@@ -265,7 +265,7 @@ class Runbooks:
         return [(e.reason, e.message) for e in items]
 
     def output(self, name: str, step: str) -> dict[str, Any]:
-        from runbook_operator import results
+        from runbook_operator.steps import results
 
         job = self.steps(name)[step]["jobName"]
         cm = self.cluster.core.read_namespaced_config_map(f"{job}-result", self.namespace)

@@ -17,10 +17,10 @@ import pytest
 
 from runbook_engine.audit import AuditChain, verify
 from runbook_operator import names
-from runbook_operator.checkpoint import KeyRef, Signer
 from runbook_operator.kube import CONFIGMAPS, Conflict, Invalid, Kube
-from runbook_operator.ledger import ENTRIES_KEY, SEGMENT_MAX_BYTES, LedgerId
-from runbook_operator.ledger_store import (
+from runbook_operator.ledger.checkpoint import KeyRef, Signer
+from runbook_operator.ledger.segments import ENTRIES_KEY, SEGMENT_MAX_BYTES, LedgerId
+from runbook_operator.ledger.store import (
     LedgerStore,
     find_ledgers,
     publish_public_key,

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from runbook_operator.kube import EXECUTIONS, Kube
-from runbook_operator.ledger import LedgerId
-from runbook_operator.ledger_store import LedgerStore
+from runbook_operator.ledger.segments import LedgerId
+from runbook_operator.ledger.store import LedgerStore
 from runbook_operator.names import execution_id
 from tests.unit.ledger.helpers import chain_of
 
@@ -191,8 +191,9 @@ def test_output_prints_a_steps_result_checked_against_the_status(
 ) -> None:
     from runbook_engine.canonical import canonical_sha256
     from runbook_engine.contract import StepExecutorResult
-    from runbook_operator import names, results
+    from runbook_operator import names
     from runbook_operator.kube import CONFIGMAPS
+    from runbook_operator.steps import results
 
     status = _status("RUNNING")
     ingest = status["steps"][0]

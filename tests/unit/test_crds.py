@@ -15,8 +15,8 @@ from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.scheduler import new_execution
 from runbook_operator.apigroup import API_VERSION
-from runbook_operator.crdgen import generate_crds
-from runbook_operator.resources import Runbook, RunbookExecution, RunbookExecutionStatus
+from runbook_operator.crd.generate import generate_crds
+from runbook_operator.crd.resources import Runbook, RunbookExecution, RunbookExecutionStatus
 
 REPO = Path(__file__).resolve().parents[2]
 

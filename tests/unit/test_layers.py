@@ -76,10 +76,10 @@ VIOLATIONS = [
     ("executors-see-the-contract", "runbook_executors.registry", "import runbookctl.render"),
     ("contract-is-closed", "runbook_engine.contract", "import runbook_engine.enums"),
     ("contract-is-closed", "runbook_engine.canonical", "import runbook_engine.state"),
-    ("one-kubernetes-client-module", "runbook_operator.jobs", "import kubernetes"),
+    ("one-kubernetes-client-module", "runbook_operator.steps.jobs", "import kubernetes"),
     ("one-kubernetes-client-module", "runbookctl.cli", "from kubernetes import client"),
     ("one-kubernetes-client-module", "runbook_operator.later", "import kubernetes.watch"),
-    ("kopf-in-the-handlers-only", "runbook_operator.reconcile", "import kopf"),
+    ("kopf-in-the-handlers-only", "runbook_operator.execution.reconcile", "import kopf"),
     ("kopf-in-the-handlers-only", "runbook_operator.later", "import kopf"),
     ("kopf-in-the-handlers-only", "runbookctl.cli", "import kopf"),
 ]

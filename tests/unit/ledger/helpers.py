@@ -15,7 +15,7 @@ from typing import Any
 
 from runbook_engine.audit import AuditChain, AuditEvent
 from runbook_engine.enums import LogEventType
-from runbook_operator.ledger import (
+from runbook_operator.ledger.segments import (
     LedgerId,
     Segment,
     Write,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runbook_operator.checkpoint import (
+from runbook_operator.ledger.checkpoint import (
     CHECKPOINT_TYPE,
     KEY_ID_DATA,
     PUBLIC_PEM_DATA,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from runbook_engine.audit import verify
 from runbook_operator import names
-from runbook_operator.ledger import (
+from runbook_operator.ledger.segments import (
     CHECKPOINT_KEY,
     ENTRIES_KEY,
     SEGMENT_KEY,

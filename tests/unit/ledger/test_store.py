@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from runbook_engine.audit import AuditChain, AuditEvent, verify
 from runbook_engine.enums import LogEventType
-from runbook_operator.checkpoint import Signer, load_public_pem
 from runbook_operator.kube import AlreadyExists, Conflict, Invalid
-from runbook_operator.ledger import LedgerError, Write, all_entries, ordered
-from runbook_operator.ledger_store import LedgerStore
-from runbook_operator.ledger_verify import verify_ledger
+from runbook_operator.ledger.checkpoint import Signer, load_public_pem
+from runbook_operator.ledger.segments import LedgerError, Write, all_entries, ordered
+from runbook_operator.ledger.store import LedgerStore
+from runbook_operator.ledger.verify import verify_ledger
 
 from .helpers import LID, T0, Refused, Store, chain_of
 

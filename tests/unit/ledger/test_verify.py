@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from runbook_engine.audit import ENTRY_FIELDS
-from runbook_operator.checkpoint import KeyRef, Signer, load_public_pem, make_checkpoint
-from runbook_operator.ledger import (
+from runbook_operator.ledger.checkpoint import KeyRef, Signer, load_public_pem, make_checkpoint
+from runbook_operator.ledger.segments import (
     CHECKPOINT_KEY,
     ENTRIES_KEY,
     SEGMENT_KEY,
@@ -21,7 +21,7 @@ from runbook_operator.ledger import (
     entry_line,
     ordered,
 )
-from runbook_operator.ledger_verify import Report, locate, verify_ledger
+from runbook_operator.ledger.verify import Report, locate, verify_ledger
 
 from .helpers import LID, T0, Store, append_lines, chain_of, store_checkpoint
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook_operator import names, results
-from runbook_operator.jobs import ExecutionRef
+from runbook_operator import names
+from runbook_operator.steps import results
+from runbook_operator.steps.jobs import ExecutionRef
 
 REF = ExecutionRef("ns1", "demo", "0123456789abcdef-uid", "ns1/demo/01234567")
 

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runbook_operator.children import ChildCache
-from runbook_operator.observe import STUCK_WAITING_REASONS
+from runbook_operator.execution.children import ChildCache
+from runbook_operator.steps.observe import STUCK_WAITING_REASONS
 
 from .kubefakes import REF, job, pod, terminated
 

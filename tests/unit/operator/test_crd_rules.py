@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from runbook_engine.model import STEP_ID_PATTERN, RunbookDefinition
-from runbook_operator.crdgen import generate_crds, model_schema
-from runbook_operator.crdrules import (
+from runbook_operator.crd.generate import generate_crds, model_schema
+from runbook_operator.crd.rules import (
     MAX_STEPS,
     MUTABLE_EXECUTION_FIELDS,
     STEP_ID_MAX_LENGTH,

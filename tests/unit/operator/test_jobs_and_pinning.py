@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from runbook_engine.model import ExecutionRequest, RunbookStep
-from runbook_operator import names, pinning
+from runbook_operator import names
 from runbook_operator.config import OperatorConfig, SettingsError, load_config
-from runbook_operator.jobs import AttemptJob, job_manifest
+from runbook_operator.execution import pinning
+from runbook_operator.steps.jobs import AttemptJob, job_manifest
 
 from .kubefakes import REF
 
@@ -41,7 +42,7 @@ def test_step_pods_run_with_the_restricted_profile() -> None:
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert container["command"] == ["python3", "-m", "runbook_operator.pod"]
+    assert container["command"] == ["python3", "-m", "runbook_operator.steps.pod"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["RUNBOOK_STEP_ID"] == "a" and env["RUNBOOK_ATTEMPT"] == "2"
     assert env["RUNBOOK_MAX_OUTPUT_BYTES"] == "1024"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbook_operator import results
-from runbook_operator.observe import Failed, Reported, Running, classify
+from runbook_operator.steps import results
+from runbook_operator.steps.observe import Failed, Reported, Running, classify
 
 from .kubefakes import job, pod, pointer_message, terminated
 
@@ -98,7 +98,7 @@ def test_result_error_class_is_exported() -> None:
 
 
 def test_a_job_is_finished_once_complete_or_failed() -> None:
-    from runbook_operator.observe import finished
+    from runbook_operator.steps.observe import finished
 
     assert not finished(job("a", 1))
     assert finished(job("a", 1, conditions=["Complete"]))

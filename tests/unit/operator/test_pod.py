@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from runbook_engine.contract import StepExecutorResult
-from runbook_operator import pod, results
+from runbook_operator.steps import pod, results
 
 DEFINITION = {
     "id": "rb",

@@ -16,9 +16,17 @@ from runbook_engine.canonical import canonical_sha256
 from runbook_engine.contract import StepExecutorResult
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_engine.plan import compile_plan
-from runbook_operator import names, results
+from runbook_operator import names
 from runbook_operator.config import OperatorConfig
-from runbook_operator.reconcile import Effects, Pinned, World, load_state, reconcile, wanted_reads
+from runbook_operator.execution.reconcile import (
+    Effects,
+    Pinned,
+    World,
+    load_state,
+    reconcile,
+    wanted_reads,
+)
+from runbook_operator.steps import results
 
 from .kubefakes import REF, execution, job, pod, pointer_message, terminated
 

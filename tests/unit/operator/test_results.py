@@ -7,7 +7,7 @@ import json
 import pytest
 
 from runbook_engine.contract import StepExecutorResult
-from runbook_operator import results
+from runbook_operator.steps import results
 
 
 def _cm(result: StepExecutorResult) -> tuple[dict, results.Pointer]:  # type: ignore[type-arg]

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from runbook_engine.canonical import canonical_sha256
 from runbook_engine.loader import definition_from_document
-from runbook_operator.resources import RunbookStatus
-from runbook_operator.runbook_status import MAX_MESSAGE, MAX_REASON, runbook_status
+from runbook_operator.crd.resources import RunbookStatus
+from runbook_operator.crd.runbook_status import MAX_MESSAGE, MAX_REASON, runbook_status
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

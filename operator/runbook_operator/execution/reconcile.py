@@ -32,11 +32,12 @@ from runbook_engine.scheduler import (
     reindex,
 )
 from runbook_engine.state import ExecutionState
-from runbook_operator import names, results
+from runbook_operator import names
 from runbook_operator.config import OperatorConfig
-from runbook_operator.jobs import AttemptJob, ExecutionRef, job_manifest
-from runbook_operator.observe import Failed, Reported, Running, classify, index_by_attempt
-from runbook_operator.status import execution_status
+from runbook_operator.execution.status import execution_status
+from runbook_operator.steps import results
+from runbook_operator.steps.jobs import AttemptJob, ExecutionRef, job_manifest
+from runbook_operator.steps.observe import Failed, Reported, Running, classify, index_by_attempt
 
 
 @dataclass(frozen=True, slots=True)

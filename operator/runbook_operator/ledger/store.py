@@ -18,7 +18,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from runbook_engine.audit import GENESIS_HASH, AuditChain, verify
 from runbook_operator import names
-from runbook_operator.checkpoint import (
+from runbook_operator.kube import (
+    CONFIGMAPS,
+    EXECUTIONS,
+    AlreadyExists,
+    Conflict,
+    Kube,
+    KubeError,
+    NotFound,
+)
+from runbook_operator.ledger.checkpoint import (
     KEY_COMPONENT,
     KeyRef,
     Signer,
@@ -29,16 +38,7 @@ from runbook_operator.checkpoint import (
     public_key_configmap,
     published_key,
 )
-from runbook_operator.kube import (
-    CONFIGMAPS,
-    EXECUTIONS,
-    AlreadyExists,
-    Conflict,
-    Kube,
-    KubeError,
-    NotFound,
-)
-from runbook_operator.ledger import (
+from runbook_operator.ledger.segments import (
     SEGMENT_MAX_BYTES,
     LedgerError,
     LedgerId,
@@ -53,7 +53,7 @@ from runbook_operator.ledger import (
     selector,
     structure_problems,
 )
-from runbook_operator.ledger_verify import KeyLookup, Report, verify_ledger
+from runbook_operator.ledger.verify import KeyLookup, Report, verify_ledger
 
 __all__ = [
     "KeyRef",

@@ -22,11 +22,11 @@ from runbook_engine.driver import Actors, record
 from runbook_engine.problems import Problem
 from runbook_engine.timeutil import format_time, utcnow
 from runbook_operator import kube as k
-from runbook_operator import metrics, names, observe, pinning, results
-from runbook_operator.children import ChildCache
+from runbook_operator import metrics, names
 from runbook_operator.config import OperatorConfig
-from runbook_operator.jobs import ExecutionRef
-from runbook_operator.reconcile import (
+from runbook_operator.execution import pinning
+from runbook_operator.execution.children import ChildCache
+from runbook_operator.execution.reconcile import (
     Effects,
     KubeEvent,
     Pinned,
@@ -36,7 +36,9 @@ from runbook_operator.reconcile import (
     reconcile,
     wanted_reads,
 )
-from runbook_operator.status import execution_status
+from runbook_operator.execution.status import execution_status
+from runbook_operator.steps import observe, results
+from runbook_operator.steps.jobs import ExecutionRef
 
 JOB_CREATE_CONCURRENCY = 8
 """Jobs one reconcile creates at once; the client's connection pool holds more than this."""
@@ -48,7 +50,7 @@ DELETE_ACTOR = "kubectl-delete (finalizer)"
 
 
 class Ledger(Protocol):
-    """What the controller needs of an execution's ledger (runbook_operator.ledger_store)."""
+    """What the controller needs of an execution's ledger (runbook_operator.ledger.store)."""
 
     def load(self) -> AuditChain: ...
 

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
-from runbook_operator.crdrules import RUNBOOK_SPEC_RULES, execution_spec_rules, with_rules
-from runbook_operator.resources import (
+from runbook_operator.crd.resources import (
     RunbookExecutionStatus,
     RunbookStatus,
 )
+from runbook_operator.crd.rules import RUNBOOK_SPEC_RULES, execution_spec_rules, with_rules
 
 _KEEP = {
     "type",

@@ -22,8 +22,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from runbook_engine.audit import GENESIS_HASH, verify
-from runbook_operator.checkpoint import checkpoint_problem
-from runbook_operator.ledger import LedgerId, Problem, Segment, all_entries, structure_problems
+from runbook_operator.ledger.checkpoint import checkpoint_problem
+from runbook_operator.ledger.segments import (
+    LedgerId,
+    Problem,
+    Segment,
+    all_entries,
+    structure_problems,
+)
 
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
 """keyId → the public key to check a checkpoint with, or None when unknown."""

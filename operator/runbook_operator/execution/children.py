@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook_operator import names, observe
+from runbook_operator import names
+from runbook_operator.steps import observe
 
 Kind = str  # "job" | "pod"
 QUIET = observe.signal("pod", {})

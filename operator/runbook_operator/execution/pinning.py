@@ -24,8 +24,8 @@ from runbook_engine.plan import compile_plan
 from runbook_engine.problems import InvalidRunbook, Problem, problems_from_pydantic
 from runbook_engine.state import ExecutionState
 from runbook_operator import names
-from runbook_operator.jobs import ExecutionRef
-from runbook_operator.reconcile import Pinned
+from runbook_operator.execution.reconcile import Pinned
+from runbook_operator.steps.jobs import ExecutionRef
 
 DEFINITION_KEY = "definition.json"
 REQUEST_KEY = "request.json"

@@ -1,4 +1,4 @@
-"""The step pod's entrypoint (`python -m runbook_operator.pod`): context in, result out.
+"""The step pod's entrypoint (`python -m runbook_operator.steps.pod`): context in, result out.
 
 The operator mounts the pinned definition and request (`/var/run/runbook/definition`) and the
 result ConfigMaps of the upstream steps the engine says a step sees (`/var/run/runbook/upstream`).
@@ -29,8 +29,9 @@ from runbook_engine.limits import output_size_problem
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.state import ExecutionState
-from runbook_operator import names, results
+from runbook_operator import names
 from runbook_operator.apigroup import API_VERSION
+from runbook_operator.steps import results
 
 MOUNT = Path("/var/run/runbook")
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -130,7 +131,7 @@ def main() -> int:
     try:
         pointer = store(env, result)
     except Exception as exc:  # the operator sees exit 2 and this message as a lost attempt
-        print(f"runbook_operator.pod: cannot store the result: {exc}", file=sys.stderr)
+        print(f"runbook_operator.steps.pod: cannot store the result: {exc}", file=sys.stderr)
         TERMINATION_LOG.write_text(f"cannot store the result: {exc}"[:3000], encoding="utf-8")
         return 2
     TERMINATION_LOG.write_text(json.dumps(pointer.wire()), encoding="utf-8")

@@ -20,7 +20,7 @@ from runbook_operator.config import OperatorConfig
 MOUNT = "/var/run/runbook"
 DEADLINE_GRACE_SECONDS = 30
 STEP_ID_ANNOTATION = f"{names.LABEL_PREFIX}/step-id"
-DEFAULT_COMMAND = ("python3", "-m", "runbook_operator.pod")
+DEFAULT_COMMAND = ("python3", "-m", "runbook_operator.steps.pod")
 FILES_DIR = f"{MOUNT}/files"
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook_engine.contract import StepExecutorResult
-from runbook_operator import results
+from runbook_operator.steps import results
 
 STUCK_WAITING_REASONS = frozenset(
     {

@@ -1,0 +1,1 @@
+"""The life of one RunbookExecution: fetch, decide, act; pinning, status, control."""

@@ -1,0 +1,1 @@
+"""The execution's audit ledger on the cluster: segments, the store, checkpoints, verify."""
