@@ -14,13 +14,17 @@ from typing import Any
 
 import kopf
 
+from runbook_engine.timeutil import utcnow
+from runbook_operator import kube as k
 from runbook_operator import names
+from runbook_operator.crd.runbook_status import runbook_status_of
+from runbook_operator.execution import control
+from runbook_operator.execution.view import ExecutionView
 from runbook_operator.settings import GROUP, VERSION, configure
 
 __all__ = ["configure"]
 log = logging.getLogger("runbook_operator")
 OURS = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 async def _call(memo: Any, fn: Any, *args: Any) -> Any:
@@ -34,28 +38,20 @@ def _wake(memo: Any, uid: str | None) -> None:
         event.set()
 
 
-def _finished(body: Any) -> bool:
-    return (body.get("status") or {}).get("phase") in TERMINAL
-
-
-def _control_requested(body: Any) -> bool:
-    spec = body.get("spec") or {}
-    return bool(spec.get("paused") or spec.get("cancel"))
-
-
 @kopf.daemon(GROUP, VERSION, "runbookexecutions", cancellation_timeout=5.0)
 async def drive_execution(
     namespace: str | None, name: str, uid: str, body: Any, memo: Any, **_: Any
 ) -> None:
     """Reconcile until the execution is finished (or deleted). A finished one is left alone at
     start-up: its status is written last, so a terminal phase means all else was done."""
-    if _finished(body) and not _control_requested(body):
+    view = ExecutionView.of(body)
+    if view.finished and not view.control_requested:
         return
     waker = memo.wakers.setdefault(uid, asyncio.Event())
     try:
         while True:
             waker.clear()
-            outcome = await _call(memo, memo.controller.reconcile, namespace, name)
+            outcome = await _call(memo, memo.controller.reconcile, namespace, name, uid)
             if outcome.done:
                 return
             sleep = memo.cfg.resync_seconds
@@ -68,23 +64,16 @@ async def drive_execution(
         memo.wakers.pop(uid, None)
 
 
-def _spec_changed(body: Any) -> bool:
-    """A spec the status has not caught up with (pause, cancel, a new execution). The status
-    writes of the operator itself do not count: they would wake every daemon once more."""
-    meta = body.get("metadata") or {}
-    observed = (body.get("status") or {}).get("observedGeneration")
-    return observed != meta.get("generation") or bool(meta.get("deletionTimestamp"))
-
-
 @kopf.on.event(GROUP, VERSION, "runbookexecutions")
 async def execution_changed(uid: str, body: Any, memo: Any, **_: Any) -> None:
     """A spec change (pause, cancel): wake its daemon, or run once more if it has finished."""
+    view = ExecutionView.of(body)
     if uid in memo.wakers:
-        if _spec_changed(body):
+        if view.spec_unobserved:
             _wake(memo, uid)
-    elif _finished(body) and _control_requested(body):
-        meta = body["metadata"]
-        await _call(memo, memo.controller.reconcile, meta["namespace"], meta["name"])
+    elif control.reconcile_after_finish(view):
+        ref = view.ref
+        await _call(memo, memo.controller.reconcile, ref.namespace, ref.name, ref.uid)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
@@ -101,14 +90,17 @@ async def pod_changed(type: str | None, event: Any, labels: Any, memo: Any, **_:
 
 
 @kopf.on.delete(GROUP, VERSION, "runbookexecutions")
-async def execution_deleted(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def execution_deleted(
+    namespace: str | None, name: str, uid: str, memo: Any, **_: Any
+) -> None:
     """Cancel what still runs, write the last entries and a checkpoint, then release."""
-    await _call(memo, memo.controller.finalize, namespace, name)
+    await _call(memo, memo.controller.finalize, namespace, name, uid)
 
 
 @kopf.on.resume(GROUP, VERSION, "runbooks")
 @kopf.on.create(GROUP, VERSION, "runbooks")
 @kopf.on.update(GROUP, VERSION, "runbooks", field="spec")
-async def runbook_changed(namespace: str | None, name: str, body: Any, memo: Any, **_: Any) -> None:
+async def runbook_changed(body: Any, memo: Any, **_: Any) -> None:
     """Validate a Runbook fully (cycles included) and report it in its Valid condition."""
-    await _call(memo, memo.runbooks.update_status, namespace, name, dict(body))
+    status = runbook_status_of(body, utcnow())
+    await _call(memo, k.write_status, memo.kube, k.RUNBOOKS, dict(body), status)

@@ -18,6 +18,9 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 log = logging.getLogger("runbook_operator")
+TESTED_KOPF = ((1, 45, 2), (1, 46, 0))
+"""kopf releases this patch was tested against: [lowest, first untested). pyproject.toml pins
+the same range; tests/unit/operator/test_kopf_fixes.py fails on a kopf outside it."""
 _MARK = "_runbook_operator_keeps_listings"
 
 

@@ -228,6 +228,42 @@ class Kube:
             return self.get(res, namespace, str(body["metadata"]["name"])), False
 
 
+STATUS_RETRIES = 5
+
+
+def write_status(
+    kube: Kube, res: Resource, body: Mapping[str, Any], status: Mapping[str, Any]
+) -> None:
+    """The one way the operator writes a status: `status`, derived from `body`'s status.
+
+    Nothing is written when it equals what is stored. Guarded by resourceVersion. A conflict
+    caused by a change elsewhere in the object (spec, metadata: a `kubectl patch`, kopf's
+    annotations) is retried with the fresh resourceVersion, because the caller's other effects
+    are already done and the status must follow them; only a status changed by someone else in
+    between raises Conflict, so the caller derives it again from a fresh read. An object gone
+    meanwhile needs no status.
+    """
+    meta = body["metadata"]
+    namespace, name = meta.get("namespace"), str(meta["name"])
+    based_on = body.get("status")
+    version = meta["resourceVersion"]
+    for _ in range(STATUS_RETRIES):
+        if status == based_on:
+            return
+        patch = {"metadata": {"resourceVersion": version}, "status": dict(status)}
+        try:
+            kube.patch(res, namespace, name, patch, subresource="status")
+            return
+        except NotFound:
+            return
+        except Conflict:
+            fresh = kube.get(res, namespace, name)
+            if fresh.get("status") != based_on:
+                raise
+            version = fresh["metadata"]["resourceVersion"]
+    raise Conflict(409, "Conflict", f"status of {namespace}/{name} kept changing")
+
+
 def context_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
     """The namespace a kubeconfig context names (kubectl's default), else `default`."""
     try:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from runbook_engine.enums import LogEventType as E
+
 if TYPE_CHECKING:
     from runbook_operator.execution.reconcile import Effects
 
@@ -25,19 +27,22 @@ RECONCILE_SECONDS = Histogram(
 )
 
 _PHASE_EVENTS = {
-    "EXECUTION_STARTED": "RUNNING",
-    "EXECUTION_PAUSED": "PAUSED",
-    "EXECUTION_RESUMED": "RUNNING",
-    "EXECUTION_COMPLETED": "COMPLETED",
-    "EXECUTION_FAILED": "FAILED",
-    "EXECUTION_CANCELLED": "CANCELLED",
+    E.EXECUTION_STARTED: "RUNNING",
+    E.EXECUTION_PAUSED: "PAUSED",
+    E.EXECUTION_RESUMED: "RUNNING",
+    E.EXECUTION_COMPLETED: "COMPLETED",
+    E.EXECUTION_FAILED: "FAILED",
+    E.EXECUTION_CANCELLED: "CANCELLED",
 }
 _ATTEMPT_EVENTS = {
-    "STEP_SUCCEEDED": "succeeded",
-    "STEP_ATTEMPT_FAILED": "failed",
-    "STEP_FAILED": "failed",
-    "STEP_SKIPPED": "skipped",
+    E.STEP_SUCCEEDED: "succeeded",
+    E.STEP_ATTEMPT_FAILED: "failed",
+    E.STEP_FAILED: "failed",
+    E.STEP_SKIPPED: "skipped",
 }
+_ATTEMPT_ENDS = frozenset(
+    {E.STEP_SUCCEEDED, E.STEP_ATTEMPT_FAILED, E.STEP_FAILED, E.STEP_CANCELLED}
+)
 
 
 def observe(effects: Effects) -> None:
@@ -49,7 +54,7 @@ def observe(effects: Effects) -> None:
             EXECUTIONS.labels(_PHASE_EVENTS[kind]).inc()
         if kind in _ATTEMPT_EVENTS:
             STEP_ATTEMPTS.labels(_ATTEMPT_EVENTS[kind]).inc()
-        if kind in ("STEP_SUCCEEDED", "STEP_ATTEMPT_FAILED", "STEP_FAILED", "STEP_CANCELLED"):
+        if kind in _ATTEMPT_ENDS:
             RUNNING_JOBS.dec()
-        if kind == "STEP_SUCCEEDED":
+        if kind == E.STEP_SUCCEEDED:
             STEP_SECONDS.observe(float(entry["details"].get("durationMs", 0)) / 1000)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
+from typing import Any
 
-from runbook_operator.apigroup import API_GROUP
+from runbook_operator.apigroup import API_GROUP, API_VERSION
 
 LABEL_PREFIX = API_GROUP
 MANAGED_BY = "runbook-operator"
@@ -49,6 +51,41 @@ def label_value(text: str) -> str:
 def execution_id(namespace: str, name: str, uid: str) -> str:
     """The audit chain's execution id: readable, and unique across re-created objects."""
     return f"{namespace}/{name}/{uid[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRef:
+    """Which RunbookExecution an object belongs to: its Jobs, results, definition and ledger.
+
+    The uid tells apart executions re-created under the same name; every child name and the
+    audit chain's execution id derive from these three fields, never from anything else.
+    """
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def execution_id(self) -> str:
+        return execution_id(self.namespace, self.name, self.uid)
+
+    def owner(self, *, controller: bool = True) -> dict[str, Any]:
+        return owner_reference(self.name, self.uid, controller=controller)
+
+    def ledger_segment(self, index: int) -> str:
+        return ledger_configmap(self.name, self.uid, index)
+
+
+def owner_reference(name: str, uid: str, *, controller: bool = True) -> dict[str, Any]:
+    """An ownerReference to the RunbookExecution `name`/`uid` (garbage collection with it)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "RunbookExecution",
+        "name": name,
+        "uid": uid,
+        "controller": controller,
+        "blockOwnerDeletion": controller,
+    }
 
 
 def job_name(execution: str, uid: str, step_id: str, attempt: int) -> str:

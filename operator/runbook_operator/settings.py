@@ -15,8 +15,7 @@ from runbook_operator.execution.controller import JOB_CREATE_CONCURRENCY, Contro
 from runbook_operator.kube import Kube
 from runbook_operator.ledger.checkpoint import Signer
 from runbook_operator.ledger.store import LedgerStore, publish_public_key
-from runbook_operator.runbooks import RunbookStatusWriter
-from runbook_operator.steps.jobs import ExecutionRef
+from runbook_operator.names import ExecutionRef
 
 GROUP = API_GROUP
 VERSION = API_VERSION_NAME
@@ -32,7 +31,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     signer: Signer = memo.signer
     publish_public_key(kube, cfg.operator_namespace, cfg.public_key_configmap, signer)
     memo.controller = Controller(kube, cfg, _ledger_factory, signer)
-    memo.runbooks = RunbookStatusWriter(kube)
+    memo.kube = kube
     memo.wakers = {}
     memo.pool = ThreadPoolExecutor(cfg.reconcile_workers, thread_name_prefix="reconcile")
     start_http_server(cfg.metrics_port)
@@ -62,7 +61,7 @@ def _tune(settings: kopf.OperatorSettings, cfg: OperatorConfig) -> None:
 
 
 def _ledger_factory(kube: Kube, ref: ExecutionRef) -> LedgerStore:
-    return LedgerStore(kube, ref.namespace, ref.name, ref.uid, ref.execution_id)
+    return LedgerStore(kube, ref)
 
 
 __all__ = ["GROUP", "VERSION", "configure"]

@@ -28,7 +28,7 @@ from runbook_operator.names import execution_id
 from runbookctl import cluster_view
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only when a cluster command runs
-    from runbook_operator.ledger import store as ledger_store
+    from runbook_operator.ledger import find as ledger_find
 
 err = Console(stderr=True)
 
@@ -67,9 +67,9 @@ class Target:
         self.namespace = namespace or kube.context_namespace(path, context)
 
     def execution(self, name: str) -> dict[str, Any]:
-        from runbook_operator.ledger import store as ledger_store
+        from runbook_operator.ledger import find as ledger_find
 
-        obj = ledger_store.get_execution(self.kube, self.namespace, name)
+        obj = ledger_find.get_execution(self.kube, self.namespace, name)
         if obj is None:
             _fail(f"runbookexecution {name!r} not found in namespace {self.namespace!r}", 1)
         return obj
@@ -185,12 +185,12 @@ def _control(action: ControlAction) -> Callable[..., None]:
     return command
 
 
-def _ledger(target: Target, name: str, uid: str | None) -> ledger_store.FoundLedger:
-    from runbook_operator.ledger import store as ledger_store
+def _ledger(target: Target, name: str, uid: str | None) -> ledger_find.FoundLedger:
+    from runbook_operator.ledger import find as ledger_find
 
-    obj = ledger_store.get_execution(target.kube, target.namespace, name)
+    obj = ledger_find.get_execution(target.kube, target.namespace, name)
     want = uid or (str(obj["metadata"]["uid"]) if obj else None)
-    found = ledger_store.find_ledgers(target.kube, target.namespace, name)
+    found = ledger_find.find_ledgers(target.kube, target.namespace, name)
     for ledger in found:
         if want is None or ledger.lid.uid == want:
             return ledger
@@ -292,12 +292,12 @@ def verify(
             expect_count=expect_count,
         )
         return
-    from runbook_operator.ledger import store as ledger_store
+    from runbook_operator.ledger import find as ledger_find
 
     with _errors():
         target = Target(kubeconfig, context, namespace)
         pem = _read_key(public_key) if public_key else None
-        report = ledger_store.verify_execution(
+        report = ledger_find.verify_execution(
             target.kube,
             target.namespace,
             name,

@@ -19,13 +19,10 @@ from runbook_engine.audit import AuditChain, verify
 from runbook_operator import names
 from runbook_operator.kube import CONFIGMAPS, Conflict, Invalid, Kube
 from runbook_operator.ledger.checkpoint import KeyRef, Signer
-from runbook_operator.ledger.segments import ENTRIES_KEY, SEGMENT_MAX_BYTES, LedgerId
-from runbook_operator.ledger.store import (
-    LedgerStore,
-    find_ledgers,
-    publish_public_key,
-    verify_execution,
-)
+from runbook_operator.ledger.find import find_ledgers, verify_execution
+from runbook_operator.ledger.segments import ENTRIES_KEY, SEGMENT_MAX_BYTES
+from runbook_operator.ledger.store import LedgerStore, publish_public_key
+from runbook_operator.names import ExecutionRef
 from tests.unit.ledger.helpers import chain_of
 
 from .conftest import Cluster
@@ -39,17 +36,15 @@ def kube(cluster: Cluster) -> Kube:
     return Kube.connect(cluster.kubeconfig)
 
 
-def _lid(namespace: str, name: str = "demo") -> LedgerId:
-    return LedgerId(namespace, name, str(uuid.uuid4()))
+def _lid(namespace: str, name: str = "demo") -> ExecutionRef:
+    return ExecutionRef(namespace, name, str(uuid.uuid4()))
 
 
-def _store(kube: Kube, lid: LedgerId, max_bytes: int = SEGMENT_MAX_BYTES) -> LedgerStore:
-    return LedgerStore(
-        kube, lid.namespace, lid.execution, lid.uid, lid.execution_id, max_bytes=max_bytes
-    )
+def _store(kube: Kube, lid: ExecutionRef, max_bytes: int = SEGMENT_MAX_BYTES) -> LedgerStore:
+    return LedgerStore(kube, lid, max_bytes=max_bytes)
 
 
-def _segments(kube: Kube, lid: LedgerId) -> list[dict[str, Any]]:
+def _segments(kube: Kube, lid: ExecutionRef) -> list[dict[str, Any]]:
     items = kube.list(CONFIGMAPS, lid.namespace, f"{names.EXECUTION_UID_LABEL}={lid.uid}")
     return sorted(items, key=lambda cm: cm["metadata"]["name"])
 
@@ -67,7 +62,7 @@ def test_append_many_entries_across_segment_rolls(kube: Kube, namespace: str) ->
     assert all(cm["metadata"]["labels"][names.RETENTION_LABEL] == "true" for cm in cms)
     loaded = _store(kube, lid).load()
     assert loaded.entries == chain.entries
-    report = verify_execution(kube, namespace, lid.execution, uid=lid.uid)
+    report = verify_execution(kube, namespace, lid.name, uid=lid.uid)
     assert report.ok, report.headline()
 
 
@@ -144,7 +139,9 @@ def test_sealed_segments_are_immutable_on_the_apiserver(kube: Kube, namespace: s
         kube.patch(CONFIGMAPS, namespace, sealed["metadata"]["name"], {"immutable": False})
 
 
-def _signed_ledger(kube: Kube, namespace: str, n: int = 20) -> tuple[LedgerId, Signer, AuditChain]:
+def _signed_ledger(
+    kube: Kube, namespace: str, n: int = 20
+) -> tuple[ExecutionRef, Signer, AuditChain]:
     lid = _lid(namespace, f"tamper-{uuid.uuid4().hex[:6]}")
     signer = Signer.generate(KeyRef(namespace, "ledger-key"))
     publish_public_key(kube, namespace, "ledger-key", signer)
@@ -170,14 +167,14 @@ def _ctl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_verify_without_the_execution_object(cluster: Cluster, kube: Kube, namespace: str) -> None:
     lid, _, chain = _signed_ledger(kube, namespace)
-    report = verify_execution(kube, namespace, lid.execution, require_checkpoint=True)
+    report = verify_execution(kube, namespace, lid.name, require_checkpoint=True)
     assert report.ok, report.headline()
     assert report.checkpoint is not None and report.checkpoint["count"] == len(chain.entries)
     assert not report.status_checked
-    proc = _ctl(cluster, "verify", lid.execution, "-n", namespace, "--require-checkpoint")
+    proc = _ctl(cluster, "verify", lid.name, "-n", namespace, "--require-checkpoint")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"OK {lid.execution_id}: 20 entries")
-    logs = _ctl(cluster, "logs", lid.execution, "-n", namespace, "-o", "json")
+    logs = _ctl(cluster, "logs", lid.name, "-n", namespace, "-o", "json")
     assert json.loads(logs.stdout) == chain.entries
 
 
@@ -201,10 +198,10 @@ def test_a_tampered_open_segment_is_caught_naming_the_entry(
     assert "immutable" not in open_segment
     seq = _edit_second_line(open_segment)
     kube.replace(CONFIGMAPS, namespace, open_segment["metadata"]["name"], open_segment)
-    report = verify_execution(kube, namespace, lid.execution)
+    report = verify_execution(kube, namespace, lid.name)
     name = open_segment["metadata"]["name"]
     assert report.headline().startswith(f"TAMPERED at entry {seq} (segment {name}, line 2)")
-    proc = _ctl(cluster, "verify", lid.execution, "-n", namespace)
+    proc = _ctl(cluster, "verify", lid.name, "-n", namespace)
     assert proc.returncode == 1
     assert f"TAMPERED at entry {seq} (segment {name}, line 2)" in proc.stdout
 
@@ -227,10 +224,10 @@ def test_a_sealed_segment_recreated_with_an_edit_is_caught(
         "immutable": True,
     }
     kube.create(CONFIGMAPS, namespace, forged)
-    report = verify_execution(kube, namespace, lid.execution)
+    report = verify_execution(kube, namespace, lid.name)
     assert report.headline().startswith(f"TAMPERED at entry {seq} (segment {name}, line 2)")
     assert any("uid" in p.reason for p in report.problems[1:])
-    proc = _ctl(cluster, "verify", lid.execution, "-n", namespace)
+    proc = _ctl(cluster, "verify", lid.name, "-n", namespace)
     assert proc.returncode == 1 and f"TAMPERED at entry {seq} (segment {name}" in proc.stdout
 
 
@@ -240,7 +237,7 @@ def test_a_deleted_tail_is_caught_by_the_checkpoint(kube: Kube, namespace: str) 
     keep_checkpoint = cms[-1]  # the open segment holds the checkpoint: cut the entries before
     victim = next(cm for cm in reversed(cms[:-1]) if cm["data"][ENTRIES_KEY])
     kube.delete(CONFIGMAPS, namespace, victim["metadata"]["name"])
-    report = verify_execution(kube, namespace, lid.execution)
+    report = verify_execution(kube, namespace, lid.name)
     assert not report.ok, keep_checkpoint["metadata"]["name"]
 
 

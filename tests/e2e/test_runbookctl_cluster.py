@@ -15,9 +15,8 @@ import pytest
 import yaml
 
 from runbook_operator.kube import EXECUTIONS, Kube
-from runbook_operator.ledger.segments import LedgerId
 from runbook_operator.ledger.store import LedgerStore
-from runbook_operator.names import execution_id
+from runbook_operator.names import ExecutionRef, execution_id
 from tests.unit.ledger.helpers import chain_of
 
 from .conftest import Cluster, wait_for
@@ -154,8 +153,8 @@ def test_logs_and_verify_follow_the_object_and_survive_its_deletion(
     obj = _make(kube, namespace, "delta", None)
     uid = obj["metadata"]["uid"]
     exec_id = execution_id(namespace, "delta", uid)
-    store = LedgerStore(kube, namespace, "delta", uid, exec_id)
-    chain = chain_of(8, lid=LedgerId(namespace, "delta", uid))
+    store = LedgerStore(kube, ExecutionRef(namespace, "delta", uid))
+    chain = chain_of(8, lid=ExecutionRef(namespace, "delta", uid))
     store.append(chain.entries)
     audit = {"count": 8, "head": chain.head, "recent": chain.entries[-3:]}
     kube.patch(

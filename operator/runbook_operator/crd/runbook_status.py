@@ -115,3 +115,16 @@ def runbook_status(
 
 def _count(steps: Any) -> int | None:
     return len(steps) if isinstance(steps, list) else None
+
+
+def runbook_status_of(body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The status of the Runbook object `body` (its name stands in for a missing spec.id, as
+    locally; its current status keeps lastTransitionTime, so an event rewrites nothing)."""
+    meta = body.get("metadata") or {}
+    return runbook_status(
+        dict(body.get("spec") or {}),
+        int(meta.get("generation") or 0),
+        now,
+        name=meta.get("name"),
+        previous=body.get("status"),
+    )

@@ -97,6 +97,11 @@ class ChildCache:
             if entry is not None:
                 entry.items.setdefault((kind, obj["metadata"]["name"]), obj)
 
+    def size(self) -> int:
+        """Executions whose children are kept."""
+        with self._lock:
+            return len(self._by_uid)
+
     def forget(self, uid: str) -> None:
         with self._lock:
             self._by_uid.pop(uid, None)

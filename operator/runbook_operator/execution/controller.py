@@ -1,17 +1,20 @@
 """The imperative shell of one reconcile: fetch, decide (`reconcile`), carry out.
 
-Synchronous (the kopf handlers run it on a thread pool). Effects go out in a
-crash-safe order — ledger, result ConfigMaps, Jobs, then status — and every write is
+Synchronous (the kopf handlers run it on a thread pool). Effects go out in a crash-safe order:
+result ConfigMaps, then Jobs and ledger entries side by side (Events right after the ledger),
+then Job deletions, the checkpoint of a finished execution, and the status last. Every write is
 idempotent or guarded by a resourceVersion, so kopf's at-least-once delivery, an operator
-restart between two writes, or a concurrent edit leaves no duplicate Job and no gap in the ledger.
+restart between two writes, or a concurrent edit leaves no duplicate Job and no gap in the
+ledger (docs/architecture.md walks through it).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -20,33 +23,36 @@ from runbook_engine.audit import AuditChain
 from runbook_engine.contract import StepExecutorResult
 from runbook_engine.driver import Actors, record
 from runbook_engine.problems import Problem
-from runbook_engine.timeutil import format_time, utcnow
+from runbook_engine.timeutil import utcnow
 from runbook_operator import kube as k
 from runbook_operator import metrics, names
 from runbook_operator.config import OperatorConfig
-from runbook_operator.execution import pinning
+from runbook_operator.execution import control, pinning
 from runbook_operator.execution.children import ChildCache
+from runbook_operator.execution.events import KubeEvent, event_manifest, kube_events
+from runbook_operator.execution.pinning import Pinned
 from runbook_operator.execution.reconcile import (
     Effects,
-    KubeEvent,
-    Pinned,
     World,
-    kube_events,
     load_state,
     reconcile,
     wanted_reads,
 )
-from runbook_operator.execution.status import execution_status
-from runbook_operator.steps import observe, results
-from runbook_operator.steps.jobs import ExecutionRef
+from runbook_operator.execution.status import execution_status, with_ready_false
+from runbook_operator.execution.view import ExecutionView
+from runbook_operator.names import ExecutionRef
+from runbook_operator.steps import executor_identity, observe, results
 
 JOB_CREATE_CONCURRENCY = 8
 """Jobs one reconcile creates at once; the client's connection pool holds more than this."""
 log = logging.getLogger("runbook_operator")
 MAX_CONFLICT_RETRIES = 5
-TERMINAL_PHASES = ("COMPLETED", "FAILED", "CANCELLED")
 RETRY_AFTER_ERROR = timedelta(seconds=15)
-DELETE_ACTOR = "kubectl-delete (finalizer)"
+_RBAC_RESOURCES: Mapping[str, k.Resource] = {
+    "ServiceAccount": k.SERVICE_ACCOUNTS,
+    "Role": k.ROLES,
+    "RoleBinding": k.ROLE_BINDINGS,
+}
 
 
 class Ledger(Protocol):
@@ -71,142 +77,152 @@ class Outcome:
 
 
 @dataclass
+class _Locks:
+    """One lock per execution uid, kept only while someone holds or waits for it."""
+
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+    _held: dict[str, tuple[threading.Lock, int]] = field(default_factory=dict)
+
+    @contextmanager
+    def hold(self, uid: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._held.get(uid) or (threading.Lock(), 0)
+            self._held[uid] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._held[uid]
+                if users == 1:
+                    del self._held[uid]
+                else:
+                    self._held[uid] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+@dataclass
 class Controller:
     kube: k.Kube
     cfg: OperatorConfig
     ledger_factory: LedgerFactory
     signer: Any = None
     clock: Callable[[], datetime] = utcnow
+    children: ChildCache = field(default_factory=ChildCache)
     _pinned: dict[str, Pinned] = field(default_factory=dict)
     _ledgers: dict[str, Ledger] = field(default_factory=dict)
     _rbac_ready: set[str] = field(default_factory=set)
-    children: ChildCache = field(default_factory=ChildCache)
+    _locks: _Locks = field(default_factory=_Locks)
     _creators: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(JOB_CREATE_CONCURRENCY, "create-job")
     )
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
-    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
     # -- entry points ----------------------------------------------------------------------------
-    def _lock(self, namespace: str, name: str) -> threading.Lock:
-        """One reconcile at a time per execution (daemon, finalizer and control events)."""
-        with self._locks_guard:
-            return self._locks.setdefault(f"{namespace}/{name}", threading.Lock())
+    def reconcile(self, namespace: str, name: str, uid: str) -> Outcome:
+        """Drive execution `uid` one step; one reconcile at a time per execution."""
+        with self._locks.hold(uid):
+            return self._retrying(namespace, name, uid, deleting=False)
 
-    def reconcile(self, namespace: str, name: str) -> Outcome:
-        with self._lock(namespace, name):
-            return self._reconcile_retrying(namespace, name)
+    def finalize(self, namespace: str, name: str, uid: str) -> None:
+        """The execution is being deleted: cancel what runs, seal the ledger, then let go."""
+        with self._locks.hold(uid):
+            self._retrying(namespace, name, uid, deleting=True)
 
-    def _reconcile_retrying(self, namespace: str, name: str) -> Outcome:
+    def cached(self) -> dict[str, int]:
+        """How many executions each cache holds (freed at a terminal phase or deletion)."""
+        return {
+            "pinned": len(self._pinned),
+            "ledgers": len(self._ledgers),
+            "locks": len(self._locks),
+            "children": self.children.size(),
+        }
+
+    # -- one reconcile, retried ----------------------------------------------------------------
+    def _retrying(self, namespace: str, name: str, uid: str, *, deleting: bool) -> Outcome:
         """One reconcile, retried from a fresh read when a guarded write meets a Conflict.
 
         Any other failure (the API unreachable, a damaged ledger, a bug) is logged, shown in the
         execution's Ready condition and retried later: one bad object never stops the operator.
+        A finalizer's failure is raised instead, so kopf keeps the finalizer and retries.
         """
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 with metrics.RECONCILE_SECONDS.time():
-                    return self._reconcile(namespace, name)
+                    return self._once(namespace, name, uid, deleting=deleting)
             except k.Conflict as exc:
                 log.info("conflict on %s/%s, re-reading: %s", namespace, name, exc.message)
-                self._ledgers.pop(f"{namespace}/{name}", None)
+                self._ledgers.pop(uid, None)
             except Exception as exc:  # never let one execution take the operator down
-                return self._failed_reconcile(namespace, name, exc)
+                if deleting:
+                    raise
+                return self._failed(namespace, name, uid, exc)
+        if deleting:  # kopf keeps the finalizer and calls again
+            raise k.Conflict(409, "Conflict", f"could not finalize {namespace}/{name}")
         return Outcome(done=False, wake_at=self.clock())
 
-    def _failed_reconcile(self, namespace: str, name: str, exc: Exception) -> Outcome:
+    def _failed(self, namespace: str, name: str, uid: str, exc: Exception) -> Outcome:
         log.exception("reconcile of %s/%s failed", namespace, name)
         metrics.API_ERRORS.labels("reconcile").inc()
-        self._ledgers.pop(f"{namespace}/{name}", None)
+        self._ledgers.pop(uid, None)
         message = f"{type(exc).__name__}: {exc}"[:1000]
-        ready = {"type": "Ready", "status": "False", "reason": "ReconcileError", "message": message}
         try:
-            body = self.kube.get(k.EXECUTIONS, namespace, name)
-            conditions = [
-                c
-                for c in (body.get("status") or {}).get("conditions") or []
-                if c.get("type") != "Ready"
-            ]
-            ready["lastTransitionTime"] = format_time(self.clock())
-            ready["observedGeneration"] = body["metadata"].get("generation")
-            patch = {
-                "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                "status": {"conditions": [*conditions, ready]},
-            }
-            self.kube.patch(k.EXECUTIONS, namespace, name, patch, subresource="status")
+            view = ExecutionView.of(self.kube.get(k.EXECUTIONS, namespace, name))
+            status = with_ready_false(
+                view.status, "ReconcileError", message, view.generation, self.clock()
+            )
+            k.write_status(self.kube, k.EXECUTIONS, view.body, status)
         except Exception as again:  # reporting is best effort; the log has the first error
             log.info("cannot report the failure on %s/%s: %s", namespace, name, again)
         return Outcome(done=False, wake_at=self.clock() + RETRY_AFTER_ERROR)
 
-    def finalize(self, namespace: str, name: str) -> None:
-        """The execution is being deleted: cancel what runs, seal the ledger, then let go."""
-        with self._lock(namespace, name):
-            self._finalize_retrying(namespace, name)
-        with self._locks_guard:
-            self._locks.pop(f"{namespace}/{name}", None)
-
-    def _finalize_retrying(self, namespace: str, name: str) -> None:
-        for _ in range(MAX_CONFLICT_RETRIES):
-            try:
-                return self._finalize(namespace, name)
-            except k.Conflict:
-                self._ledgers.pop(f"{namespace}/{name}", None)
-        raise k.Conflict(409, "Conflict", f"could not finalize {namespace}/{name}")
-
-    # -- the reconcile -------------------------------------------------------------------------
-    def _reconcile(self, namespace: str, name: str) -> Outcome:
+    def _once(self, namespace: str, name: str, uid: str, *, deleting: bool) -> Outcome:
         try:
-            body = self.kube.get(k.EXECUTIONS, namespace, name)
+            view = ExecutionView.of(self.kube.get(k.EXECUTIONS, namespace, name))
         except k.NotFound:
+            self._forget(uid)
             return Outcome(done=True)
-        if body["metadata"].get("deletionTimestamp"):
+        if view.ref.uid != uid:  # re-created under the same name: its own daemon drives it
+            self._forget(uid)
             return Outcome(done=True)
-        return self._drive(body, cancel=False)
+        if view.deleting and not deleting:
+            return Outcome(done=True)  # the finalizer takes over
+        if deleting and view.finished:
+            outcome = Outcome(done=True)
+        else:
+            outcome = self._drive(view, deleting=deleting)
+        if deleting:
+            self._delete_running_jobs(view.ref)
+        if outcome.done:
+            self._forget(uid)
+        return outcome
 
-    def _finalize(self, namespace: str, name: str) -> None:
-        try:
-            body = self.kube.get(k.EXECUTIONS, namespace, name)
-        except k.NotFound:
-            return
-        if (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
-            self._drive(body, cancel=True)
-        ref = _ref(body)
-        # Only Jobs still running: finished ones go with the execution (ownerReferences), and
-        # deleting a 1,000-step execution should not cost 1,000 requests.
-        for job in self.kube.list(k.JOBS, namespace, f"{names.EXECUTION_UID_LABEL}={ref.uid}"):
-            if not observe.finished(job):
-                self.kube.delete(k.JOBS, namespace, job["metadata"]["name"])
-        self._pinned.pop(ref.uid, None)
-        self._ledgers.pop(f"{namespace}/{name}", None)
-        self.children.forget(ref.uid)
-
-    def _drive(self, body: Mapping[str, Any], *, cancel: bool) -> Outcome:
-        ref = _ref(body)
-        now = self.clock()
-        pinned = self._pin(body, ref, now)
+    def _drive(self, view: ExecutionView, *, deleting: bool) -> Outcome:
+        ref, now = view.ref, self.clock()
+        pinned = self._pin(view)
         if isinstance(pinned, pinning.Refusal):
-            self._refuse(body, ref, pinned, now)
+            self._refuse(view, pinned, now)
             return Outcome(done=True)
-        control = None
-        if cancel:
-            body = {**body, "spec": {**body.get("spec", {}), "cancel": True}}
-            control = DELETE_ACTOR
         ledger = self._ledger(ref)
         chain = ledger.load()
-        state = load_state(pinned.plan, body.get("status") or {}, ref.execution_id, now)
-        jobs, pods = self._children(ref, bool(state.running) or state.status.terminal)
-        reads = self._read_results(ref, wanted_reads(state, jobs, pods, ref))
-        world = World(ref, body, pinned, chain, jobs, pods, reads, now, control)
+        state = load_state(pinned.plan, view.status, ref.execution_id, now)
+        observed = self._observe(ref, bool(state.running) or state.status.terminal)
+        reads = self._read_results(ref, wanted_reads(state, observed, ref))
+        world = World(view, pinned, chain, observed, reads, now, deleting)
         effects = reconcile(world, state, self.cfg)
-        self._apply(body, ref, ledger, chain, effects, now)
-        if effects.terminal:
-            self.children.forget(ref.uid)
+        self._apply(view, ledger, chain, effects, now)
         return Outcome(done=effects.terminal, wake_at=effects.next_wakeup)
 
+    def _forget(self, uid: str) -> None:
+        """Free what is kept for an execution that is finished or gone."""
+        self._pinned.pop(uid, None)
+        self._ledgers.pop(uid, None)
+        self.children.forget(uid)
+
     # -- fetching ------------------------------------------------------------------------------
-    def _pin(
-        self, body: Mapping[str, Any], ref: ExecutionRef, now: datetime
-    ) -> Pinned | pinning.Refusal:
+    def _pin(self, view: ExecutionView) -> Pinned | pinning.Refusal:
+        ref = view.ref
         cached = self._pinned.get(ref.uid)
         if cached is not None:
             return cached
@@ -214,10 +230,10 @@ class Controller:
         try:
             cm = self.kube.get(k.CONFIGMAPS, ref.namespace, cm_name)
         except k.NotFound:
-            if (body.get("status") or {}).get("definitionRef"):
+            if view.pinned_before:
                 reason = f"the pinned definition ConfigMap {cm_name} was deleted"
                 return pinning.Refusal("DefinitionLost", (Problem("status.definitionRef", reason),))
-            made = self._make_pin(body, ref)
+            made = self._make_pin(view)
             if isinstance(made, pinning.Refusal):
                 return made
             cm, _ = self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, made)
@@ -228,39 +244,35 @@ class Controller:
         self._pinned[ref.uid] = pinned
         return pinned
 
-    def _make_pin(
-        self, body: Mapping[str, Any], ref: ExecutionRef
-    ) -> dict[str, Any] | pinning.Refusal:
-        request = pinning.parse_request(body.get("spec") or {})
+    def _make_pin(self, view: ExecutionView) -> dict[str, Any] | pinning.Refusal:
+        request = pinning.parse_request(view.spec)
         if isinstance(request, pinning.Refusal):
             return request
         try:
-            runbook = self.kube.get(k.RUNBOOKS, ref.namespace, request.runbook_ref.name)
+            runbook = self.kube.get(k.RUNBOOKS, view.ref.namespace, request.runbook_ref.name)
         except k.NotFound:
             runbook = None
-        return pinning.pin(runbook, request, ref)
+        return pinning.pin(runbook, request, view.ref)
 
     def _ledger(self, ref: ExecutionRef) -> Ledger:
-        key = f"{ref.namespace}/{ref.name}"
-        ledger = self._ledgers.get(key)
+        ledger = self._ledgers.get(ref.uid)
         if ledger is None:
-            ledger = self._ledgers[key] = self.ledger_factory(self.kube, ref)
+            ledger = self._ledgers[ref.uid] = self.ledger_factory(self.kube, ref)
         return ledger
 
-    def _children(
-        self, ref: ExecutionRef, needed: bool
-    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-        """From the watch-fed cache; listed afresh when it is older than the resync interval."""
+    def _observe(self, ref: ExecutionRef, needed: bool) -> observe.Observed:
+        """The execution's Jobs and pods, classified once. From the watch-fed cache; listed
+        afresh when it is older than the resync interval."""
         if not needed:
-            return [], []
+            return observe.NOTHING
         cached = self.children.get(ref.uid, max_age=self.cfg.resync_seconds)
-        if cached is not None:
-            return cached
-        selector = f"{names.EXECUTION_UID_LABEL}={ref.uid}"
-        jobs = self.kube.list(k.JOBS, ref.namespace, selector)
-        pods = self.kube.list(k.PODS, ref.namespace, selector) if jobs else []
-        self.children.prime(ref.uid, jobs, pods)
-        return list(jobs), list(pods)
+        if cached is None:
+            selector = f"{names.EXECUTION_UID_LABEL}={ref.uid}"
+            jobs = self.kube.list(k.JOBS, ref.namespace, selector)
+            pods = self.kube.list(k.PODS, ref.namespace, selector) if jobs else []
+            self.children.prime(ref.uid, jobs, pods)
+            cached = (list(jobs), list(pods))
+        return observe.observe_children(*cached)
 
     def _read_results(
         self, ref: ExecutionRef, wanted: Sequence[tuple[str, results.Pointer]]
@@ -279,18 +291,18 @@ class Controller:
     # -- acting ----------------------------------------------------------------------------------
     def _apply(
         self,
-        body: Mapping[str, Any],
-        ref: ExecutionRef,
+        view: ExecutionView,
         ledger: Ledger,
         chain: AuditChain,
         effects: Effects,
         now: datetime,
     ) -> None:
+        ref = view.ref
         # Result ConfigMaps before the Jobs whose pods mount them.
         for cm in effects.result_configmaps:
             self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, cm)
         if effects.create_jobs:
-            self._ensure_executor_rbac(ref.namespace)
+            self._ensure_executor_identity(ref.namespace)
         # Jobs side by side (a fan-out makes hundreds), and the ledger meanwhile: the next step
         # starts one round trip after its dependency ended, not three. A Job made before its
         # STEP_STARTED entry is safe: its name is deterministic, so a replay after a crash
@@ -302,15 +314,15 @@ class Controller:
             ledger.append(effects.entries)
             # Right after the ledger: a replay after a lost status write has no new entries,
             # so Events posted later in this reconcile would never be posted at all.
-            self._post_events(body, effects.events, now)
+            self._post_events(view, effects.events, now)
         for done in creating:
             done.result()
         for name in effects.delete_jobs:
             self.kube.delete(k.JOBS, ref.namespace, name)
         status = effects.status
-        if effects.terminal and self.signer is not None:
+        if effects.terminal:
             status = self._checkpoint(ledger, chain, status, now)
-        self._write_status(body, ref, status)
+        k.write_status(self.kube, k.EXECUTIONS, view.body, status)
         metrics.observe(effects)
 
     def _create_job(self, ref: ExecutionRef, manifest: Mapping[str, Any]) -> None:
@@ -327,86 +339,36 @@ class Controller:
                 "Job %s exists but belongs to %s, not %s", obj["metadata"]["name"], owner, ref.uid
             )
 
+    def _delete_running_jobs(self, ref: ExecutionRef) -> None:
+        selector = f"{names.EXECUTION_UID_LABEL}={ref.uid}"
+        for name in control.jobs_to_delete(self.kube.list(k.JOBS, ref.namespace, selector)):
+            self.kube.delete(k.JOBS, ref.namespace, name)
+
     def _checkpoint(
         self, ledger: Ledger, chain: AuditChain, status: dict[str, Any], now: datetime
     ) -> dict[str, Any]:
+        if self.signer is None:
+            return status
         recorded = (status.get("audit") or {}).get("checkpoint") or {}
         if recorded.get("head") == chain.head and recorded.get("count") == len(chain.entries):
             return status
         checkpoint = ledger.write_checkpoint(chain, self.signer, now)
         return {**status, "audit": {**status["audit"], "checkpoint": checkpoint}}
 
-    def _write_status(
-        self, body: Mapping[str, Any], ref: ExecutionRef, status: dict[str, Any]
-    ) -> None:
-        """Write the status this reconcile derived from `body`'s status.
-
-        Guarded by resourceVersion. A conflict caused by a change elsewhere in the object
-        (spec, metadata: a `kubectl patch`, kopf's annotations) is retried with the fresh
-        resourceVersion, because this reconcile's ledger entries and Job changes are already
-        done and the status must follow them; only a status changed by someone else in between
-        makes the whole reconcile start again.
-        """
-        based_on = body.get("status")
-        version = body["metadata"]["resourceVersion"]
-        for _ in range(MAX_CONFLICT_RETRIES):
-            if status == based_on:
-                return
-            patch = {"metadata": {"resourceVersion": version}, "status": status}
-            try:
-                self.kube.patch(k.EXECUTIONS, ref.namespace, ref.name, patch, subresource="status")
-                return
-            except k.NotFound:
-                return
-            except k.Conflict:
-                fresh = self.kube.get(k.EXECUTIONS, ref.namespace, ref.name)
-                if fresh.get("status") != based_on:
-                    log.info(
-                        "status of %s/%s was changed by another writer", ref.namespace, ref.name
-                    )
-                    raise
-                version = fresh["metadata"]["resourceVersion"]
-        raise k.Conflict(409, "Conflict", f"status of {ref.namespace}/{ref.name} kept changing")
-
-    def _post_events(
-        self, body: Mapping[str, Any], events: Sequence[KubeEvent], now: datetime
-    ) -> None:
-        meta = body["metadata"]
+    def _post_events(self, view: ExecutionView, events: Sequence[KubeEvent], now: datetime) -> None:
         for event in events:
-            manifest = {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {
-                    "name": f"{meta['name'][:200]}.{names.short_hash(event.key, length=12)}"
-                },
-                "involvedObject": {
-                    "apiVersion": body["apiVersion"],
-                    "kind": body["kind"],
-                    "name": meta["name"],
-                    "namespace": meta["namespace"],
-                    "uid": meta["uid"],
-                },
-                "type": event.type,
-                "reason": event.reason,
-                "message": event.message[:1024],
-                "source": {"component": "runbook-operator"},
-                "reportingComponent": "runbook-operator",
-                "reportingInstance": "runbook-operator",
-                "firstTimestamp": format_time(now),
-                "lastTimestamp": format_time(now),
-                "count": 1,
-            }
             try:
-                self.kube.create_or_get(k.EVENTS, meta["namespace"], manifest)
+                self.kube.create_or_get(
+                    k.EVENTS, view.ref.namespace, event_manifest(view, event, now)
+                )
             except k.KubeError as exc:  # Events are best effort; the ledger is the record
                 log.info("cannot post Event %s: %s", event.reason, exc)
 
-    def _refuse(
-        self, body: Mapping[str, Any], ref: ExecutionRef, refusal: pinning.Refusal, now: datetime
-    ) -> None:
-        if (body.get("status") or {}).get("phase") == "FAILED":
+    def _refuse(self, view: ExecutionView, refusal: pinning.Refusal, now: datetime) -> None:
+        if view.phase == "FAILED":
             return
-        parsed = pinning.parse_request(body.get("spec") or {})
+        ref = view.ref
+        parsed = pinning.parse_request(view.spec)
         request = None if isinstance(parsed, pinning.Refusal) else parsed
         ledger = self._ledger(ref)
         chain = ledger.load()
@@ -414,70 +376,27 @@ class Controller:
         entries = record(chain, pinning.refusal_events(refusal, request), actors, now)
         if entries:
             ledger.append(entries)
-            self._post_events(body, kube_events(entries), now)
-        runbook = str((body.get("spec") or {}).get("runbookRef", {}).get("name", ""))
-        state = pinning.refused_state(ref, runbook, refusal, now)
+            self._post_events(view, kube_events(entries), now)
+        state = pinning.refused_state(ref, view.runbook_name, refusal, now)
         status = execution_status(
             state,
             chain,
-            execution=ref.name,
-            uid=ref.uid,
-            generation=body["metadata"].get("generation"),
+            ref=ref,
+            generation=view.generation,
             now=now,
-            previous=body.get("status") or {},
+            previous=view.status,
             extra={},
             failure_reason=refusal.reason,
         )
-        if self.signer is not None:
-            status = self._checkpoint(ledger, chain, status, now)
-        self._write_status(body, ref, status)
+        status = self._checkpoint(ledger, chain, status, now)
+        k.write_status(self.kube, k.EXECUTIONS, view.body, status)
 
-    def _ensure_executor_rbac(self, namespace: str) -> None:
+    def _ensure_executor_identity(self, namespace: str) -> None:
         if not self.cfg.manage_executor_rbac or namespace in self._rbac_ready:
             return
-        sa = self.cfg.executor_service_account
-        labels = {
-            "app.kubernetes.io/managed-by": names.MANAGED_BY,
-            "app.kubernetes.io/name": "runbook-operator",
-        }
-        meta = {"name": sa, "labels": labels}
-        objects: list[tuple[k.Resource, dict[str, Any]]] = [
-            (k.SERVICE_ACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}),
-            (
-                k.ROLES,
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "Role",
-                    "metadata": meta,
-                    "rules": [
-                        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}
-                    ],
-                },
-            ),
-            (
-                k.ROLE_BINDINGS,
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "RoleBinding",
-                    "metadata": meta,
-                    "roleRef": {
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "Role",
-                        "name": sa,
-                    },
-                    "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
-                },
-            ),
-        ]
-        for res, obj in objects:
-            self.kube.create_or_get(res, namespace, obj)
+        for obj in executor_identity.objects(namespace, self.cfg.executor_service_account):
+            self.kube.create_or_get(_RBAC_RESOURCES[obj["kind"]], namespace, obj)
         self._rbac_ready.add(namespace)
-
-
-def _ref(body: Mapping[str, Any]) -> ExecutionRef:
-    meta = body["metadata"]
-    ns, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
-    return ExecutionRef(ns, name, uid, names.execution_id(ns, name, uid))
 
 
 __all__ = ["Controller", "Ledger", "Outcome"]

@@ -20,17 +20,25 @@ from runbook_engine.canonical import canonical_json, canonical_sha256
 from runbook_engine.enums import ExecutionStatus, LogEventType
 from runbook_engine.loader import definition_from_document
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
-from runbook_engine.plan import compile_plan
+from runbook_engine.plan import Plan, compile_plan
 from runbook_engine.problems import InvalidRunbook, Problem, problems_from_pydantic
 from runbook_engine.state import ExecutionState
 from runbook_operator import names
-from runbook_operator.execution.reconcile import Pinned
-from runbook_operator.steps.jobs import ExecutionRef
+from runbook_operator.names import ExecutionRef
+from runbook_operator.steps.contract import DEFINITION_KEY, REQUEST_KEY
 
-DEFINITION_KEY = "definition.json"
-REQUEST_KEY = "request.json"
 HASH_ANNOTATION = f"{names.LABEL_PREFIX}/definition-hash"
 DEFINITION_MAX_BYTES = 900_000
+
+
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """The definition and request pinned at start (from the definition ConfigMap)."""
+
+    plan: Plan
+    request: ExecutionRequest
+    definition_hash: str
+    configmap: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ lost write converges to the same place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,6 @@ from runbook_engine.contract import StepExecutorResult
 from runbook_engine.driver import Actors, drive
 from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
 from runbook_engine.limits import effective_output_limit
-from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
     AttemptFinished,
@@ -34,46 +33,35 @@ from runbook_engine.scheduler import (
 from runbook_engine.state import ExecutionState
 from runbook_operator import names
 from runbook_operator.config import OperatorConfig
+from runbook_operator.execution import control
+from runbook_operator.execution.events import KubeEvent, kube_events
+from runbook_operator.execution.pinning import Pinned
 from runbook_operator.execution.status import execution_status
+from runbook_operator.execution.view import ExecutionView
+from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import results
-from runbook_operator.steps.jobs import AttemptJob, ExecutionRef, job_manifest
-from runbook_operator.steps.observe import Failed, Reported, Running, classify, index_by_attempt
-
-
-@dataclass(frozen=True, slots=True)
-class Pinned:
-    """The definition and request pinned at start (from the definition ConfigMap)."""
-
-    plan: Plan
-    request: ExecutionRequest
-    definition_hash: str
-    configmap: str
+from runbook_operator.steps.jobs import AttemptJob, job_manifest
+from runbook_operator.steps.observe import Failed, Observed, Reported, Running
 
 
 @dataclass(frozen=True, slots=True)
 class World:
     """Everything one reconcile step looks at."""
 
-    ref: ExecutionRef
-    body: Mapping[str, Any]
+    view: ExecutionView
     pinned: Pinned
     chain: AuditChain
-    jobs: Sequence[Mapping[str, Any]]
-    pods: Sequence[Mapping[str, Any]]
+    observed: Observed
+    """The execution's Jobs and pods, classified once (steps.observe.observe_children)."""
     reads: Mapping[str, StepExecutorResult | str]
     """Job name → the result read from its ConfigMap, or why it could not be trusted."""
     now: datetime
-    control: str | None = None
-    """Who asked for the control change, when the shell knows better than managedFields."""
+    deleting: bool = False
+    """The finalizer runs this reconcile: the execution is cancelled by its deletion."""
 
-
-@dataclass(frozen=True, slots=True)
-class KubeEvent:
-    type: str
-    reason: str
-    message: str
-    key: str
-    """The audit logId it reports: the Event's name derives from it (replays post nothing)."""
+    @property
+    def ref(self) -> ExecutionRef:
+        return self.view.ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +74,6 @@ class Effects:
     events: tuple[KubeEvent, ...]
     next_wakeup: datetime | None
     state: ExecutionState
-    new_entries_for_metrics: tuple[dict[str, Any], ...] = field(default=())
 
     @property
     def terminal(self) -> bool:
@@ -103,46 +90,18 @@ def load_state(
     return reindex(plan, ExecutionState.from_wire({**status, "executionId": execution_id}))
 
 
-def control_actor(body: Mapping[str, Any]) -> str | None:
-    """Who last set spec.paused/spec.cancel, from managedFields (the field manager's name)."""
-    latest: tuple[str, str] | None = None
-    for entry in body.get("metadata", {}).get("managedFields") or []:
-        spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
-        if "f:paused" in spec or "f:cancel" in spec:
-            stamp = str(entry.get("time") or "")
-            if latest is None or stamp >= latest[0]:
-                latest = (stamp, str(entry.get("manager") or ""))
-    return latest[1] if latest and latest[1] else None
-
-
 # -- observing attempts ------------------------------------------------------------------------
-def _by_attempt(world: World) -> tuple[dict[tuple[str, int], list[Mapping[str, Any]]], ...]:
-    jobs = index_by_attempt(world.jobs, names.STEP_LABEL, names.ATTEMPT_LABEL)
-    pods = index_by_attempt(world.pods, names.STEP_LABEL, names.ATTEMPT_LABEL)
-    return jobs, pods
-
-
-def _first(items: list[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
-    return items[0] if items else None
-
-
 def _running(state: ExecutionState) -> list[tuple[str, int]]:
     return [(sid, state.steps[sid].attempt) for sid in state.order if sid in state.running]
 
 
 def wanted_reads(
-    state: ExecutionState,
-    jobs: Sequence[Mapping[str, Any]],
-    pods: Sequence[Mapping[str, Any]],
-    ref: ExecutionRef,
+    state: ExecutionState, observed: Observed, ref: ExecutionRef
 ) -> list[tuple[str, results.Pointer]]:
     """Result ConfigMaps to fetch: those that running attempts' pods point to."""
-    by_job = index_by_attempt(jobs, names.STEP_LABEL, names.ATTEMPT_LABEL)
-    by_pod = index_by_attempt(pods, names.STEP_LABEL, names.ATTEMPT_LABEL)
     out = []
     for sid, attempt in _running(state):
-        key = (names.label_value(sid), attempt)
-        outcome = classify(_first(by_job.get(key)), by_pod.get(key, []))
+        outcome = observed.outcome(sid, attempt)
         if isinstance(outcome, Reported) and outcome.pointer is not None:
             out.append((names.job_name(ref.name, ref.uid, sid, attempt), outcome.pointer))
     return out
@@ -152,15 +111,12 @@ def observe(
     world: World, state: ExecutionState
 ) -> tuple[list[Observation], list[str], list[dict[str, Any]]]:
     """Observations for the scheduler, Jobs to delete, inline results to store."""
-    jobs, pods = _by_attempt(world)
     observations: list[Observation] = []
     deletes: list[str] = []
     stores: list[dict[str, Any]] = []
     for sid, attempt in _running(state):
-        key = (names.label_value(sid), attempt)
-        job = _first(jobs.get(key))
         name = names.job_name(world.ref.name, world.ref.uid, sid, attempt)
-        outcome = classify(job, pods.get(key, []))
+        outcome = world.observed.outcome(sid, attempt)
         if isinstance(outcome, Running):
             continue
         if isinstance(outcome, Failed):
@@ -195,18 +151,7 @@ def leftover_jobs(world: World, state: ExecutionState) -> list[str]:
     While it runs, an unknown Job is left alone: the scheduler will start that attempt again
     and adopt it (same name) instead of creating a second one.
     """
-    if not state.status.terminal:
-        return []
-    _, pods = _by_attempt(world)
-    out = []
-    for job in world.jobs:
-        labels = job.get("metadata", {}).get("labels") or {}
-        key = (str(labels.get(names.STEP_LABEL, "")), int(labels.get(names.ATTEMPT_LABEL, 0) or 0))
-        if job["metadata"].get("deletionTimestamp"):
-            continue
-        if isinstance(classify(job, pods.get(key, [])), Running):
-            out.append(str(job["metadata"]["name"]))
-    return out
+    return list(world.observed.still_running) if state.status.terminal else []
 
 
 # -- acting ------------------------------------------------------------------------------------
@@ -238,39 +183,6 @@ def _job_for(
     return job_manifest(job, cfg)
 
 
-_EVENT_KINDS: Mapping[str, tuple[str, str]] = {
-    LogEventType.EXECUTION_STARTED: ("Normal", "Started"),
-    LogEventType.EXECUTION_REJECTED: ("Warning", "Rejected"),
-    LogEventType.EXECUTION_PAUSED: ("Normal", "Paused"),
-    LogEventType.EXECUTION_RESUMED: ("Normal", "Resumed"),
-    LogEventType.EXECUTION_CANCELLED: ("Normal", "Cancelled"),
-    LogEventType.EXECUTION_COMPLETED: ("Normal", "Completed"),
-    LogEventType.EXECUTION_FAILED: ("Warning", "Failed"),
-    LogEventType.STEP_FAILED: ("Warning", "StepFailed"),
-    LogEventType.STEP_ATTEMPT_FAILED: ("Warning", "AttemptFailed"),
-    LogEventType.CONTROL_REJECTED: ("Warning", "ControlRejected"),
-}
-"""Audit event type → Kubernetes Event (type, reason); other events post nothing."""
-
-
-def _describe(entry: Mapping[str, Any]) -> str:
-    details = entry.get("details") or {}
-    step = f"step {entry['stepId']}: " if entry.get("stepId") else ""
-    text = details.get("error") or details.get("message") or details.get("reason") or ""
-    if entry["eventType"] == LogEventType.EXECUTION_STARTED:
-        text = f"runbook {details.get('runbookId')} with {details.get('stepCount')} steps"
-    return f"{step}{text}".strip() or str(entry["eventType"])
-
-
-def kube_events(entries: Sequence[Mapping[str, Any]]) -> tuple[KubeEvent, ...]:
-    out = []
-    for entry in entries:
-        kind = _EVENT_KINDS.get(entry["eventType"])
-        if kind is not None:
-            out.append(KubeEvent(kind[0], kind[1], _describe(entry), str(entry["logId"])))
-    return tuple(out)
-
-
 def failure_reason(state: ExecutionState, chain: AuditChain) -> str | None:
     if state.status is not ExecutionStatus.FAILED:
         return None
@@ -281,13 +193,9 @@ def failure_reason(state: ExecutionState, chain: AuditChain) -> str | None:
 def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effects:
     """Observe → drive → effects. `state` comes from `load_state`."""
     observations, deletes, stores = observe(world, state)
-    request = world.pinned.request.model_copy(
-        update={
-            "paused": bool(world.body.get("spec", {}).get("paused", False)),
-            "cancel": bool(world.body.get("spec", {}).get("cancel", False)),
-        }
-    )
-    actors = Actors(cfg.actor, request.started_by, world.control or control_actor(world.body))
+    view = world.view
+    request = control.requested(world.pinned.request, view, deleting=world.deleting)
+    actors = Actors(cfg.actor, request.started_by, control.actor(view, deleting=world.deleting))
     step = drive(world.pinned.plan, request, state, world.chain, observations, world.now, actors)
     new = step.state
     creates = [
@@ -298,15 +206,13 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         for a in step.decision.actions
         if isinstance(a, StopAttempt)
     ]
-    meta = world.body.get("metadata", {})
     status = execution_status(
         new,
         world.chain,
-        execution=world.ref.name,
-        uid=world.ref.uid,
-        generation=meta.get("generation"),
+        ref=world.ref,
+        generation=view.generation,
         now=world.now,
-        previous=world.body.get("status") or {},
+        previous=view.status,
         extra={
             "definitionHash": world.pinned.definition_hash,
             "definitionRef": world.pinned.configmap,
@@ -323,5 +229,4 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         events=kube_events(step.entries),
         next_wakeup=step.decision.next_wakeup,
         state=new,
-        new_entries_for_metrics=step.entries,
     )

@@ -15,6 +15,7 @@ from runbook_engine.enums import ExecutionStatus
 from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import format_time
 from runbook_operator import names
+from runbook_operator.names import ExecutionRef
 
 RECENT_ENTRIES = 5
 
@@ -96,8 +97,7 @@ def execution_status(
     state: ExecutionState,
     chain: AuditChain,
     *,
-    execution: str,
-    uid: str,
+    ref: ExecutionRef,
     generation: int | None,
     now: datetime,
     previous: Mapping[str, Any],
@@ -108,19 +108,30 @@ def execution_status(
     wire = state.to_wire(with_outputs=False)
     for entry in wire["steps"]:
         if entry["attempt"] > 0:
-            entry["jobName"] = names.job_name(execution, uid, entry["stepId"], entry["attempt"])
+            entry["jobName"] = names.job_name(ref.name, ref.uid, entry["stepId"], entry["attempt"])
     wire.update(
         progress=progress(state),
         observedGeneration=generation,
         conditions=execution_conditions(
             state, generation, now, previous.get("conditions") or (), failure_reason
         ),
-        audit=audit_head(chain, names.ledger_configmap(execution, uid, 0), extra.get("checkpoint")),
+        audit=audit_head(chain, ref.ledger_segment(0), extra.get("checkpoint")),
     )
     for key in ("definitionHash", "definitionRef"):
         if extra.get(key):
             wire[key] = extra[key]
     return dict(without_nulls(wire))
+
+
+def with_ready_false(
+    status: Mapping[str, Any], reason: str, message: str, generation: int | None, now: datetime
+) -> dict[str, Any]:
+    """`status` with its Ready condition replaced by Ready=False `reason` (the rest kept): what a
+    reconcile that could not finish reports, so `kubectl get`/`wait` and GitOps tools see it."""
+    previous = status.get("conditions") or []
+    ready = condition("Ready", "False", reason, message, generation, now, previous)
+    others = [c for c in previous if c.get("type") != "Ready"]
+    return {**status, "conditions": [*others, ready]}
 
 
 def without_nulls(value: Any) -> Any:

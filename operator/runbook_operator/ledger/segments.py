@@ -26,6 +26,7 @@ from typing import Any
 from runbook_engine.audit import GENESIS_HASH
 from runbook_engine.canonical import canonical_json
 from runbook_operator import names
+from runbook_operator.names import ExecutionRef
 
 ENTRIES_KEY = "entries.jsonl"
 SEGMENT_KEY = "segment.json"
@@ -42,24 +43,11 @@ class LedgerError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class LedgerId:
-    """Which execution a ledger belongs to."""
+class LedgerFault:
+    """Something wrong in the stored ledger, located by segment, entry and line.
 
-    namespace: str
-    execution: str
-    uid: str
-
-    @property
-    def execution_id(self) -> str:
-        return names.execution_id(self.namespace, self.execution, self.uid)
-
-    def segment_name(self, index: int) -> str:
-        return names.ledger_configmap(self.execution, self.uid, index)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """Something wrong in the stored ledger, located as precisely as known."""
+    Not the engine's `Problem` (a field of a document and a reason): a fault lives in stored
+    bytes, and an auditor needs the ConfigMap and line to look at."""
 
     segment: str
     reason: str
@@ -86,7 +74,7 @@ class Segment:
     entries: tuple[Any, ...]
     checkpoint: Any
     data: Mapping[str, str]
-    problems: tuple[Problem, ...] = field(default=())
+    problems: tuple[LedgerFault, ...] = field(default=())
 
     @property
     def size(self) -> int:
@@ -138,12 +126,12 @@ def _link(previous: Segment | None) -> dict[str, str] | None:
 
 
 def segment_meta(
-    lid: LedgerId, index: int, first_seq: int, previous: Segment | None
+    lid: ExecutionRef, index: int, first_seq: int, previous: Segment | None
 ) -> dict[str, Any]:
     return {
         "executionId": lid.execution_id,
         "namespace": lid.namespace,
-        "execution": lid.execution,
+        "execution": lid.name,
         "executionUid": lid.uid,
         "index": index,
         "firstSeq": first_seq,
@@ -151,8 +139,8 @@ def segment_meta(
     }
 
 
-def segment_labels(lid: LedgerId) -> dict[str, str]:
-    out = names.labels(lid.execution, lid.uid, component=COMPONENT)
+def segment_labels(lid: ExecutionRef) -> dict[str, str]:
+    out = names.labels(lid.name, lid.uid, component=COMPONENT)
     out[names.RETENTION_LABEL] = "true"
     return out
 
@@ -178,7 +166,7 @@ def _data(meta: Mapping[str, Any], lines: Sequence[str], checkpoint: str | None)
 
 
 def segment_manifest(
-    lid: LedgerId,
+    lid: ExecutionRef,
     meta: Mapping[str, Any],
     lines: Sequence[str],
     *,
@@ -192,7 +180,7 @@ def segment_manifest(
         last = [json.loads(line)["hash"] for line in lines[-1:]]
         meta.update(sealed=True, count=len(lines), finalHash=last[0] if last else _start(meta))
     metadata: dict[str, Any] = {
-        "name": lid.segment_name(int(meta["index"])),
+        "name": lid.ledger_segment(int(meta["index"])),
         "namespace": lid.namespace,
         "labels": segment_labels(lid),
     }
@@ -210,26 +198,26 @@ def segment_manifest(
 
 
 # -- parsing ------------------------------------------------------------------------------------
-def _parse_lines(name: str, text: str, first_seq: int) -> tuple[list[Any], list[Problem]]:
+def _parse_lines(name: str, text: str, first_seq: int) -> tuple[list[Any], list[LedgerFault]]:
     entries: list[Any] = []
-    problems: list[Problem] = []
+    problems: list[LedgerFault] = []
     for number, line in enumerate(text.splitlines(), start=1):
         try:
             entries.append(json.loads(line))
         except ValueError as exc:
             entries.append(line)
             seq = first_seq + number - 1 if first_seq >= 0 else None
-            problems.append(Problem(name, f"line is not JSON ({exc})", seq, number))
+            problems.append(LedgerFault(name, f"line is not JSON ({exc})", seq, number))
     return entries, problems
 
 
-def _parse_json(name: str, data: Mapping[str, str], key: str) -> tuple[Any, list[Problem]]:
+def _parse_json(name: str, data: Mapping[str, str], key: str) -> tuple[Any, list[LedgerFault]]:
     if key not in data:
         return None, []
     try:
         return json.loads(data[key]), []
     except ValueError as exc:
-        return None, [Problem(name, f"{key} is not JSON ({exc})")]
+        return None, [LedgerFault(name, f"{key} is not JSON ({exc})")]
 
 
 def parse_segment(configmap: Mapping[str, Any]) -> Segment:
@@ -239,7 +227,7 @@ def parse_segment(configmap: Mapping[str, Any]) -> Segment:
     data = {str(k): str(v) for k, v in (configmap.get("data") or {}).items()}
     meta, problems = _parse_json(name, data, SEGMENT_KEY)
     if not isinstance(meta, Mapping):
-        problems.append(Problem(name, f"{SEGMENT_KEY} missing or not a JSON object"))
+        problems.append(LedgerFault(name, f"{SEGMENT_KEY} missing or not a JSON object"))
         meta = {}
     checkpoint, cp_problems = _parse_json(name, data, CHECKPOINT_KEY)
     first = meta.get("firstSeq")
@@ -275,7 +263,7 @@ def all_entries(segments: Sequence[Segment]) -> list[Any]:
 class _At:
     """A segment in its place: `k`-th, after `prev`, expected to start at `seq`."""
 
-    lid: LedgerId
+    lid: ExecutionRef
     seg: Segment
     k: int
     prev: Segment | None
@@ -287,12 +275,12 @@ def _index_rule(at: _At) -> str | None:
     if at.seg.index == at.k:
         return None
     if at.seg.index > at.k:
-        return f"segment {at.k} ({at.lid.segment_name(at.k)}) is missing"
+        return f"segment {at.k} ({at.lid.ledger_segment(at.k)}) is missing"
     return f"segment.json index is {at.seg.meta.get('index')!r}, expected {at.k}"
 
 
 def _name_rule(at: _At) -> str | None:
-    expected = at.lid.segment_name(at.seg.index)
+    expected = at.lid.ledger_segment(at.seg.index)
     return None if at.seg.name == expected else f"named {at.seg.name}, expected {expected}"
 
 
@@ -349,9 +337,9 @@ _STRUCTURE_RULES = (
 )
 
 
-def structure_problems(lid: LedgerId, segments: Sequence[Segment]) -> list[Problem]:
+def structure_problems(lid: ExecutionRef, segments: Sequence[Segment]) -> list[LedgerFault]:
     """Every way the segments fail to form one continuous, sealed series, in ledger order."""
-    problems: list[Problem] = []
+    problems: list[LedgerFault] = []
     seq = 0
     for k, seg in enumerate(segments):
         prev = segments[k - 1] if k else None
@@ -362,7 +350,7 @@ def structure_problems(lid: LedgerId, segments: Sequence[Segment]) -> list[Probl
             if reason:
                 at_end = rule is _seal_record_rule and seg.lines
                 where = seq + len(seg.lines) - 1 if at_end else seq
-                problems.append(Problem(seg.name, reason, where))
+                problems.append(LedgerFault(seg.name, reason, where))
         seq += len(seg.lines)
     return sorted(problems, key=lambda p: -1 if p.seq is None else p.seq)
 
@@ -385,7 +373,7 @@ def _open(segments: Sequence[Segment]) -> Segment | None:
     return segments[-1] if segments and not segments[-1].sealed else None
 
 
-def _next_meta(lid: LedgerId, segments: Sequence[Segment]) -> dict[str, Any]:
+def _next_meta(lid: ExecutionRef, segments: Sequence[Segment]) -> dict[str, Any]:
     if not segments:
         return segment_meta(lid, 0, 0, None)
     last = segments[-1]
@@ -403,7 +391,7 @@ def _fit(base: int, lines: Sequence[str], max_bytes: int) -> int:
     return n
 
 
-def _check_sizes(lid: LedgerId, pending: Sequence[str], max_bytes: int) -> None:
+def _check_sizes(lid: ExecutionRef, pending: Sequence[str], max_bytes: int) -> None:
     room = max_bytes - data_size(_data(segment_meta(lid, 9999, 10**9, None), [], None))
     for line in pending:
         if _fit(0, [line], room) == 0:
@@ -414,7 +402,7 @@ def _check_sizes(lid: LedgerId, pending: Sequence[str], max_bytes: int) -> None:
 
 
 def _rewrite(
-    lid: LedgerId, seg: Segment, lines: Sequence[str], checkpoint: str | None, sealed: bool
+    lid: ExecutionRef, seg: Segment, lines: Sequence[str], checkpoint: str | None, sealed: bool
 ) -> dict[str, Any]:
     return segment_manifest(
         lid,
@@ -427,7 +415,7 @@ def _rewrite(
 
 
 def plan_append(
-    lid: LedgerId,
+    lid: ExecutionRef,
     segments: Sequence[Segment],
     pending: Sequence[str],
     max_bytes: int = SEGMENT_MAX_BYTES,
@@ -449,7 +437,7 @@ def plan_append(
 
 
 def plan_checkpoint(
-    lid: LedgerId,
+    lid: ExecutionRef,
     segments: Sequence[Segment],
     checkpoint: Mapping[str, Any],
     max_bytes: int = SEGMENT_MAX_BYTES,

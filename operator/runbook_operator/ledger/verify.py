@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from runbook_engine.audit import GENESIS_HASH, verify
 from runbook_operator.ledger.checkpoint import checkpoint_problem
 from runbook_operator.ledger.segments import (
-    LedgerId,
-    Problem,
+    LedgerFault,
     Segment,
     all_entries,
     structure_problems,
 )
+from runbook_operator.names import ExecutionRef
 
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
 """keyId → the public key to check a checkpoint with, or None when unknown."""
@@ -39,11 +39,11 @@ KeyLookup = Callable[[str], Ed25519PublicKey | None]
 class Report:
     """What `verify_ledger` found; `problems` in ledger order, `notes` are not failures."""
 
-    lid: LedgerId
+    lid: ExecutionRef
     segments: int
     count: int
     head: str
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[LedgerFault] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checkpoint: Mapping[str, Any] | None = None
     status_checked: bool = False
@@ -88,9 +88,9 @@ def locate(segments: Sequence[Segment], seq: int) -> tuple[str, int | None]:
     return (segments[-1].name if segments else "-"), None
 
 
-def _problem(segments: Sequence[Segment], seq: int, reason: str) -> Problem:
+def _problem(segments: Sequence[Segment], seq: int, reason: str) -> LedgerFault:
     name, line = locate(segments, seq)
-    return Problem(name, reason, seq, line)
+    return LedgerFault(name, reason, seq, line)
 
 
 def _hash_at(entries: Sequence[Any], count: int) -> str | None:
@@ -113,7 +113,7 @@ def _checkpoints(
 
 
 def _checkpoint_problem(
-    lid: LedgerId, cp: Any, entries: Sequence[Any], keys: KeyLookup
+    lid: ExecutionRef, cp: Any, entries: Sequence[Any], keys: KeyLookup
 ) -> str | None:
     key_id = str(cp.get("keyId")) if isinstance(cp, Mapping) else ""
     key = keys(key_id)
@@ -176,7 +176,7 @@ def _check_status(
 
 
 def verify_ledger(
-    lid: LedgerId,
+    lid: ExecutionRef,
     segments: Sequence[Segment],
     *,
     keys: KeyLookup,

@@ -14,34 +14,13 @@ from typing import Any
 
 from runbook_engine.model import ContainerSpec, RunbookStep
 from runbook_operator import names
-from runbook_operator.apigroup import API_VERSION
 from runbook_operator.config import OperatorConfig
+from runbook_operator.names import ExecutionRef
+from runbook_operator.steps import contract as c
 
-MOUNT = "/var/run/runbook"
 DEADLINE_GRACE_SECONDS = 30
 STEP_ID_ANNOTATION = f"{names.LABEL_PREFIX}/step-id"
 DEFAULT_COMMAND = ("python3", "-m", "runbook_operator.steps.pod")
-FILES_DIR = f"{MOUNT}/files"
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionRef:
-    """The RunbookExecution a child belongs to."""
-
-    namespace: str
-    name: str
-    uid: str
-    execution_id: str
-
-    def owner(self, *, controller: bool = True) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "RunbookExecution",
-            "name": self.name,
-            "uid": self.uid,
-            "controller": controller,
-            "blockOwnerDeletion": controller,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,29 +35,29 @@ class AttemptJob:
     """(step id, result ConfigMap) of every upstream output the step sees."""
     max_output_bytes: int
     files_configmap: str | None = None
-    """The runbook's data files, mounted at FILES_DIR (RUNBOOK_BASE_DIR of the executors)."""
+    """The runbook's data files, mounted at contract.FILES_DIR (RUNBOOK_BASE_DIR of the executors)."""
 
 
 def _env(job: AttemptJob, name: str) -> list[dict[str, Any]]:
     ex = job.execution
     plain = {
-        "RUNBOOK_EXECUTION": ex.name,
-        "RUNBOOK_EXECUTION_UID": ex.uid,
-        "RUNBOOK_EXECUTION_ID": ex.execution_id,
-        "RUNBOOK_STEP_ID": job.step.id,
-        "RUNBOOK_ATTEMPT": str(job.attempt),
-        "RUNBOOK_RESULT_CONFIGMAP": names.result_configmap(name),
-        "RUNBOOK_MAX_OUTPUT_BYTES": str(job.max_output_bytes),
+        c.ENV_EXECUTION: ex.name,
+        c.ENV_EXECUTION_UID: ex.uid,
+        c.ENV_EXECUTION_ID: ex.execution_id,
+        c.ENV_STEP_ID: job.step.id,
+        c.ENV_ATTEMPT: str(job.attempt),
+        c.ENV_RESULT_CONFIGMAP: names.result_configmap(name),
+        c.ENV_MAX_OUTPUT_BYTES: str(job.max_output_bytes),
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
     }
     if job.files_configmap:
-        plain["RUNBOOK_BASE_DIR"] = FILES_DIR
+        plain[c.ENV_BASE_DIR] = c.FILES_DIR
     own = job.step.container.env if job.step.container else {}
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in {**own, **plain}.items()]
     env.append(
         {
-            "name": "RUNBOOK_NAMESPACE",
+            "name": c.ENV_NAMESPACE,
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         }
     )
@@ -94,7 +73,7 @@ def _volumes(job: AttemptJob) -> list[dict[str, Any]]:
                     {
                         "configMap": {
                             "name": cm,
-                            "items": [{"key": "result.json.gz", "path": f"{sid}.json.gz"}],
+                            "items": [{"key": c.RESULT_KEY, "path": f"{sid}{c.UPSTREAM_SUFFIX}"}],
                         }
                     }
                     for sid, cm in job.upstream
@@ -141,8 +120,8 @@ def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any
         },
         "terminationMessagePolicy": "File",
         "volumeMounts": [
-            {"name": "definition", "mountPath": f"{MOUNT}/definition", "readOnly": True},
-            {"name": "upstream", "mountPath": f"{MOUNT}/upstream", "readOnly": True},
+            {"name": "definition", "mountPath": c.DEFINITION_DIR, "readOnly": True},
+            {"name": "upstream", "mountPath": c.UPSTREAM_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
@@ -153,7 +132,7 @@ def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any
         container["args"] = list(own.args)
     if job.files_configmap:
         container["volumeMounts"].append(
-            {"name": "files", "mountPath": FILES_DIR, "readOnly": True}
+            {"name": "files", "mountPath": c.FILES_DIR, "readOnly": True}
         )
     return container
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook_engine.contract import StepExecutorResult
+from runbook_operator import names
 from runbook_operator.steps import results
 
 STUCK_WAITING_REASONS = frozenset(
@@ -153,16 +154,59 @@ def signal(kind: str, obj: Mapping[str, Any]) -> tuple[object, ...]:
     )
 
 
+AttemptKey = tuple[str, int]
+"""(step label value, attempt number): how a Job and its pods name the attempt they run."""
+
+
+def attempt_key(step_id: str, attempt: int) -> AttemptKey:
+    return (names.label_value(step_id), attempt)
+
+
 def index_by_attempt(
-    items: Sequence[Mapping[str, Any]], step_label: str, attempt_label: str
-) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
+    items: Sequence[Mapping[str, Any]],
+) -> dict[AttemptKey, list[Mapping[str, Any]]]:
     """Group Jobs or pods by their (step label, attempt label)."""
-    out: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    out: dict[AttemptKey, list[Mapping[str, Any]]] = {}
     for item in items:
         labels = item.get("metadata", {}).get("labels") or {}
         try:
-            key = (str(labels[step_label]), int(labels[attempt_label]))
+            key = (str(labels[names.STEP_LABEL]), int(labels[names.ATTEMPT_LABEL]))
         except (KeyError, ValueError):
             continue
         out.setdefault(key, []).append(item)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Every Job of one execution classified once per reconcile (with its pods)."""
+
+    outcomes: Mapping[AttemptKey, Outcome]
+    still_running: tuple[str, ...]
+    """Names of Jobs whose attempt is still working and that are not being deleted."""
+
+    def outcome(self, step_id: str, attempt: int) -> Outcome:
+        """The attempt's outcome; an attempt with no Job has lost it."""
+        return self.outcomes.get(attempt_key(step_id, attempt)) or classify(None, ())
+
+
+NOTHING = Observed({}, ())
+
+
+def observe_children(
+    jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
+) -> Observed:
+    """Classify every Job of an execution with its pods: the one pass a reconcile makes."""
+    pods_by = index_by_attempt(pods)
+    outcomes: dict[AttemptKey, Outcome] = {}
+    running: list[str] = []
+    for key, key_jobs in index_by_attempt(jobs).items():
+        outcome = classify(key_jobs[0], pods_by.get(key, []))
+        outcomes[key] = outcome
+        if isinstance(outcome, Running):
+            running.extend(
+                str(j["metadata"]["name"])
+                for j in key_jobs
+                if not j["metadata"].get("deletionTimestamp")
+            )
+    return Observed(outcomes, tuple(running))

@@ -30,11 +30,11 @@ from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.state import ExecutionState
 from runbook_operator import names
-from runbook_operator.apigroup import API_VERSION
+from runbook_operator.steps import contract as c
 from runbook_operator.steps import results
 
-MOUNT = Path("/var/run/runbook")
-TERMINATION_LOG = Path("/dev/termination-log")
+MOUNT = Path(c.MOUNT)
+TERMINATION_LOG = Path(c.TERMINATION_LOG)
 
 
 def upstream_outputs(folder: Path) -> dict[str, dict[str, Any]]:
@@ -42,30 +42,30 @@ def upstream_outputs(folder: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if not folder.is_dir():
         return out
-    for path in sorted(folder.glob("*.json.gz")):
+    for path in sorted(folder.glob(f"*{c.UPSTREAM_SUFFIX}")):
         raw = gzip.decompress(path.read_bytes())
-        out[path.name.removesuffix(".json.gz")] = results.parse_result(raw).output
+        out[path.name.removesuffix(c.UPSTREAM_SUFFIX)] = results.parse_result(raw).output
     return out
 
 
 def pod_context(env: Mapping[str, str], mount: Path) -> StepExecutorContext:
     """The context the local runner would build, from the mounted files and the pod's env."""
     definition = RunbookDefinition.model_validate_json(
-        (mount / "definition" / "definition.json").read_bytes()
+        (mount / "definition" / c.DEFINITION_KEY).read_bytes()
     )
     request = ExecutionRequest.model_validate_json(
-        (mount / "definition" / "request.json").read_bytes()
+        (mount / "definition" / c.REQUEST_KEY).read_bytes()
     )
     plan = compile_plan(definition)
     state = ExecutionState(
-        execution_id=env["RUNBOOK_EXECUTION_ID"],
+        execution_id=env[c.ENV_EXECUTION_ID],
         runbook_id=definition.id,
         status=ExecutionStatus.RUNNING,
         steps=Map(),
         created_at=datetime.now(UTC),
         outputs=Map(upstream_outputs(mount / "upstream")),
     )
-    return build_context(plan, request, state, env["RUNBOOK_STEP_ID"], int(env["RUNBOOK_ATTEMPT"]))
+    return build_context(plan, request, state, env[c.ENV_STEP_ID], int(env[c.ENV_ATTEMPT]))
 
 
 def over_limit(result: StepExecutorResult, limit: int) -> StepExecutorResult:
@@ -94,26 +94,21 @@ def store(env: Mapping[str, str], result: StepExecutorResult) -> results.Pointer
     from runbook_operator.kube import CONFIGMAPS, AlreadyExists, Kube
 
     raw, sha = results.encode(result)
-    name = env["RUNBOOK_RESULT_CONFIGMAP"]
+    name = env[c.ENV_RESULT_CONFIGMAP]
     labels = names.labels(
-        env["RUNBOOK_EXECUTION"],
-        env["RUNBOOK_EXECUTION_UID"],
+        env[c.ENV_EXECUTION],
+        env[c.ENV_EXECUTION_UID],
         "result",
-        step_id=env["RUNBOOK_STEP_ID"],
-        attempt=int(env["RUNBOOK_ATTEMPT"]),
+        step_id=env[c.ENV_STEP_ID],
+        attempt=int(env[c.ENV_ATTEMPT]),
     )
-    owner = {
-        "apiVersion": API_VERSION,
-        "kind": "RunbookExecution",
-        "name": env["RUNBOOK_EXECUTION"],
-        "uid": env["RUNBOOK_EXECUTION_UID"],
-    }
+    owner = names.owner_reference(env[c.ENV_EXECUTION], env[c.ENV_EXECUTION_UID], controller=False)
     body = results.configmap(name, raw, sha, labels, owner)
     kube = Kube.connect()
     try:
-        kube.create(CONFIGMAPS, env["RUNBOOK_NAMESPACE"], body)
+        kube.create(CONFIGMAPS, env[c.ENV_NAMESPACE], body)
     except AlreadyExists:
-        existing = kube.get(CONFIGMAPS, env["RUNBOOK_NAMESPACE"], name)
+        existing = kube.get(CONFIGMAPS, env[c.ENV_NAMESPACE], name)
         results.read_configmap(existing, expected_sha256=sha)  # same result, or ResultError
     return results.Pointer(name, sha, len(raw))
 
@@ -127,7 +122,7 @@ def main() -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="runbook-") as work:
             result = run_step(ctx, Path(work))
-    result = over_limit(result, int(env.get("RUNBOOK_MAX_OUTPUT_BYTES", "1048576")))
+    result = over_limit(result, int(env.get(c.ENV_MAX_OUTPUT_BYTES, "1048576")))
     try:
         pointer = store(env, result)
     except Exception as exc:  # the operator sees exit 2 and this message as a lost attempt

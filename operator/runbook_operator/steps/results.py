@@ -23,8 +23,8 @@ from pydantic import ValidationError
 
 from runbook_engine.canonical import canonical_json
 from runbook_engine.contract import StepExecutorResult
+from runbook_operator.steps.contract import RESULT_KEY
 
-RESULT_KEY = "result.json.gz"
 SHA_ANNOTATION = "runbook-operator.dev/sha256"
 SIZE_ANNOTATION = "runbook-operator.dev/bytes"
 CONFIGMAP_MAX_BYTES = 1_000_000

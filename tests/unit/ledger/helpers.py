@@ -16,7 +16,6 @@ from typing import Any
 from runbook_engine.audit import AuditChain, AuditEvent
 from runbook_engine.enums import LogEventType
 from runbook_operator.ledger.segments import (
-    LedgerId,
     Segment,
     Write,
     data_size,
@@ -24,13 +23,14 @@ from runbook_operator.ledger.segments import (
     plan_append,
     plan_checkpoint,
 )
+from runbook_operator.names import ExecutionRef
 
-LID = LedgerId("ns", "demo", "0123456789abcdef-uid")
+LID = ExecutionRef("ns", "demo", "0123456789abcdef-uid")
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 APISERVER_LIMIT = 1024 * 1024
 
 
-def chain_of(n: int, pad: int = 0, lid: LedgerId = LID) -> AuditChain:
+def chain_of(n: int, pad: int = 0, lid: ExecutionRef = LID) -> AuditChain:
     """`n` entries; entry i carries `pad * (i % 3)` bytes of detail to vary the sizes."""
     chain = AuditChain(lid.execution_id)
     for i in range(n):
@@ -87,7 +87,7 @@ class Store:
         return copy.deepcopy(list(self.objects.values()))
 
 
-def append_lines(store: Store, lines: list[str], max_bytes: int, lid: LedgerId = LID) -> int:
+def append_lines(store: Store, lines: list[str], max_bytes: int, lid: ExecutionRef = LID) -> int:
     """Run plan_append to completion; returns the number of writes."""
     writes = 0
     while lines:
@@ -101,7 +101,7 @@ def append_lines(store: Store, lines: list[str], max_bytes: int, lid: LedgerId =
 
 
 def store_checkpoint(
-    store: Store, checkpoint: dict[str, Any], max_bytes: int, lid: LedgerId = LID
+    store: Store, checkpoint: dict[str, Any], max_bytes: int, lid: ExecutionRef = LID
 ) -> None:
     while True:
         write = plan_checkpoint(lid, store.segments(), checkpoint, max_bytes)

@@ -57,9 +57,7 @@ class FakeKube:
 
 
 def _store(kube: FakeKube, max_bytes: int = 3_000) -> LedgerStore:
-    return LedgerStore(
-        kube, LID.namespace, LID.execution, LID.uid, LID.execution_id, max_bytes=max_bytes
-    )  # type: ignore[arg-type]
+    return LedgerStore(kube, LID, max_bytes=max_bytes)  # type: ignore[arg-type]
 
 
 def test_append_is_idempotent_and_load_rebuilds_the_chain() -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from runbook_operator import names
+from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import results
-from runbook_operator.steps.jobs import ExecutionRef
 
-REF = ExecutionRef("ns1", "demo", "0123456789abcdef-uid", "ns1/demo/01234567")
+REF = ExecutionRef("ns1", "demo", "0123456789abcdef-uid")
 
 
 def job(

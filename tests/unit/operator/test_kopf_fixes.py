@@ -91,3 +91,28 @@ def test_applying_twice_wraps_once(restore_kopf: None) -> None:
     once = observation.process_discovered_namespace_event
     kopf_fixes.keep_namespace_listings()
     assert observation.process_discovered_namespace_event is once
+
+
+def _release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+def test_the_installed_kopf_is_one_the_patch_was_tested_against() -> None:
+    """kopf_fixes reaches into kopf._core: a kopf release outside the tested range must fail
+    here (re-run these tests against it, then widen TESTED_KOPF and pyproject.toml together)."""
+    from importlib.metadata import version
+
+    low, high = kopf_fixes.TESTED_KOPF
+    installed = _release(version("kopf"))
+    assert low <= installed < high, f"kopf {installed} is outside the tested range {low}..{high}"
+
+
+def test_pyproject_pins_the_tested_kopf_range() -> None:
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    low, high = kopf_fixes.TESTED_KOPF
+    pin = f"kopf>={'.'.join(map(str, low))},<{'.'.join(map(str, high[:2]))}"
+    assert pin in deps, f"pyproject.toml should pin {pin!r}, has {[d for d in deps if 'kopf' in d]}"

@@ -26,7 +26,9 @@ from runbook_operator.execution.reconcile import (
     reconcile,
     wanted_reads,
 )
+from runbook_operator.execution.view import ExecutionView
 from runbook_operator.steps import results
+from runbook_operator.steps.observe import observe_children
 
 from .kubefakes import REF, execution, job, pod, pointer_message, terminated
 
@@ -59,15 +61,15 @@ class Cluster:
 
     def step(self, now: datetime, *, apply_status: bool = True) -> Effects:
         state = load_state(self.pin.plan, self.body["status"], REF.execution_id, now)
-        jobs, pods = list(self.jobs.values()), list(self.pods.values())
+        observed = observe_children(list(self.jobs.values()), list(self.pods.values()))
         reads: dict[str, StepExecutorResult | str] = {}
-        for job_name, pointer in wanted_reads(state, jobs, pods, REF):
+        for job_name, pointer in wanted_reads(state, observed, REF):
             cm = self.configmaps.get(pointer.configmap)
             try:
                 reads[job_name] = results.read_configmap(cm, pointer.sha256) if cm else "missing"
             except results.ResultError as exc:
                 reads[job_name] = str(exc)
-        world = World(REF, self.body, self.pin, self.chain, jobs, pods, reads, now)
+        world = World(ExecutionView.of(self.body), self.pin, self.chain, observed, reads, now)
         effects = reconcile(world, state, CFG)
         for manifest in effects.create_jobs:
             name = manifest["metadata"]["name"]
