@@ -196,6 +196,8 @@ start kube-apiserver "$(kube_bin kube-apiserver)" \
   --service-cluster-ip-range "${SERVICE_CIDR}" \
   --authorization-mode Node,RBAC \
   --enable-admission-plugins NodeRestriction \
+  --feature-gates MutatingAdmissionPolicy=true \
+  --runtime-config admissionregistration.k8s.io/v1beta1=true \
   --allow-privileged=true --profiling=false --event-ttl 1h --v 1 \
   --audit-policy-file "${CLUSTER_DIR}/audit-policy.yaml" --audit-log-path "${LOGS}/audit.log" \
   --audit-log-maxsize 500 --audit-log-maxbackup 1

@@ -7,13 +7,14 @@ differ only in how they observe attempts and carry out `StartAttempt`/`StopAttem
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from runbook_engine.audit import AuditChain, AuditEvent
 from runbook_engine.enums import LogEventType
+from runbook_engine.identity import Identity
 from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import Decision, Observation, schedule
@@ -29,14 +30,31 @@ class Actors:
     """Who asked for the execution (request.startedBy)."""
     control: str | None = None
     """Who made the latest pause/resume/cancel request, when the shell knows."""
+    requester: Identity | None = None
+    """The authenticated creator of the execution (`started_by` is only what it claimed)."""
+    controller: Identity | None = None
+    """The authenticated user behind the latest pause/resume/cancel."""
 
 
 def _requester(actors: Actors) -> str | None:
-    return actors.started_by
+    return actors.requester.username if actors.requester else actors.started_by
 
 
 def _controller(actors: Actors) -> str | None:
-    return actors.control
+    return actors.controller.username if actors.controller else actors.control
+
+
+IDENTITY_RULES: Mapping[LogEventType, Callable[[Actors], Identity | None]] = MappingProxyType(
+    {
+        LogEventType.EXECUTION_STARTED: lambda a: a.requester,
+        LogEventType.EXECUTION_REJECTED: lambda a: a.requester,
+        LogEventType.EXECUTION_PAUSED: lambda a: a.controller,
+        LogEventType.EXECUTION_RESUMED: lambda a: a.controller,
+        LogEventType.EXECUTION_CANCELLED: lambda a: a.controller,
+        LogEventType.CONTROL_REJECTED: lambda a: a.controller,
+    }
+)
+"""Event type → the authenticated user it records in `details.authenticatedUser`."""
 
 
 ACTOR_RULES: Mapping[LogEventType, Callable[[Actors], str | None]] = MappingProxyType(
@@ -56,12 +74,22 @@ def actor_for(event_type: LogEventType, actors: Actors) -> str:
     return (rule(actors) if rule else None) or actors.shell
 
 
+def with_identity(event: AuditEvent, actors: Actors) -> AuditEvent:
+    """The event with the authenticated user who caused it, when the shell knows one."""
+    rule = IDENTITY_RULES.get(event.event_type)
+    who = rule(actors) if rule else None
+    if who is None:
+        return event
+    return replace(event, details={**event.details, "authenticatedUser": who.wire()})
+
+
 def record(
     chain: AuditChain, events: Iterable[AuditEvent], actors: Actors, now: datetime
 ) -> tuple[dict[str, Any], ...]:
     """Append events to the chain; returns the new entries (replayed events are skipped)."""
     new: list[dict[str, Any]] = []
     for event in events:
+        event = with_identity(event, actors)
         entry = chain.append(event, actor_id=actor_for(event.event_type, actors), timestamp=now)
         if entry is not None:
             new.append(entry)

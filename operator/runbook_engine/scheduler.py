@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +41,8 @@ class AttemptFinished:
     step_id: str
     attempt: int
     result: StepExecutorResult
+    ran_on: Mapping[str, str] | None = None
+    """Where the shell ran it (image, image digest, node): recorded as the attempt's `ranOn`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class AttemptLost:
     step_id: str
     attempt: int
     reason: str
+    ran_on: Mapping[str, str] | None = None
 
 
 Observation = AttemptFinished | AttemptLost
@@ -70,6 +73,7 @@ class StopAttempt:
     step_id: str
     attempt: int
     reason: str
+    ran_on: Mapping[str, str] | None = None
     """``timeout`` or ``cancelled``."""
 
 
@@ -448,6 +452,18 @@ def _reject(t: _Transition, problems: list[Problem]) -> None:
 
 
 def _apply(t: _Transition, observation: Observation) -> None:
+    """Fold one observation in, and record where the attempt ran in the entries it caused."""
+    first = len(t.events)
+    _fold(t, observation)
+    if observation.ran_on:
+        ran_on = dict(observation.ran_on)
+        for i in range(first, len(t.events)):
+            event = t.events[i]
+            if event.step_id == observation.step_id:
+                t.events[i] = replace(event, details={**event.details, "ranOn": ran_on})
+
+
+def _fold(t: _Transition, observation: Observation) -> None:
     """Fold one observation in; stale or duplicate ones (wrong attempt, not running) are ignored."""
     if observation.step_id not in t.plan.steps:
         t.warnings.append(f"observation for unknown step {observation.step_id!r} ignored")

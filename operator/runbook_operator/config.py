@@ -56,6 +56,12 @@ class OperatorConfig:
     """Where step pods may run (e.g. a node pool for runbooks); from a JSON object."""
     executor_tolerations: tuple[Mapping[str, Any], ...] = ()
     """Taints step pods tolerate; from a JSON list of Kubernetes tolerations."""
+    require_identity: bool = True
+    """Refuse to start an execution without the creator stamped at admission (fail closed:
+    without the chart's admission policies nobody could tell who started it)."""
+    checkpoint_every: int = 50
+    """Sign a checkpoint at least every this many ledger entries (and at every segment seal and
+    terminal transition), so a rollback of the ledger is caught between two of them."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -140,4 +146,6 @@ def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
         reconcile_workers=_int(env, "RUNBOOK_RECONCILE_WORKERS", 32, 1),
         executor_node_selector=_node_selector(env),
         executor_tolerations=_tolerations(env),
+        require_identity=_bool(env, "RUNBOOK_REQUIRE_IDENTITY", True),
+        checkpoint_every=_int(env, "RUNBOOK_CHECKPOINT_EVERY", 50, 1),
     )

@@ -34,6 +34,7 @@ from runbook_engine.contract import StepExecutorContext, StepExecutorResult
 from runbook_engine.control import ControlError, apply_control
 from runbook_engine.driver import Actors, drive
 from runbook_engine.enums import ControlAction
+from runbook_engine.identity import Identity, local_identity
 from runbook_engine.limits import (
     clip_message,
     effective_output_limit,
@@ -115,6 +116,7 @@ class LocalRunner:
         clock: Callable[[], datetime] = utcnow,
         actor: str = "runbookctl",
         max_output_bytes: int | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.plan = plan
         self.request = request
@@ -129,6 +131,9 @@ class LocalRunner:
         self.on_decision = on_decision
         self.clock = clock
         self.actor = actor
+        self.identity = identity or local_identity()
+        """Who runs this: the OS user, recorded as the authenticated starter. A control keeps the
+        actor its caller names (a signal, a test): the process owner sent it either way."""
         self.output_limit = effective_output_limit(
             plan.definition.max_output_bytes, max_output_bytes
         )
@@ -243,7 +248,12 @@ class LocalRunner:
         return observations
 
     def _actors(self) -> Actors:
-        return Actors(self.actor, self.request.started_by, self._control_actor)
+        return Actors(
+            self.actor,
+            self.request.started_by,
+            self._control_actor,
+            requester=self.identity,
+        )
 
     # -- attempts ------------------------------------------------------------------------------
     async def _run_attempt(self, ctx: StepExecutorContext, work: Path) -> Observation:

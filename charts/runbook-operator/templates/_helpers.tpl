@@ -83,6 +83,11 @@ What the operator does in a namespace it watches (docs/operator.md, "Installing"
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["get", "create"]
+# Not a real resource: the custom verb the ledger-writers admission policy checks
+# (templates/admission-policies.yaml). Only the operator (and cluster admins) hold it.
+- apiGroups: ["runbook-operator.dev"]
+  resources: ["ledgers"]
+  verbs: ["write"]
 {{- if include "runbook-operator.operatorManagesExecutorRbac" . }}
 - apiGroups: [""]
   resources: ["serviceaccounts"]

@@ -40,6 +40,7 @@ from runbook_operator.execution.reconcile import (
 )
 from runbook_operator.execution.status import execution_status, with_ready_false
 from runbook_operator.execution.view import ExecutionView
+from runbook_operator.ledger import continuity
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import executor_identity, observe, results
 
@@ -48,6 +49,8 @@ JOB_CREATE_CONCURRENCY = 8
 log = logging.getLogger("runbook_operator")
 MAX_CONFLICT_RETRIES = 5
 RETRY_AFTER_ERROR = timedelta(seconds=15)
+TAMPERED = "LedgerTampered"
+"""Ready=False reason and Event reason of an execution whose ledger someone else rewrote."""
 _RBAC_RESOURCES: Mapping[str, k.Resource] = {
     "ServiceAccount": k.SERVICE_ACCOUNTS,
     "Role": k.ROLES,
@@ -60,7 +63,7 @@ class Ledger(Protocol):
 
     def load(self) -> AuditChain: ...
 
-    def append(self, entries: Sequence[Mapping[str, Any]]) -> None: ...
+    def append(self, entries: Sequence[Mapping[str, Any]]) -> bool: ...
 
     def write_checkpoint(self, chain: AuditChain, signer: Any, now: datetime) -> dict[str, Any]: ...
 
@@ -205,7 +208,9 @@ class Controller:
             self._refuse(view, pinned, now)
             return Outcome(done=True)
         ledger = self._ledger(ref)
-        chain = ledger.load()
+        chain = self._load_own(view, ledger, now)
+        if chain is None:
+            return Outcome(done=True)
         state = load_state(pinned.plan, view.status, ref.execution_id, now)
         observed = self._observe(ref, bool(state.running) or state.status.terminal)
         reads = self._read_results(ref, wanted_reads(state, observed, ref))
@@ -248,6 +253,8 @@ class Controller:
         request = pinning.parse_request(view.spec)
         if isinstance(request, pinning.Refusal):
             return request
+        if self.cfg.require_identity and view.stamps.creator is None:
+            return pinning.unauthenticated()
         try:
             runbook = self.kube.get(k.RUNBOOKS, view.ref.namespace, request.runbook_ref.name)
         except k.NotFound:
@@ -259,6 +266,23 @@ class Controller:
         if ledger is None:
             ledger = self._ledgers[ref.uid] = self.ledger_factory(self.kube, ref)
         return ledger
+
+    def _load_own(self, view: ExecutionView, ledger: Ledger, now: datetime) -> AuditChain | None:
+        """The stored chain, if it extends what this operator recorded (status.audit and its
+        last checkpoint); else the execution is stopped as tampered and None returned: the
+        operator never extends or signs a chain it did not write."""
+        chain = ledger.load()
+        problem = continuity.rewritten(chain.entries, view.status.get("audit") or {})
+        if problem is None:
+            return chain
+        log.error("ledger of %s is not the one written: %s", view.ref.execution_id, problem)
+        metrics.API_ERRORS.labels("ledger_tampered").inc()
+        self._ledgers.pop(view.ref.uid, None)
+        event = KubeEvent("Warning", TAMPERED, problem, f"tampered/{names.short_hash(problem)}")
+        self._post_events(view, [event], now)
+        status = with_ready_false(view.status, TAMPERED, problem, view.generation, now)
+        k.write_status(self.kube, k.EXECUTIONS, view.body, status)
+        return None
 
     def _observe(self, ref: ExecutionRef, needed: bool) -> observe.Observed:
         """The execution's Jobs and pods, classified once. From the watch-fed cache; listed
@@ -310,8 +334,9 @@ class Controller:
         creating = [
             self._creators.submit(self._create_job, ref, job) for job in effects.create_jobs
         ]
+        sealed = False
         if effects.entries:
-            ledger.append(effects.entries)
+            sealed = ledger.append(effects.entries)
             # Right after the ledger: a replay after a lost status write has no new entries,
             # so Events posted later in this reconcile would never be posted at all.
             self._post_events(view, effects.events, now)
@@ -320,10 +345,16 @@ class Controller:
         for name in effects.delete_jobs:
             self.kube.delete(k.JOBS, ref.namespace, name)
         status = effects.status
-        if effects.terminal:
+        if effects.terminal or sealed or self._checkpoint_due(chain, view.status):
             status = self._checkpoint(ledger, chain, status, now)
         k.write_status(self.kube, k.EXECUTIONS, view.body, status)
         metrics.observe(effects)
+
+    def _checkpoint_due(self, chain: AuditChain, previous: Mapping[str, Any]) -> bool:
+        """At least every `checkpoint_every` entries a signed checkpoint, so a rollback of the
+        ledger to an older consistent prefix is caught between two of them."""
+        signed = ((previous.get("audit") or {}).get("checkpoint") or {}).get("count") or 0
+        return len(chain.entries) - int(signed) >= self.cfg.checkpoint_every
 
     def _create_job(self, ref: ExecutionRef, manifest: Mapping[str, Any]) -> None:
         try:
@@ -371,8 +402,12 @@ class Controller:
         parsed = pinning.parse_request(view.spec)
         request = None if isinstance(parsed, pinning.Refusal) else parsed
         ledger = self._ledger(ref)
-        chain = ledger.load()
-        actors = Actors(self.cfg.actor, request.started_by if request else None)
+        chain = self._load_own(view, ledger, now)
+        if chain is None:
+            return
+        actors = Actors(
+            self.cfg.actor, request.started_by if request else None, requester=view.stamps.creator
+        )
         entries = record(chain, pinning.refusal_events(refusal, request), actors, now)
         if entries:
             ledger.append(entries)

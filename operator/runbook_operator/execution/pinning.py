@@ -60,6 +60,15 @@ def parse_request(spec: Mapping[str, Any]) -> ExecutionRequest | Refusal:
         return Refusal("InvalidSpec", tuple(problems_from_pydantic(exc, "spec")))
 
 
+def unauthenticated() -> Refusal:
+    """No creator stamped at admission: who started it is unknown, so it does not start."""
+    reason = (
+        "no authenticated creator: the annotation runbook-operator.dev/created-by is written by "
+        "the chart's admission policies, which this cluster lacks or skipped (docs/security.md)"
+    )
+    return Refusal("Unauthenticated", (Problem("metadata.annotations", reason),))
+
+
 def pin(
     runbook: Mapping[str, Any] | None, request: ExecutionRequest, ref: ExecutionRef
 ) -> dict[str, Any] | Refusal:

@@ -41,7 +41,7 @@ from runbook_operator.execution.view import ExecutionView
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import results
 from runbook_operator.steps.jobs import AttemptJob, job_manifest
-from runbook_operator.steps.observe import Failed, Observed, Reported, Running
+from runbook_operator.steps.observe import Failed, Observed, Reported, Running, attempt_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +119,22 @@ def observe(
         outcome = world.observed.outcome(sid, attempt)
         if isinstance(outcome, Running):
             continue
+        where = world.observed.ran_on.get(attempt_key(sid, attempt)) or None
         if isinstance(outcome, Failed):
-            observations.append(AttemptLost(sid, attempt, outcome.reason))
+            observations.append(AttemptLost(sid, attempt, outcome.reason, where))
             if outcome.delete_job:
                 deletes.append(name)
             continue
         if outcome.inline is not None:
             stores.append(_inline_configmap(world, sid, attempt, name, outcome.inline))
-            observations.append(AttemptFinished(sid, attempt, outcome.inline))
+            observations.append(AttemptFinished(sid, attempt, outcome.inline, where))
             continue
         read = world.reads.get(name)
         if isinstance(read, StepExecutorResult):
-            observations.append(AttemptFinished(sid, attempt, read))
+            observations.append(AttemptFinished(sid, attempt, read, where))
         else:
-            observations.append(AttemptLost(sid, attempt, read or "result ConfigMap not found"))
+            reason = read or "result ConfigMap not found"
+            observations.append(AttemptLost(sid, attempt, reason, where))
     return observations, deletes, stores
 
 
@@ -195,7 +197,13 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
     observations, deletes, stores = observe(world, state)
     view = world.view
     request = control.requested(world.pinned.request, view, deleting=world.deleting)
-    actors = Actors(cfg.actor, request.started_by, control.actor(view, deleting=world.deleting))
+    actors = Actors(
+        cfg.actor,
+        request.started_by,
+        control.actor(view, deleting=world.deleting),
+        requester=view.stamps.creator,
+        controller=view.stamps.controller,
+    )
     step = drive(world.pinned.plan, request, state, world.chain, observations, world.now, actors)
     new = step.state
     creates = [

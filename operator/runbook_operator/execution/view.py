@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook_engine.enums import ExecutionStatus
+from runbook_operator.execution.stamps import Stamps
 from runbook_operator.names import ExecutionRef
 
 TERMINAL_PHASES = frozenset(str(s) for s in ExecutionStatus if s.terminal)
@@ -29,20 +30,26 @@ class ExecutionView:
     deleting: bool
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    stamps: Stamps
+    """Who created it and who set its controls, as admission authenticated them."""
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ExecutionView:
         meta = body.get("metadata") or {}
         ref = ExecutionRef(str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
         generation = meta.get("generation")
+        spec = body.get("spec") or {}
+        annotations = meta.get("annotations") or {}
+        stamps = Stamps.of(annotations, bool(spec.get("paused")), bool(spec.get("cancel")))
         return cls(
             ref=ref,
             body=body,
             generation=int(generation) if generation is not None else None,
             resource_version=str(meta.get("resourceVersion") or ""),
             deleting=bool(meta.get("deletionTimestamp")),
-            spec=body.get("spec") or {},
+            spec=spec,
             status=body.get("status") or {},
+            stamps=stamps,
         )
 
     @property

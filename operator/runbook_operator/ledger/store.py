@@ -145,21 +145,25 @@ class LedgerStore:
         else:
             self._segments.append(segment)
 
-    def append(self, entries: Sequence[Mapping[str, Any]]) -> None:
+    def append(self, entries: Sequence[Mapping[str, Any]]) -> bool:
         """Store `entries` (in chain order) after the stored ones; already stored ones are
-        skipped. Raises kube.Conflict when another writer got there first: reload, retry."""
+        skipped. True when a segment was sealed on the way (a checkpoint is then due). Raises
+        kube.Conflict when another writer got there first: reload, retry."""
         self.load()
         pending = self._pending(entries)
         lines = [entry_line(e) for e in pending]
+        sealed = False
         while lines:
             write = plan_append(self.lid, self.segments, lines, self.max_bytes)
             if write is None:
                 break
             self._execute(write)
+            sealed = sealed or (write.replace and not write.final)
             for entry in pending[: write.stored]:
                 self._entries.append(dict(entry))
                 self._ids.add(str(entry["logId"]))
             pending, lines = pending[write.stored :], lines[write.stored :]
+        return sealed
 
     def write_checkpoint(self, chain: AuditChain, signer: Signer, now: datetime) -> dict[str, Any]:
         """Store `chain` (idempotently), then sign and store a checkpoint of the stored ledger."""

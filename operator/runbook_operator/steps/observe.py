@@ -8,7 +8,7 @@ Job — so an attempt never stays RUNNING because its pod is stuck or gone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook_engine.contract import StepExecutorResult
@@ -184,6 +184,8 @@ class Observed:
     outcomes: Mapping[AttemptKey, Outcome]
     still_running: tuple[str, ...]
     """Names of Jobs whose attempt is still working and that are not being deleted."""
+    ran_on: Mapping[AttemptKey, Mapping[str, str]] = field(default_factory=dict)
+    """Per attempt: the image it ran, the digest the kubelet pulled and the node (`ranOn`)."""
 
     def outcome(self, step_id: str, attempt: int) -> Outcome:
         """The attempt's outcome; an attempt with no Job has lost it."""
@@ -193,6 +195,22 @@ class Observed:
 NOTHING = Observed({}, ())
 
 
+def ran_on(pod: Mapping[str, Any] | None) -> dict[str, str]:
+    """What the kubelet reports it ran: image reference, image digest (imageID) and node."""
+    if pod is None:
+        return {}
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    status = statuses[0] if statuses else {}
+    spec = (pod.get("spec", {}).get("containers") or [{}])[0]
+    found = {
+        "image": status.get("image") or spec.get("image"),
+        "imageID": status.get("imageID"),
+        "node": pod.get("spec", {}).get("nodeName"),
+        "pod": pod.get("metadata", {}).get("name"),
+    }
+    return {k: str(v)[:512] for k, v in found.items() if v}
+
+
 def observe_children(
     jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
 ) -> Observed:
@@ -200,13 +218,16 @@ def observe_children(
     pods_by = index_by_attempt(pods)
     outcomes: dict[AttemptKey, Outcome] = {}
     running: list[str] = []
+    where: dict[AttemptKey, Mapping[str, str]] = {}
     for key, key_jobs in index_by_attempt(jobs).items():
         outcome = classify(key_jobs[0], pods_by.get(key, []))
         outcomes[key] = outcome
+        if not isinstance(outcome, Running):
+            where[key] = ran_on(_latest(pods_by.get(key, [])))
         if isinstance(outcome, Running):
             running.extend(
                 str(j["metadata"]["name"])
                 for j in key_jobs
                 if not j["metadata"].get("deletionTimestamp")
             )
-    return Observed(outcomes, tuple(running))
+    return Observed(outcomes, tuple(running), where)

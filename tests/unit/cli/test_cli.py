@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -54,7 +55,13 @@ def test_run_json_output_and_ledger_verifies(tmp_path: Path) -> None:
     assert result["outputs"]["summarise"]["ranked"] == ["T-1", "T-3", "T-4", "T-2"]
     assert result["kpis"]["ticketCount"] == 4
     entries = [json.loads(line) for line in ledger.read_text().splitlines()]
-    assert entries[0]["eventType"] == "EXECUTION_STARTED" and entries[0]["actorId"] == "tester"
+    # The OS user is who ran it (authenticated); --started-by is only what was claimed.
+    started = entries[0]
+    os_user = getpass.getuser()
+    assert started["eventType"] == "EXECUTION_STARTED" and started["actorId"] == os_user
+    assert started["details"]["startedBy"] == "tester"
+    assert started["details"]["authenticatedUser"]["username"] == os_user
+    assert started["details"]["authenticatedUser"]["source"] == "os"
     assert entries[-1]["hash"] == result["auditHead"]
     ok = ctl("verify", "--ledger", str(ledger))
     assert ok.returncode == 0 and ok.stdout.startswith("OK ")

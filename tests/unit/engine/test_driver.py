@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from runbook_engine.audit import AuditChain, verify
+from runbook_engine.audit import AuditChain, AuditEvent, verify
+from runbook_engine.contract import StepExecutorResult
 from runbook_engine.control import REQUEST_CHANGES, ControlError, apply_control, refusal
-from runbook_engine.driver import Actors, actor_for, drive
+from runbook_engine.driver import Actors, actor_for, drive, with_identity
 from runbook_engine.enums import ControlAction, ExecutionStatus, LogEventType
-from runbook_engine.scheduler import new_execution
+from runbook_engine.identity import Identity
+from runbook_engine.scheduler import AttemptFinished, AttemptLost, new_execution
 
 from .sim import T0, at, make_plan, request_for, step
 
@@ -75,3 +77,62 @@ def test_drive_records_events_once_even_when_replayed() -> None:
     assert replay.entries == ()
     assert replay.state.steps["a"].attempt == 1
     assert verify(chain.entries).valid
+
+
+ALICE = Identity("alice", ("tenant-a", "system:authenticated"), "u-1")
+BOB = Identity("bob", ("sre",), None)
+
+
+def test_the_authenticated_user_wins_over_the_claim_and_is_recorded_beside_it() -> None:
+    plan = make_plan(step("a"))
+    request = request_for(plan, started_by="ceo@corp")
+    chain = AuditChain("x-1")
+    state = new_execution(plan, "x-1", T0)
+    actors = Actors("op", started_by="ceo@corp", requester=ALICE)
+    started = drive(plan, request, state, chain, (), T0, actors).entries[0]
+    assert started["eventType"] == "EXECUTION_STARTED"
+    assert started["actorId"] == "alice"
+    assert started["details"]["startedBy"] == "ceo@corp"  # the claim, kept as such
+    assert started["details"]["authenticatedUser"] == {
+        "username": "alice",
+        "groups": ["tenant-a", "system:authenticated"],
+        "uid": "u-1",
+        "source": "kubernetes",
+    }
+    assert verify(chain.entries, execution_id="x-1").valid
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        LogEventType.EXECUTION_PAUSED,
+        LogEventType.EXECUTION_RESUMED,
+        LogEventType.EXECUTION_CANCELLED,
+    ],
+)
+def test_a_control_names_its_authenticated_user(event_type: LogEventType) -> None:
+    actors = Actors("op", control="kubectl-patch", controller=BOB)
+    assert actor_for(event_type, actors) == "bob"
+    event = with_identity(AuditEvent("k", event_type), actors)
+    assert event.details["authenticatedUser"]["username"] == "bob"
+
+
+def test_events_no_person_caused_carry_no_identity() -> None:
+    actors = Actors("op", requester=ALICE, controller=BOB)
+    event = with_identity(AuditEvent("k", LogEventType.STEP_STARTED, "a"), actors)
+    assert "authenticatedUser" not in event.details
+    assert actor_for(LogEventType.STEP_STARTED, actors) == "op"
+
+
+def test_where_an_attempt_ran_is_recorded_in_its_end_entry() -> None:
+    plan = make_plan(step("a"))
+    request = request_for(plan)
+    chain = AuditChain("x-1")
+    state = drive(plan, request, new_execution(plan, "x-1", T0), chain, (), T0, Actors("op")).state
+    where = {"image": "img:1", "imageID": "img@sha256:" + "ab" * 32, "node": "node-1"}
+    done = AttemptFinished("a", 1, StepExecutorResult(success=True, output={}), where)
+    entries = drive(plan, request, state, chain, [done], at(1), Actors("op")).entries
+    ended = [e for e in entries if e["eventType"] == "STEP_SUCCEEDED"]
+    assert ended and ended[0]["details"]["ranOn"] == where
+    lost = AttemptLost("a", 1, "gone", where)
+    assert lost.ran_on == where

@@ -30,7 +30,9 @@ T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 APISERVER_LIMIT = 1024 * 1024
 
 
-def chain_of(n: int, pad: int = 0, lid: ExecutionRef = LID) -> AuditChain:
+def chain_of(
+    n: int, pad: int = 0, lid: ExecutionRef = LID, actor: str = "system:test"
+) -> AuditChain:
     """`n` entries; entry i carries `pad * (i % 3)` bytes of detail to vary the sizes."""
     chain = AuditChain(lid.execution_id)
     for i in range(n):
@@ -40,7 +42,7 @@ def chain_of(n: int, pad: int = 0, lid: ExecutionRef = LID) -> AuditChain:
             step_id=f"s{i}",
             details={"attempt": 1, "note": "x" * (pad * (i % 3)), "ü": "Rapport 𝔸"},
         )
-        chain.append(event, actor_id="system:test", timestamp=T0 + timedelta(seconds=i))
+        chain.append(event, actor_id=actor, timestamp=T0 + timedelta(seconds=i))
     return chain
 
 
