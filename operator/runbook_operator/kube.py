@@ -218,6 +218,13 @@ class Kube:
         except NotFound:
             return
 
+    def whoami(self) -> dict[str, Any]:
+        """The user this connection authenticates as (a SelfSubjectReview: username, uid,
+        groups), as the apiserver sees it: what admission will compare a stamp with."""
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        made = self.call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review)
+        return dict((made.get("status") or {}).get("userInfo") or {})
+
     def create_or_get(
         self, res: Resource, namespace: str | None, body: Mapping[str, Any]
     ) -> tuple[dict[str, Any], bool]:

@@ -87,9 +87,16 @@ class Target:
 
     def patch_spec(self, obj: dict[str, Any], change: dict[str, Any]) -> None:
         """Merge patch of spec, only if it is still the same object (uid precondition)."""
+        from runbook_engine.identity import Identity
+        from runbook_operator.execution.stamps import control_annotations
         from runbook_operator.kube import EXECUTIONS
 
-        patch = {"metadata": {"uid": obj["metadata"]["uid"]}, "spec": change}
+        spec = {**(obj.get("spec") or {}), **change}
+        who = Identity.from_wire(self.kube.whoami())
+        # Where no MutatingAdmissionPolicy stamps it, say who we are; admission checks it.
+        stamp = control_annotations(who, bool(spec.get("paused")), bool(spec.get("cancel")))
+        meta = {"uid": obj["metadata"]["uid"], "annotations": stamp}
+        patch = {"metadata": meta, "spec": change}
         self.kube.patch(EXECUTIONS, self.namespace, str(obj["metadata"]["name"]), patch)
 
 

@@ -215,4 +215,10 @@ def kwok_nodes(cluster: Cluster) -> list[str]:
 
 
 # The operator under test and its helpers (imported last: operator_env imports this module).
-from .operator_env import op_namespace, operator, project_crds, rb  # noqa: E402, F401
+from .operator_env import (  # noqa: E402, F401
+    op_namespace,
+    operator,
+    own_operator,
+    project_crds,
+    rb,
+)

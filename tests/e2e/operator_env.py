@@ -42,9 +42,77 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _tool(name: str) -> str:
+    proc = subprocess.run(
+        [str(REPO_ROOT / "hack" / "cluster" / "bin-path.sh"), name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    return proc.stdout.strip().splitlines()[-1]
+
+
+ADMISSION_RELEASE = "e2e"
+
+
+def _install_admission_policies(cluster: Cluster) -> None:
+    """The chart's admission policies (identity stamps, ledger writers), as `helm install`
+    would create them (templates/admission-policies.yaml is their one home). Fails when the
+    cluster lacks MutatingAdmissionPolicy: cluster-up enables it (docs/cluster.md)."""
+    rendered = subprocess.run(
+        [
+            _tool("helm"),
+            "template",
+            ADMISSION_RELEASE,
+            str(REPO_ROOT / "charts" / "runbook-operator"),
+            "--namespace",
+            "default",
+            "--show-only",
+            "templates/admission-policies.yaml",
+            "--set",
+            "admission.mutatingPolicy=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    env = {**os.environ, **({"KUBECONFIG": cluster.kubeconfig} if cluster.kubeconfig else {})}
+    applied = subprocess.run(
+        [_tool("kubectl"), "apply", "--server-side", "--force-conflicts", "-f", "-"],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert applied.returncode == 0, (
+        "cannot install the admission policies (does the apiserver serve "
+        "admissionregistration.k8s.io/v1beta1 MutatingAdmissionPolicy? restart the cluster with "
+        f"hack/cluster/cluster-up.sh):\n{applied.stderr}"
+    )
+
+
+def _stamped_on_create(cluster: Cluster) -> bool:
+    """A server-side dry-run create comes back stamped: the policies are in force."""
+    probe = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RunbookExecution",
+        "metadata": {"name": f"admission-probe-{uuid.uuid4().hex[:8]}"},
+        "spec": {"runbookRef": {"name": "probe"}},
+    }
+    made = client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
+        GROUP, VERSION, "default", "runbookexecutions", probe, dry_run="All"
+    )
+    return f"{GROUP}/created-by" in ((made.get("metadata") or {}).get("annotations") or {})
+
+
 @pytest.fixture(scope="session")
 def project_crds(cluster: Cluster) -> None:
-    """The project's CRDs, applied from crds/ (replaced when they changed)."""
+    """The project's CRDs, applied from crds/ (replaced when they changed), and the chart's
+    admission policies."""
     ext = client.ApiextensionsV1Api(cluster.api)
     for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
         body = yaml.safe_load(path.read_text())
@@ -65,6 +133,8 @@ def project_crds(cluster: Cluster) -> None:
             )
 
         wait_for(established, 60, 0.5, f"CRD {name}")
+    _install_admission_policies(cluster)
+    wait_for(lambda: _stamped_on_create(cluster), 60, 0.5, "admission policies in force")
 
 
 @dataclass
@@ -173,6 +243,15 @@ def operator(
         cluster.core.delete_namespace(home)
 
 
+def impersonating(cluster: Cluster, user: str, group: str | None = None) -> client.ApiClient:
+    """An API client whose requests the apiserver treats as `user`'s (Impersonate-User)."""
+    api = client.ApiClient(configuration=cluster.api.configuration)
+    api.set_default_header("Impersonate-User", user)
+    if group:
+        api.set_default_header("Impersonate-Group", group)
+    return api
+
+
 @dataclass
 class Runbooks:
     """Create Runbooks and RunbookExecutions in one namespace and watch them converge."""
@@ -185,6 +264,14 @@ class Runbooks:
 
     def __post_init__(self) -> None:
         self.custom = client.CustomObjectsApi(self.cluster.api)
+
+    def as_user(self, user: str, group: str | None = None) -> Runbooks:
+        """The same namespace, every request made as `user` (impersonated; the apiserver
+        authenticates it as that user, with `group` and system:authenticated)."""
+        api = impersonating(self.cluster, user, group)
+        other = Runbooks(self.cluster, self.namespace, self.log_tail)
+        other.custom = client.CustomObjectsApi(api)
+        return other
 
     def runbook(self, name: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
         body = {
@@ -271,6 +358,23 @@ class Runbooks:
         cm = self.cluster.core.read_namespaced_config_map(f"{job}-result", self.namespace)
         body = {"metadata": {"name": cm.metadata.name}, "binaryData": cm.binary_data}
         return results.read_configmap(body).output
+
+
+@pytest.fixture
+def own_operator(
+    cluster: Cluster, project_crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[OperatorProcess, str]]:
+    """An operator of this test's own, watching only its namespace (the test kills it)."""
+    ns = f"e2e-kill-{uuid.uuid4().hex[:8]}"
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    folder = tmp_path_factory.mktemp("own-operator")
+    op = OperatorProcess(operator_env(cluster, folder, ns, ns), folder / "operator.log")
+    op.start()
+    yield op, ns
+    op.stop()
+    print(f"--- own operator log (tail) ---\n{op.tail(120)}")
+    with contextlib.suppress(ApiException):
+        cluster.core.delete_namespace(ns, propagation_policy="Background")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 
 import pytest
+from kubernetes.client.rest import ApiException
 
 from .conftest import Cluster, wait_for
 from .operator_env import OperatorProcess, Runbooks, shell_step, transform
@@ -243,6 +244,11 @@ def test_delete_cancels_and_releases_the_object(rb: Runbooks) -> None:
     created = rb.execute("x-1", "deletable")
     uid = created["metadata"]["uid"]
     wait_for(lambda: rb.jobs(uid), 120, 1, "the Job")
+    # Still running: admission refuses a delete that would cancel it unrecorded (docs/security.md).
+    with pytest.raises(ApiException) as refused:
+        rb.delete("x-1")
+    assert refused.value.status in (403, 422) and "cancel it first" in str(refused.value.body)
+    rb.patch("x-1", {"cancel": True})
     rb.delete("x-1")
 
     def gone() -> bool:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from .conftest import IMAGE, Cluster
-from .operator_env import OperatorProcess, Runbooks, operator_env, shell_step, transform
+from .operator_env import OperatorProcess, Runbooks, shell_step, transform
 
 pytestmark = pytest.mark.e2e
 
@@ -23,23 +19,6 @@ STEP = (
     "import json,time; time.sleep({sleep}); "
     "open('/dev/termination-log','w').write(json.dumps({{'success': True, 'output': {{'n': {n}}}}}))"
 )
-
-
-@pytest.fixture
-def own_operator(
-    cluster: Cluster, project_crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[OperatorProcess, str]]:
-    """An operator of this test's own, watching only its namespace (the test kills it)."""
-    ns = f"e2e-kill-{uuid.uuid4().hex[:8]}"
-    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    folder = tmp_path_factory.mktemp("own-operator")
-    op = OperatorProcess(operator_env(cluster, folder, ns, ns), folder / "operator.log")
-    op.start()
-    yield op, ns
-    op.stop()
-    print(f"--- own operator log (tail) ---\n{op.tail(120)}")
-    with contextlib.suppress(ApiException):
-        cluster.core.delete_namespace(ns, propagation_policy="Background")
 
 
 def test_killing_the_operator_at_random_points_loses_and_duplicates_nothing(
