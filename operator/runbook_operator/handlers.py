@@ -2,7 +2,9 @@
 
 Level-based: one daemon per RunbookExecution converges it (reconcile, then sleep until the
 engine's next wake-up, an event about the execution or one of its Jobs/pods, or the resync
-interval); watch events only wake it. A restart resumes every daemon, so nothing is lost.
+interval); watch events only wake it. A restart resumes every daemon, so nothing is lost. Jobs
+and pods are not watched through kopf (it filters labels client-side, so it would watch every
+pod of the cluster) but by execution/child_watch.py, label-selected by the apiserver.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import kopf
 
 from runbook_engine.timeutil import utcnow
 from runbook_operator import kube as k
-from runbook_operator import names
 from runbook_operator.crd.runbook_status import runbook_status_of
 from runbook_operator.execution import control
 from runbook_operator.execution.view import ExecutionView
@@ -24,7 +25,6 @@ from runbook_operator.settings import GROUP, VERSION, configure
 
 __all__ = ["configure"]
 log = logging.getLogger("runbook_operator")
-OURS = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
 
 
 async def _call(memo: Any, fn: Any, *args: Any) -> Any:
@@ -33,6 +33,8 @@ async def _call(memo: Any, fn: Any, *args: Any) -> Any:
 
 
 def _wake(memo: Any, uid: str | None) -> None:
+    """Wake the daemon of execution `uid` (events about its Jobs and pods arrive through the
+    operator's own label-selected watches: execution/child_watch.py)."""
     event = memo.wakers.get(uid) if uid else None
     if event is not None:
         event.set()
@@ -74,19 +76,6 @@ async def execution_changed(uid: str, body: Any, memo: Any, **_: Any) -> None:
     elif control.reconcile_after_finish(view):
         ref = view.ref
         await _call(memo, memo.controller.reconcile, ref.namespace, ref.name, ref.uid)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def job_changed(type: str | None, event: Any, labels: Any, memo: Any, **_: Any) -> None:
-    """Keep the Job; wake its execution only when the change can alter the attempt."""
-    if memo.controller.children.observe("job", type, event["object"]):
-        _wake(memo, labels.get(names.EXECUTION_UID_LABEL))
-
-
-@kopf.on.event("", "v1", "pods", labels=OURS)
-async def pod_changed(type: str | None, event: Any, labels: Any, memo: Any, **_: Any) -> None:
-    if memo.controller.children.observe("pod", type, event["object"]):
-        _wake(memo, labels.get(names.EXECUTION_UID_LABEL))
 
 
 @kopf.on.delete(GROUP, VERSION, "runbookexecutions")

@@ -8,8 +8,9 @@ importing the client. Calls are synchronous; async callers run them on a thread 
 
 from __future__ import annotations
 
+import builtins
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -80,6 +81,10 @@ class Conflict(KubeError):
     """resourceVersion mismatch: someone wrote in between; re-read and retry."""
 
 
+class Gone(KubeError):
+    """410: a watch's resourceVersion is older than the server keeps; list again."""
+
+
 class Invalid(KubeError):
     """422: the object breaks its schema or a validation rule; the message names the field."""
 
@@ -98,6 +103,28 @@ def _error(status: int, body: bytes) -> KubeError:
     if status == 422:
         return Invalid(status, reason or "Invalid", message)
     return KubeError(status, reason, message)
+
+
+WATCH_SECONDS = 290
+"""A watch is closed by the server after this and continued from its last version."""
+WATCH_CHUNK = 64 * 1024
+WATCH_LINE_MAX = 4 * 1024 * 1024
+"""Longest watch event kept (an object is at most ~1.5 MiB in etcd): a longer one is a fault."""
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Newline-separated records of a chunked stream, each bounded by WATCH_LINE_MAX."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+        if len(pending) > WATCH_LINE_MAX:
+            raise ValueError(f"a watch event longer than {WATCH_LINE_MAX} bytes")
+    if pending.strip():
+        yield pending
 
 
 class Kube:
@@ -173,6 +200,63 @@ class Kube:
     ) -> list[dict[str, Any]]:
         query = {"labelSelector": selector} if selector else None
         return list(self.call("GET", res.path(namespace), query=query).get("items", []))
+
+    def list_versioned(
+        self, res: Resource, namespace: str | None, selector: str
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """LIST with a server-side label selector: (items, the list's resourceVersion), the
+        version a watch continues from."""
+        data = self.call("GET", res.path(namespace), query={"labelSelector": selector})
+        version = str((data.get("metadata") or {}).get("resourceVersion") or "")
+        return list(data.get("items", [])), version
+
+    def watch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        selector: str,
+        resource_version: str,
+        timeout_seconds: int = WATCH_SECONDS,
+    ) -> Iterator[dict[str, Any]]:
+        """WATCH from `resource_version` with a server-side label selector: one event dict
+        (`type`, `object`) per line, bookmarks included. Ends when the server closes the watch
+        (after `timeout_seconds`); raises Gone when the version is too old (list again)."""
+        query = {
+            "watch": "1",
+            "labelSelector": selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        params = self._client.param_serialize(
+            method="GET",
+            resource_path=res.path(namespace),
+            query_params=list(query.items()),
+            header_params={"Accept": JSON},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self._client.call_api(
+                *params, _request_timeout=(self.timeout, timeout_seconds + 30)
+            )
+        except Exception as exc:
+            raise KubeError(0, "Unreachable", f"WATCH {res.path(namespace)}: {exc}") from None
+        if not 200 <= resp.status < 300:
+            raise _error(resp.status, resp.read() or b"")  # type: ignore[no-untyped-call]
+        stream = resp.response
+        try:
+            for line in _lines(stream.stream(WATCH_CHUNK, decode_content=True)):
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise Gone(410, "Expired", str(status.get("message") or "too old"))
+                    raise KubeError(int(status.get("code") or 0), "WatchError", str(status))
+                yield event
+        except (OSError, ValueError) as exc:  # a connection cut mid-stream
+            raise KubeError(0, "Unreachable", f"WATCH {res.path(namespace)}: {exc}") from None
+        finally:
+            stream.release_conn()
 
     def create(
         self, res: Resource, namespace: str | None, body: Mapping[str, Any]

@@ -18,7 +18,10 @@ STEP_SECONDS = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 STEP_ATTEMPTS = Counter("runbook_step_attempts_total", "Step attempts by outcome", ["outcome"])
-RUNNING_JOBS = Gauge("runbook_running_jobs", "Step Jobs started and not yet finished")
+RUNNING_JOBS = Gauge(
+    "runbook_running_jobs", "Step Jobs not yet finished, of the executions this operator drives"
+)
+"""Set from the watched Jobs at start-up (settings: set_function), never counted."""
 API_ERRORS = Counter("runbook_api_errors_total", "Kubernetes API calls that failed", ["call"])
 RECONCILE_SECONDS = Histogram(
     "runbook_reconcile_seconds",
@@ -40,21 +43,15 @@ _ATTEMPT_EVENTS = {
     E.STEP_FAILED: "failed",
     E.STEP_SKIPPED: "skipped",
 }
-_ATTEMPT_ENDS = frozenset(
-    {E.STEP_SUCCEEDED, E.STEP_ATTEMPT_FAILED, E.STEP_FAILED, E.STEP_CANCELLED}
-)
 
 
 def observe(effects: Effects) -> None:
     """Count what one reconcile did, from the audit entries it added."""
-    RUNNING_JOBS.inc(len(effects.create_jobs))
     for entry in effects.entries:
         kind = entry["eventType"]
         if kind in _PHASE_EVENTS:
             EXECUTIONS.labels(_PHASE_EVENTS[kind]).inc()
         if kind in _ATTEMPT_EVENTS:
             STEP_ATTEMPTS.labels(_ATTEMPT_EVENTS[kind]).inc()
-        if kind in _ATTEMPT_ENDS:
-            RUNNING_JOBS.dec()
         if kind == E.STEP_SUCCEEDED:
             STEP_SECONDS.observe(float(entry["details"].get("durationMs", 0)) / 1000)

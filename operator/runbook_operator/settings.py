@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from runbook_operator import metrics
 from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
 from runbook_operator.config import OperatorConfig
+from runbook_operator.execution.child_watch import ChildWatch
 from runbook_operator.execution.controller import JOB_CREATE_CONCURRENCY, Controller
 from runbook_operator.kube import Kube
 from runbook_operator.ledger.checkpoint import Signer
@@ -33,6 +36,19 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     memo.controller = Controller(kube, cfg, _ledger_factory, signer)
     memo.kube = kube
     memo.wakers = {}
+    loop = asyncio.get_running_loop()
+
+    def wake(uid: str) -> None:  # called from the watch threads
+        def set_waker() -> None:
+            event = memo.wakers.get(uid)
+            if event is not None:
+                event.set()
+
+        loop.call_soon_threadsafe(set_waker)
+
+    memo.child_watch = ChildWatch(kube, memo.controller.children, cfg.namespaces, wake)
+    memo.child_watch.start()
+    metrics.RUNNING_JOBS.set_function(memo.controller.children.running_jobs)
     memo.pool = ThreadPoolExecutor(cfg.reconcile_workers, thread_name_prefix="reconcile")
     start_http_server(cfg.metrics_port)
     log.info("runbook-operator started (namespaces: %s)", ", ".join(cfg.namespaces) or "all")

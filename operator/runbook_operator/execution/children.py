@@ -97,6 +97,17 @@ class ChildCache:
             if entry is not None:
                 entry.items.setdefault((kind, obj["metadata"]["name"]), obj)
 
+    def running_jobs(self) -> int:
+        """Jobs of the executions kept here that have not finished (the running-Jobs gauge:
+        derived from what the watch shows, not counted up and down, so it cannot drift)."""
+        with self._lock:
+            return sum(
+                1
+                for entry in self._by_uid.values()
+                for (kind, _), obj in entry.items.items()
+                if kind == "job" and not observe.finished(obj)
+            )
+
     def size(self) -> int:
         """Executions whose children are kept."""
         with self._lock:
