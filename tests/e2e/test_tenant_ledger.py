@@ -137,6 +137,9 @@ def test_every_action_names_the_authenticated_user_not_the_claim(
     rb.wait_phase("who-1", "PAUSED", timeout=120)
     bob.patch("who-1", {"paused": False})
     wait_for(lambda: rb.status("who-1").get("phase") == "RUNNING", 120, 1, "resumed")
+    wait_for(
+        lambda: rb.steps("who-1")["first"]["status"] == "SUCCEEDED", 180, 1, "first to succeed"
+    )
     carol.patch("who-1", {"cancel": True})
     rb.wait_phase("who-1", "CANCELLED", timeout=120)
 

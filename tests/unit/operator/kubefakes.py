@@ -68,6 +68,12 @@ def execution(
             "uid": ref.uid,
             "generation": 1,
             "resourceVersion": "1",
+            # what the chart's admission policy stamps on every create (docs/security.md)
+            "annotations": {
+                "runbook-operator.dev/created-by": "alice",
+                "runbook-operator.dev/created-by-uid": "u-alice",
+                "runbook-operator.dev/created-by-groups": "tenant-a,system:authenticated",
+            },
         },
         "spec": {"runbookRef": {"name": "rb"}, **(spec or {})},
         "status": status or {},

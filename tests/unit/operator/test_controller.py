@@ -753,3 +753,94 @@ def test_the_fake_counts_faults_from_when_they_are_set_and_crashes_for_good() ->
     kube.create(k.CONFIGMAPS, NS, labelled)
     assert [c["metadata"]["name"] for c in kube.list(k.CONFIGMAPS, NS, "a=1,b=2")] == ["l"]
     assert kube.list(k.CONFIGMAPS, NS, "a=1,b=3") == []
+
+
+# -- ledger trust (issue 16) ---------------------------------------------------------------------
+def test_an_execution_without_an_authenticated_creator_does_not_start() -> None:
+    """No created-by stamp (the admission policies are missing): refused, nothing runs."""
+    kube, clock = cluster(chain_steps(*CHAIN)), Clock()
+    kube.edit(k.EXECUTIONS, NS, NAME, lambda b: b["metadata"].pop("annotations"))
+    controller(kube, clock).reconcile(NS, NAME, UID)
+    assert status(kube)["phase"] == "FAILED"
+    ready = {c["type"]: c for c in status(kube)["conditions"]}["Ready"]
+    assert ready["reason"] == "Unauthenticated" and "created-by" in ready["message"]
+    assert kube.objects_of(k.JOBS, NS) == []
+
+
+def test_the_creator_is_the_actor_of_the_start_and_the_claim_stays_a_claim() -> None:
+    kube, clock = cluster(chain_steps(*CHAIN), spec={"startedBy": "ceo@corp"}), Clock()
+    controller(kube, clock).reconcile(NS, NAME, UID)
+    started = ledger(kube)[0]
+    assert started["actorId"] == "alice"
+    assert started["details"]["startedBy"] == "ceo@corp"
+    assert started["details"]["authenticatedUser"]["groups"] == ["tenant-a", "system:authenticated"]
+
+
+def _rewrite_ledger(kube: FakeKube, actor: str = "ceo@corp") -> str:
+    """Someone with write access edits entry 0 and recomputes every hash after it."""
+    from runbook_engine.audit import entry_hash
+    from runbook_engine.canonical import canonical_json
+
+    [segment] = segments(kube)
+    entries = [json.loads(line) for line in segment.data["entries.jsonl"].splitlines()]
+    entries[0]["actorId"] = actor
+    previous = entries[0]["previousHash"]
+    for entry in entries:
+        entry["previousHash"] = previous
+        entry["hash"] = previous = entry_hash(entry)
+    text = "".join(canonical_json(e).decode() + "\n" for e in entries)
+    kube.edit(k.CONFIGMAPS, NS, segment.name, lambda cm: cm["data"].update({"entries.jsonl": text}))
+    return previous
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_rewritten_ledger_stops_the_execution_and_is_never_signed(restart: bool) -> None:
+    kube, clock = cluster(chain_steps(*CHAIN)), Clock()
+    ctrl = controller(kube, clock)
+    ctrl.reconcile(NS, NAME, UID)
+    forged = _rewrite_ledger(kube)
+    if restart:
+        ctrl = controller(kube, clock)  # reloads at once
+    finish_started(kube)  # the next append meets a Conflict, reloads, and sees it
+    clock.tick()
+    outcome = ctrl.reconcile(NS, NAME, UID)
+    assert outcome.done
+    now = status(kube)
+    ready = {c["type"]: c for c in now["conditions"]}["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "LedgerTampered", ready
+    assert now["phase"] == "RUNNING"
+    jobs = [j["metadata"]["name"] for j in kube.objects_of(k.JOBS, NS)]
+    # Reloaded at start-up: nothing more starts. Mid-run the operator learns of it from the
+    # Conflict of its next append; the Job it made beside that append (adopted on replay, as
+    # always) is the only one, and no entry for it is written.
+    assert jobs == [job_of("a", 1)] if restart else set(jobs) <= {job_of("a", 1), job_of("b", 1)}
+    signed = [
+        json.loads(s.data["checkpoint.json"]) for s in segments(kube) if "checkpoint.json" in s.data
+    ]
+    assert all(cp["head"] != forged for cp in signed)
+    assert (now.get("audit") or {}).get("checkpoint", {}).get("head") != forged
+    assert ledger(kube)[-1]["hash"] == forged  # nothing appended after the forgery
+    reasons = [
+        c.body.get("reason") for c in kube.calls if c.verb == "create" and c.resource == "events"
+    ]
+    assert "LedgerTampered" in reasons
+
+
+def test_a_checkpoint_is_signed_every_n_entries_while_running() -> None:
+    kube, clock = cluster(chain_steps(*CHAIN)), Clock()
+    cfg = OperatorConfig(checkpoint_every=3)
+    ctrl = Controller(
+        kube,
+        cfg,
+        ledger_factory=lambda kube, ref: LedgerStore(kube, ref),
+        signer=SIGNER,
+        clock=clock,
+        children=ChildCache(clock=lambda: 0.0),
+        _creators=InlineExecutor(),
+    )
+    kube.watchers.append(ctrl.children.observe)
+    ctrl.reconcile(NS, NAME, UID)
+    checkpoint = status(kube)["audit"]["checkpoint"]
+    assert status(kube)["phase"] == "RUNNING"
+    assert checkpoint["count"] == status(kube)["audit"]["count"] >= 3
+    assert OperatorConfig().checkpoint_every == 50
