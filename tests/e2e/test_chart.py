@@ -131,6 +131,10 @@ def test_template_cluster_wide(helm: str) -> None:
         ("Secret", "ops"),
         ("Service", "ops"),
         ("ServiceAccount", "ops"),
+        ("ValidatingAdmissionPolicy", None),
+        ("ValidatingAdmissionPolicy", None),
+        ("ValidatingAdmissionPolicyBinding", None),
+        ("ValidatingAdmissionPolicyBinding", None),
     ]
     deploy = one(docs, "Deployment")
     spec = deploy["spec"]

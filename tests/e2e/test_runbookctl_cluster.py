@@ -173,7 +173,9 @@ def test_logs_and_verify_follow_the_object_and_survive_its_deletion(
     )
     bad = ctl(cluster, "verify", "delta", "-n", namespace)
     assert bad.returncode == 1 and "TAMPERED at entry 8" in bad.stdout
-    # The object goes; its ledger stays and still verifies.
+    # The object goes (cancelled first: admission refuses deleting a running one unrecorded);
+    # its ledger stays and still verifies.
+    kube.patch(EXECUTIONS, namespace, "delta", {"spec": {"cancel": True}})
     kube.delete(EXECUTIONS, namespace, "delta")
     wait_for(lambda: ctl(cluster, "get", "delta", "-n", namespace).returncode == 1, 30)
     after = ctl(cluster, "verify", "delta", "-n", namespace)
