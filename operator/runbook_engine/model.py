@@ -105,6 +105,10 @@ class ContainerSpec(CamelModel):
         """`env` in either shape as a list of EnvVar."""
         return env_vars(self.env)
 
+    def secret_env_names(self) -> list[str]:
+        """Variables whose value comes from a Secret key: what a shell scrubs from results."""
+        return [e.name for e in self.env_vars() if e.secret_ref is not None]
+
 
 class RunbookStep(CamelModel):
     """One node of the DAG."""
