@@ -3,8 +3,13 @@
 A runbook must never carry a credential in clear: it is stored in a CRD, shown by `kubectl`, and
 copied into the audit ledger. Instead a config value names where the secret lives::
 
-    {"secretFrom": {"env": "SLACK_TOKEN"}}        # an environment variable of the step's pod
-    {"secretFrom": {"file": "/var/run/secrets/x"}} # a mounted file (one trailing newline dropped)
+    {"secretFrom": {"env": "SLACK_TOKEN"}}        # an environment variable of the step
+    {"secretFrom": {"file": "/var/run/secrets/x"}} # a file (one trailing newline dropped)
+
+On a cluster the variable comes from a Secret of the execution's namespace: the step's
+`container.env` entry `{name: SLACK_TOKEN, valueFrom: {secretKeyRef: {name, key}}}` (or
+`container.envFrom`) makes the kubelet inject it, so only the reference is ever stored.
+Locally the step inherits runbookctl's environment.
 
 `SecretResolver.resolve` replaces every such reference (at any depth) with its value and
 remembers the values, so `SecretResolver.redact` can scrub them from anything the step returns.
@@ -34,6 +39,12 @@ SECRET_KEY = "secretFrom"
 REDACTED = "[redacted]"
 """What replaces a secret value in scrubbed output."""
 
+
+ENV_HINT = (
+    " (on a cluster a step gets it from a Secret through container.env[].valueFrom."
+    "secretKeyRef or container.envFrom; locally, export it before runbookctl run)"
+)
+"""Added to 'variable not set': where such a variable comes from (docs/executors.md#secrets)."""
 
 MIN_PART_CHARS = 4
 """URL parts shorter than this are not redacted on their own (they would blank common words)."""
@@ -122,7 +133,7 @@ def read_source(spec: object, *, where: str) -> str:
     if kind == "env":
         value = os.environ.get(name)
         if value is None:
-            raise SecretError(f"{where}: environment variable {name} is not set")
+            raise SecretError(f"{where}: environment variable {name} is not set{ENV_HINT}")
         remember(value)
         return value
     if kind == "file":
@@ -148,6 +159,19 @@ def _read_secret_file(name: str, where: str) -> str:
     if text.endswith("\r\n"):
         return text[:-2]
     return text.removesuffix("\n")
+
+
+def env_secrets(names: Iterable[str], environ: Mapping[str, str]) -> set[str]:
+    """The values (with their URL parts) of the named variables that are set: a step's
+    variables injected from Secrets (`container.env[].valueFrom.secretKeyRef`), to scrub from
+    its result with `scrub_result` whatever the step did with them."""
+    found: set[str] = set()
+    for name in names:
+        value = environ.get(name)
+        if value:
+            found.add(value)
+            found.update(url_parts(value))
+    return found
 
 
 def is_secret_ref(value: object) -> bool:

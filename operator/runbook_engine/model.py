@@ -8,8 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
+from runbook_engine.container_env import (
+    MAX_ENV_FROM,
+    EnvEntries,
+    EnvFromSource,
+    EnvVar,
+    env_vars,
+)
 from runbook_engine.enums import DataLicense, LegalBasis
 from runbook_engine.limits import (
     MAX_OUTPUT_LIMIT_BYTES,
@@ -55,15 +68,46 @@ class RetryPolicy(CamelModel):
 
 
 class ContainerSpec(CamelModel):
-    """Optional image/command for a step's Job on a cluster (CUSTOM steps in their own image)."""
+    """A step's container on a cluster: its own image and command, environment, resources."""
+
+    # The environment's shapes and rules (Secret references, reserved names): container_env.
 
     image: str | None = Field(default=None, min_length=1)
     command: list[str] | None = None
     args: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvEntries = Field(
+        default_factory=dict,
+        description="A map of name: value, or a list of Kubernetes EnvVar (value, or valueFrom "
+        "secretKeyRef/configMapKeyRef of this namespace)",
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list,
+        max_length=MAX_ENV_FROM,
+        description="Kubernetes EnvFromSource: every key of a Secret (secretRef) or ConfigMap "
+        "(configMapRef) of this namespace, optionally prefixed",
+    )
     resources: dict[str, dict[str, str]] | None = Field(
         default=None, description="Kubernetes requests/limits for this step's pod"
     )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_env_from(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """No `envFrom` key when there is none, so a definition pinned before the field existed
+        hashes as it did (pinning re-hashes the dump) and an in-flight execution survives an
+        upgrade of the operator."""
+        data = handler(self)
+        if not self.env_from and isinstance(data, dict):
+            data.pop("envFrom", None)
+            data.pop("env_from", None)
+        return data
+
+    def env_vars(self) -> list[EnvVar]:
+        """`env` in either shape as a list of EnvVar."""
+        return env_vars(self.env)
+
+    def secret_env_names(self) -> list[str]:
+        """Variables whose value comes from a Secret key: what a shell scrubs from results."""
+        return [e.name for e in self.env_vars() if e.secret_ref is not None]
 
 
 class RunbookStep(CamelModel):

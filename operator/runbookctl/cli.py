@@ -30,7 +30,7 @@ from runbookctl import cluster
 from runbookctl.files import load_plan, read_yaml_documents
 from runbookctl.ledger import JsonlLedger, Line, has_chain, read_lines
 from runbookctl.render import dot, event_line, mermaid, steps_table
-from runbookctl.runner import ControlError, Isolation, LocalRunner
+from runbookctl.runner import ControlError, Isolation, LocalRunner, cluster_only_sources
 
 app = typer.Typer(
     add_completion=False,
@@ -274,6 +274,9 @@ def run(
     )
     if not quiet and not live_tty:
         runner.sinks.append(lambda e: err.print(event_line(e), markup=False, highlight=False))
+    if not quiet:
+        for note in cluster_only_sources(plan):
+            err.print(f"note: {note}", markup=False, highlight=False)
     try:
         signum = asyncio.run(_drive(runner, plan, live_tty))
     finally:

@@ -9,6 +9,13 @@ benchmarks; a timeout then cancels only async work).
 
 What an attempt may cost is bounded: its output (runbook_engine.limits, checked before the
 result file is read), the log tail kept (the rest of its output is read and dropped).
+
+A step's `container` is the cluster's (image, command, env, resources): locally an attempt
+inherits runbookctl's environment. No kubelet resolves a Secret or ConfigMap reference here, so
+a `container.env` entry with `valueFrom` is satisfied by the variable of the same name in that
+environment (export it); when it is missing (and not `optional`) the attempt fails naming the
+entry. The values of entries from Secret keys are scrubbed from the attempt's result, as the
+step pod does on a cluster.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -42,7 +49,7 @@ from runbook_engine.limits import (
     result_file_limit,
     result_file_too_large,
 )
-from runbook_engine.model import ExecutionRequest
+from runbook_engine.model import ExecutionRequest, RunbookStep
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
     AttemptFinished,
@@ -56,6 +63,7 @@ from runbook_engine.scheduler import (
 from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import utcnow
 from runbook_executors import processes
+from runbook_executors.secrets import env_secrets, redact, scrub_result
 from runbookctl.ledger import JsonlLedger
 
 if TYPE_CHECKING:
@@ -75,7 +83,52 @@ class Isolation(StrEnum):
     inline = "inline"
 
 
-__all__ = ["ControlError", "Isolation", "JsonlLedger", "LocalRunner", "RunOutcome"]
+__all__ = [
+    "ControlError",
+    "Isolation",
+    "JsonlLedger",
+    "LocalRunner",
+    "RunOutcome",
+    "cluster_only_sources",
+    "unresolved_reference",
+]
+
+
+def unresolved_reference(step: RunbookStep, environ: Mapping[str, str]) -> str | None:
+    """Why `step` cannot run here: a `valueFrom` entry whose variable is not set locally."""
+    if step.container is None:
+        return None
+    for index, entry in enumerate(step.container.env_vars()):
+        source = entry.value_from
+        if source is None or entry.name in environ:
+            continue
+        kind, ref = (
+            ("secretKeyRef", source.secret_key_ref)
+            if source.secret_key_ref is not None
+            else ("configMapKeyRef", source.config_map_key_ref)
+        )
+        if ref is None or ref.optional:
+            continue
+        return (
+            f"container.env[{index}] ({entry.name}): valueFrom.{kind} {ref.name}/{ref.key} is "
+            f"resolved by the kubelet on a cluster; to run this step locally, export "
+            f"{entry.name}"
+        )
+    return None
+
+
+def cluster_only_sources(plan: Plan) -> list[str]:
+    """One note per `container.envFrom` source: locally its keys are not read (the step sees
+    runbookctl's environment), which a user should know before a step fails for it."""
+    notes = []
+    for step_id in plan.order:
+        container = plan.steps[step_id].container
+        for index, source in enumerate(container.env_from if container else ()):
+            notes.append(
+                f"step {step_id}: container.envFrom[{index}] ({source.field}) is read on a "
+                "cluster only; locally the step sees runbookctl's environment"
+            )
+    return notes
 
 
 class EntrySink(Protocol):
@@ -257,12 +310,18 @@ class LocalRunner:
 
     # -- attempts ------------------------------------------------------------------------------
     async def _run_attempt(self, ctx: StepExecutorContext, work: Path) -> Observation:
+        problem = unresolved_reference(self.plan.steps[ctx.step_id], os.environ)
+        if problem is not None:
+            failed = StepExecutorResult(success=False, error=problem, retryable=False)
+            return AttemptFinished(ctx.step_id, ctx.attempt, failed)
         if self.isolation is Isolation.inline:
             return await self._run_inline(ctx)
         return await self._run_subprocess(ctx, work)
 
     def _checked(self, ctx: StepExecutorContext, result: StepExecutorResult) -> Observation:
-        """A successful result whose output is over the limit is a failed attempt."""
+        """Secret-injected values scrubbed; a successful result whose output is over the limit
+        is a failed attempt."""
+        result = scrub_result(result, self._injected(ctx))
         if result.success:
             try:
                 problem = output_size_problem(result.output, self.output_limit)
@@ -284,6 +343,11 @@ class LocalRunner:
                 ctx.step_id, ctx.attempt, StepExecutorResult(success=False, error=str(exc))
             )
         return self._checked(ctx, await invoke(executor, ctx))
+
+    def _injected(self, ctx: StepExecutorContext) -> set[str]:
+        """Values the step has from Secret keys (here: from runbookctl's environment)."""
+        container = self.plan.steps[ctx.step_id].container
+        return env_secrets(container.secret_env_names(), os.environ) if container else set()
 
     def _attempt_env(self, ctx: StepExecutorContext) -> dict[str, str]:
         """The step's environment: ours, plus the runbook folder and the attempt's token.
@@ -334,6 +398,7 @@ class LocalRunner:
             size = result_path.stat().st_size
         except OSError:
             text = tail.decode("utf-8", errors="replace")[-LOG_TAIL_CHARS:].strip()
+            text = redact(text, self._injected(ctx))
             return AttemptLost(
                 ctx.step_id, ctx.attempt, f"exited with code {code} without a result: {text}"
             )

@@ -39,6 +39,12 @@ class AttemptJob:
 
 
 def _env(job: AttemptJob, name: str) -> list[dict[str, Any]]:
+    """The operator's variables, then the step's own (plain values and Secret/ConfigMap
+    references, passed through: the kubelet injects the values, the operator never sees them).
+
+    The model refuses a step variable named like one of ours; one that got past it anyway is
+    dropped here, so ours always win (and no name appears twice). `env` also wins over every
+    `envFrom` key in Kubernetes, so a Secret cannot override them either."""
     ex = job.execution
     plain = {
         c.ENV_EXECUTION: ex.name,
@@ -53,15 +59,26 @@ def _env(job: AttemptJob, name: str) -> list[dict[str, Any]]:
     }
     if job.files_configmap:
         plain[c.ENV_BASE_DIR] = c.FILES_DIR
-    own = job.step.container.env if job.step.container else {}
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in {**own, **plain}.items()]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     env.append(
         {
             "name": c.ENV_NAMESPACE,
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         }
     )
+    ours = {entry["name"] for entry in env}
+    own = job.step.container.env_vars() if job.step.container else []
+    env.extend(entry.manifest() for entry in own if entry.name not in ours)
     return env
+
+
+def _env_from(own: ContainerSpec | None) -> list[dict[str, Any]]:
+    """Whole Secrets/ConfigMaps of the execution's namespace, by reference."""
+    if own is None:
+        return []
+    return [
+        source.model_dump(mode="json", by_alias=True, exclude_none=True) for source in own.env_from
+    ]
 
 
 def _volumes(job: AttemptJob) -> list[dict[str, Any]]:
@@ -125,6 +142,9 @@ def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    env_from = _env_from(own)
+    if env_from:
+        container["envFrom"] = env_from
     command = _command(own)
     if command is not None:
         container["command"] = command

@@ -3,8 +3,9 @@
 The operator mounts the pinned definition and request (`/var/run/runbook/definition`) and the
 result ConfigMaps of the upstream steps the engine says a step sees (`/var/run/runbook/upstream`).
 This builds the same StepExecutorContext the local runner would, runs the executor through the
-same entrypoint (`runbook_executors.entrypoint.run`), enforces the output limit, stores the
-result in the step's result ConfigMap and leaves a pointer to it in the termination message.
+same entrypoint (`runbook_executors.entrypoint.run`), scrubs the values of the step's variables
+injected from Secret keys, enforces the output limit, stores the result in the step's result
+ConfigMap and leaves a pointer to it in the termination message.
 Exit 0: the step succeeded; 1: it failed (the result says why); 2: no result could be stored.
 """
 
@@ -26,9 +27,10 @@ from runbook_engine.context import build_context
 from runbook_engine.contract import StepExecutorContext, StepExecutorResult
 from runbook_engine.enums import ExecutionStatus
 from runbook_engine.limits import output_size_problem
-from runbook_engine.model import ExecutionRequest, RunbookDefinition
+from runbook_engine.model import ExecutionRequest, RunbookDefinition, RunbookStep
 from runbook_engine.plan import compile_plan
 from runbook_engine.state import ExecutionState
+from runbook_executors.secrets import env_secrets, scrub_result
 from runbook_operator import names
 from runbook_operator.steps import contract as c
 from runbook_operator.steps import results
@@ -50,6 +52,11 @@ def upstream_outputs(folder: Path) -> dict[str, dict[str, Any]]:
 
 def pod_context(env: Mapping[str, str], mount: Path) -> StepExecutorContext:
     """The context the local runner would build, from the mounted files and the pod's env."""
+    return pod_step(env, mount)[0]
+
+
+def pod_step(env: Mapping[str, str], mount: Path) -> tuple[StepExecutorContext, RunbookStep]:
+    """The step's context and its definition (which names its Secret-injected variables)."""
     definition = RunbookDefinition.model_validate_json(
         (mount / "definition" / c.DEFINITION_KEY).read_bytes()
     )
@@ -65,7 +72,19 @@ def pod_context(env: Mapping[str, str], mount: Path) -> StepExecutorContext:
         created_at=datetime.now(UTC),
         outputs=Map(upstream_outputs(mount / "upstream")),
     )
-    return build_context(plan, request, state, env[c.ENV_STEP_ID], int(env[c.ENV_ATTEMPT]))
+    step_id = env[c.ENV_STEP_ID]
+    ctx = build_context(plan, request, state, step_id, int(env[c.ENV_ATTEMPT]))
+    return ctx, plan.steps[step_id]
+
+
+def scrub_injected(
+    result: StepExecutorResult, step: RunbookStep | None, env: Mapping[str, str]
+) -> StepExecutorResult:
+    """The result without the values of the step's variables injected from Secret keys
+    (`container.env[].valueFrom.secretKeyRef`), whatever the executor did with them."""
+    if step is None or step.container is None:
+        return result
+    return scrub_result(result, env_secrets(step.container.secret_env_names(), env))
 
 
 def over_limit(result: StepExecutorResult, limit: int) -> StepExecutorResult:
@@ -115,13 +134,15 @@ def store(env: Mapping[str, str], result: StepExecutorResult) -> results.Pointer
 
 def main() -> int:
     env = os.environ
+    step: RunbookStep | None = None
     try:
-        ctx = pod_context(env, MOUNT)
+        ctx, step = pod_step(env, MOUNT)
     except (OSError, ValueError, KeyError) as exc:
         result = StepExecutorResult(success=False, error=f"cannot build the step context: {exc}")
     else:
         with tempfile.TemporaryDirectory(prefix="runbook-") as work:
             result = run_step(ctx, Path(work))
+    result = scrub_injected(result, step, env)
     result = over_limit(result, int(env.get(c.ENV_MAX_OUTPUT_BYTES, "1048576")))
     try:
         pointer = store(env, result)

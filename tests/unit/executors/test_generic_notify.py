@@ -17,6 +17,7 @@ import pytest
 from runbook_engine.contract import StepExecutorContext, StepExecutorResult
 from runbook_executors.base import BaseStepExecutor
 from runbook_executors.generic.notify import NotifyStepExecutor, redact_url
+from runbook_executors.secrets import ENV_HINT
 
 MakeCtx = Callable[..., StepExecutorContext]
 RunStep = Callable[[BaseStepExecutor, StepExecutorContext], StepExecutorResult]
@@ -275,7 +276,9 @@ def test_missing_secret_env_names_variable(run: Run, monkeypatch: pytest.MonkeyP
     result = run(config)
     assert result.error == (
         "config.headers.Authorization.secretFrom: environment variable ABSENT_TOKEN_Q is not set"
+        + ENV_HINT
     )
+    assert "secretKeyRef" in result.error
 
 
 @pytest.mark.parametrize(

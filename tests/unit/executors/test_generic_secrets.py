@@ -13,6 +13,7 @@ from runbook_executors.secrets import (
     REDACTED,
     SecretError,
     SecretResolver,
+    env_secrets,
     is_secret_ref,
     read_source,
     redact,
@@ -115,3 +116,12 @@ def strings_in(value: object) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in strings_in(item)]
     return []
+
+
+def test_env_secrets_are_the_set_values_of_the_named_variables_with_their_url_parts() -> None:
+    environ = {"A": "token-1234", "B": "https://h.example/p/long-secret-path?k=v-value", "C": ""}
+    found = env_secrets(["A", "B", "C", "UNSET"], environ)
+    assert "token-1234" in found and environ["B"] in found
+    assert "long-secret-path" in found and "v-value" in found
+    assert "" not in found
+    assert env_secrets([], environ) == set()

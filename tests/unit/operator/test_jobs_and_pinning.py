@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbook_engine.model import ExecutionRequest, RunbookStep
+from runbook_engine.container_env import EnvVar, env_name_problem
+from runbook_engine.model import ContainerSpec, ExecutionRequest, RunbookStep
 from runbook_operator import names
 from runbook_operator.config import OperatorConfig, SettingsError, load_config
 from runbook_operator.execution import pinning
@@ -48,7 +49,7 @@ def test_step_pods_run_with_the_restricted_profile() -> None:
     assert env["RUNBOOK_MAX_OUTPUT_BYTES"] == "1024"
 
 
-def test_a_custom_step_brings_its_own_image_and_command_but_not_our_variables() -> None:
+def test_a_custom_step_brings_its_own_image_command_and_variables() -> None:
     step = RunbookStep.model_validate(
         {
             "id": "c",
@@ -57,7 +58,7 @@ def test_a_custom_step_brings_its_own_image_and_command_but_not_our_variables() 
                 "image": "example/tool:1",
                 "command": ["/bin/tool"],
                 "args": ["--fast"],
-                "env": {"MODE": "x", "RUNBOOK_STEP_ID": "forged"},
+                "env": {"MODE": "x"},
             },
         }
     )
@@ -68,8 +69,106 @@ def test_a_custom_step_brings_its_own_image_and_command_but_not_our_variables() 
         ["--fast"],
     )
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["MODE"] == "x"
-    assert env["RUNBOOK_STEP_ID"] == "c"  # ours win: a step cannot pose as another
+    assert env["MODE"] == "x" and env["RUNBOOK_STEP_ID"] == "c"
+    assert "envFrom" not in container
+
+
+SECRET_URL = {"secretKeyRef": {"name": "soc-webhook", "key": "url"}}
+
+
+def _container(spec: dict) -> dict:  # type: ignore[type-arg]
+    step = RunbookStep.model_validate({"id": "n", "actionType": "NOTIFY", "container": spec})
+    (container,) = _job(step)["spec"]["template"]["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
+
+
+def test_secret_and_configmap_references_are_passed_through_never_resolved() -> None:
+    container = _container(
+        {
+            "env": [
+                {"name": "SOC_URL", "valueFrom": SECRET_URL},
+                {
+                    "name": "LEVEL",
+                    "valueFrom": {
+                        "configMapKeyRef": {"name": "settings", "key": "level", "optional": True}
+                    },
+                },
+                {"name": "MODE", "value": "fast"},
+            ],
+            "envFrom": [
+                {"secretRef": {"name": "soc-token"}},
+                {"configMapRef": {"name": "settings"}, "prefix": "CFG_"},
+            ],
+        }
+    )
+    own = [e for e in container["env"] if not e["name"].startswith("RUNBOOK_")]
+    assert own[-3:] == [
+        {"name": "SOC_URL", "valueFrom": SECRET_URL},
+        {
+            "name": "LEVEL",
+            "valueFrom": {
+                "configMapKeyRef": {"name": "settings", "key": "level", "optional": True}
+            },
+        },
+        {"name": "MODE", "value": "fast"},
+    ]
+    assert container["envFrom"] == [
+        {"secretRef": {"name": "soc-token"}},
+        {"prefix": "CFG_", "configMapRef": {"name": "settings"}},
+    ]
+    # Only references: no entry of ours or the step's carries a value it read from a Secret.
+    assert {e["name"] for e in container["env"] if "valueFrom" in e} == {
+        "SOC_URL",
+        "LEVEL",
+        "RUNBOOK_NAMESPACE",
+    }
+
+
+def test_the_operators_variables_win_over_a_step_variable_of_the_same_name() -> None:
+    """The model refuses such names; one that got past it (an object built in code, a model
+    loosened later) is still dropped by the Job builder, so each name appears once, ours."""
+    forged = [
+        EnvVar.model_construct(name=name, value="forged", value_from=None)
+        for name in ("RUNBOOK_STEP_ID", "RUNBOOK_RESULT_CONFIGMAP", "RUNBOOK_NAMESPACE", "HOME")
+    ]
+    spec = ContainerSpec.model_construct(
+        image=None,
+        command=None,
+        args=None,
+        env=[*forged, EnvVar(name="MODE", value="x")],
+        env_from=[],
+        resources=None,
+    )
+    step = RunbookStep(id="c", actionType="CUSTOM", container=spec)
+    (container,) = _job(step)["spec"]["template"]["spec"]["containers"]
+    names_seen = [e["name"] for e in container["env"]]
+    assert len(names_seen) == len(set(names_seen))
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RUNBOOK_STEP_ID"]["value"] == "c"
+    assert env["RUNBOOK_RESULT_CONFIGMAP"]["value"].endswith("-result")
+    assert env["RUNBOOK_NAMESPACE"] == {
+        "name": "RUNBOOK_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    }
+    assert env["HOME"]["value"] == "/tmp"
+    assert env["MODE"]["value"] == "x"
+
+
+def test_every_name_the_operator_sets_is_reserved_for_steps() -> None:
+    """What the Job sets, the model refuses as a step's variable (so the drop above is only
+    a second line of defence, never a silent surprise)."""
+    (container,) = _job(RunbookStep(id="a", actionType="TRANSFORM"))["spec"]["template"]["spec"][
+        "containers"
+    ]
+    with_files = job_manifest(
+        AttemptJob(REF, RunbookStep(id="a", actionType="TRANSFORM"), 1, "d", [], 1, "files"), CFG
+    )
+    ours = {e["name"] for e in container["env"]} | {
+        e["name"] for e in with_files["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert "RUNBOOK_BASE_DIR" in ours
+    for name in ours:
+        assert env_name_problem(name) is not None, name
 
 
 def test_upstream_results_are_mounted_by_step_id() -> None:

@@ -61,3 +61,49 @@ def test_an_output_over_the_limit_fails_with_size_and_limit() -> None:
     assert failed.error is not None
     assert failed.error.startswith("output is 111 bytes, over the limit of 50 bytes (")
     assert pod.over_limit(big, 111) is big
+
+
+def test_values_injected_from_secret_keys_are_scrubbed_from_the_result(tmp_path: Path) -> None:
+    """Whatever an executor does with a variable it got from a Secret, the value does not reach
+    the result ConfigMap (nor the status, ledger or Events built from it)."""
+    definition = {
+        "id": "rb",
+        "steps": [
+            {
+                "id": "b",
+                "actionType": "CUSTOM",
+                "container": {
+                    "env": [
+                        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "t"}}},
+                        {"name": "HOOK", "valueFrom": {"secretKeyRef": {"name": "s", "key": "u"}}},
+                        {"name": "MODE", "value": "fast-mode"},
+                        {
+                            "name": "LEVEL",
+                            "valueFrom": {"configMapKeyRef": {"name": "c", "key": "l"}},
+                        },
+                    ]
+                },
+            }
+        ],
+    }
+    mount = _mount(tmp_path)
+    (mount / "definition" / "definition.json").write_text(json.dumps(definition))
+    env = {
+        **ENV,
+        "TOKEN": "tok-4f9a8b7c",
+        "HOOK": "https://hooks.example/services/T0/B1/sekret-path?sig=abcdef12",
+        "MODE": "fast-mode",
+        "LEVEL": "debug-level",
+    }
+    _, step = pod.pod_step(env, mount)
+    leaked = StepExecutorResult(
+        success=False,
+        error=f"failed with tok-4f9a8b7c at {env['HOOK']} (fast-mode, debug-level)",
+        output={"echo": "tok-4f9a8b7c", "path": "services/T0/B1/sekret-path?sig=abcdef12"},
+    )
+    scrubbed = pod.scrub_injected(leaked, step, env)
+    text = scrubbed.model_dump_json()
+    assert "tok-4f9a8b7c" not in text and "sekret-path" not in text and "abcdef12" not in text
+    assert "fast-mode" in text and "debug-level" in text  # plain and ConfigMap values stay
+    assert scrubbed.output["echo"] == "[redacted]"
+    assert pod.scrub_injected(leaked, None, env) is leaked
