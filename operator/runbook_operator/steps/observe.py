@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook_engine.contract import StepExecutorResult
-from runbook_operator import names
 from runbook_operator.steps import results
 
 STUCK_WAITING_REASONS = frozenset(
@@ -154,59 +153,94 @@ def signal(kind: str, obj: Mapping[str, Any]) -> tuple[object, ...]:
     )
 
 
-AttemptKey = tuple[str, int]
-"""(step label value, attempt number): how a Job and its pods name the attempt they run."""
+JOB_CONTROLLER_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
+"""Set by the Job controller on the pods it makes (the Job's own selector); the second name is
+the one Kubernetes before 1.27 set alone."""
 
 
-def attempt_key(step_id: str, attempt: int) -> AttemptKey:
-    return (names.label_value(step_id), attempt)
+def owner_uid(obj: Mapping[str, Any], kind: str) -> str | None:
+    """The uid of `obj`'s controller when that controller is a `kind` (ownerReferences with
+    `controller: true`: at most one per object, the apiserver checks)."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == kind and ref.get("uid"):
+            return str(ref["uid"])
+    return None
 
 
-def index_by_attempt(
-    items: Sequence[Mapping[str, Any]],
-) -> dict[AttemptKey, list[Mapping[str, Any]]]:
-    """Group Jobs or pods by their (step label, attempt label)."""
-    out: dict[AttemptKey, list[Mapping[str, Any]]] = {}
-    for item in items:
-        labels = item.get("metadata", {}).get("labels") or {}
-        try:
-            key = (str(labels[names.STEP_LABEL]), int(labels[names.ATTEMPT_LABEL]))
-        except (KeyError, ValueError):
-            continue
-        out.setdefault(key, []).append(item)
-    return out
+def job_of_pod(pod: Mapping[str, Any]) -> str | None:
+    """The uid of the Job that made this pod, or None when it does not look made by one.
+
+    Both marks the Job controller sets must agree: the controller reference (`controller:
+    true`, `blockOwnerDeletion: true`) and the `batch.kubernetes.io/controller-uid` label. A pod
+    that only copies the project's labels (anyone may create pods in the namespace) carries
+    neither, so it is nobody's attempt."""
+    labels = pod.get("metadata", {}).get("labels") or {}
+    for ref in pod.get("metadata", {}).get("ownerReferences") or []:
+        if (
+            ref.get("controller")
+            and ref.get("blockOwnerDeletion")
+            and ref.get("kind") == "Job"
+            and str(ref.get("apiVersion", "")).startswith("batch/")
+            and ref.get("uid")
+            and any(labels.get(label) == ref["uid"] for label in JOB_CONTROLLER_UID_LABELS)
+        ):
+            return str(ref["uid"])
+    return None
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """Every Job of one execution classified once per reconcile (with its pods)."""
+    """Every Job of one execution classified once per reconcile (with its pods), by name."""
 
-    outcomes: Mapping[AttemptKey, Outcome]
+    outcomes: Mapping[str, Outcome]
     still_running: tuple[str, ...]
-    """Names of Jobs whose attempt is still working and that are not being deleted."""
+    """Names of this execution's Jobs still working and not being deleted."""
 
-    def outcome(self, step_id: str, attempt: int) -> Outcome:
-        """The attempt's outcome; an attempt with no Job has lost it."""
-        return self.outcomes.get(attempt_key(step_id, attempt)) or classify(None, ())
+    def outcome(self, job: str) -> Outcome:
+        """The outcome of the attempt Job `job` runs; an attempt with no Job has lost it."""
+        return self.outcomes.get(job) or classify(None, ())
 
 
 NOTHING = Observed({}, ())
 
 
 def observe_children(
-    jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
+    execution_uid: str, jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
 ) -> Observed:
-    """Classify every Job of an execution with its pods: the one pass a reconcile makes."""
-    pods_by = index_by_attempt(pods)
-    outcomes: dict[AttemptKey, Outcome] = {}
+    """Classify every Job of an execution with its pods: the one pass a reconcile makes.
+
+    Identity comes from what the apiserver and the Job controller set, not from labels anyone
+    may copy: a Job counts only when this execution controls it (ownerReferences, uid), and a
+    pod only for the Job whose uid it carries (`job_of_pod`). Attempts are looked up by their
+    deterministic Job name (`names.job_name`). More than one pod for one Job (ours run exactly
+    one: backoffLimit 0, parallelism 1) fails the attempt rather than pick one of them.
+    """
+    pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        job_uid = job_of_pod(pod)
+        if job_uid is not None:
+            pods_by_job.setdefault(job_uid, []).append(pod)
+    outcomes: dict[str, Outcome] = {}
     running: list[str] = []
-    for key, key_jobs in index_by_attempt(jobs).items():
-        outcome = classify(key_jobs[0], pods_by.get(key, []))
-        outcomes[key] = outcome
-        if isinstance(outcome, Running):
-            running.extend(
-                str(j["metadata"]["name"])
-                for j in key_jobs
-                if not j["metadata"].get("deletionTimestamp")
+    for job in jobs:
+        meta = job.get("metadata", {})
+        name = str(meta.get("name", ""))
+        if owner_uid(job, "RunbookExecution") != execution_uid:
+            outcomes[name] = Failed(
+                f"Job {name} is not controlled by this execution (made by someone else?)"
             )
+            continue
+        own_pods = pods_by_job.get(str(meta.get("uid", "")), []) if meta.get("uid") else []
+        if len(own_pods) > 1:
+            pod_names = ", ".join(sorted(str(p["metadata"]["name"]) for p in own_pods))
+            outcome: Outcome = Failed(
+                f"{len(own_pods)} pods claim to be Job {name}'s ({pod_names}); it runs one: "
+                "no result is trusted",
+                delete_job=True,
+            )
+        else:
+            outcome = classify(job, own_pods)
+        outcomes[name] = outcome
+        if isinstance(outcome, Running) and not meta.get("deletionTimestamp"):
+            running.append(name)
     return Observed(outcomes, tuple(running))

@@ -12,6 +12,11 @@ from runbook_operator.steps import results
 REF = ExecutionRef("ns1", "demo", "0123456789abcdef-uid")
 
 
+def job_uid(job_name: str) -> str:
+    """The uid the apiserver gave Job `job_name` (fixed here, so pods can name it)."""
+    return f"job-uid-{job_name}"
+
+
 def job(
     step: str, attempt: int, *, ref: ExecutionRef = REF, conditions: list[str] = ()
 ) -> dict[str, Any]:  # type: ignore[assignment]
@@ -19,19 +24,44 @@ def job(
     return {
         "metadata": {
             "name": name,
+            "uid": job_uid(name),
             "labels": names.labels(ref.name, ref.uid, "step", step_id=step, attempt=attempt),
+            "ownerReferences": [ref.owner()],
         },
         "status": {"conditions": [{"type": c, "status": "True"} for c in conditions]},
     }
 
 
+def job_owner(job_name: str) -> dict[str, Any]:
+    """The controller reference the Job controller puts on the pods it makes."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": job_name,
+        "uid": job_uid(job_name),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 def pod(
-    step: str, attempt: int, state: dict[str, Any], *, ref: ExecutionRef = REF, **status: Any
+    step: str,
+    attempt: int,
+    state: dict[str, Any],
+    *,
+    ref: ExecutionRef = REF,
+    suffix: str = "abcde",
+    **status: Any,
 ) -> dict[str, Any]:
+    """A pod the Job controller made for that attempt's Job (its labels plus the Job's own
+    controller-uid label and controller reference)."""
+    name = names.job_name(ref.name, ref.uid, step, attempt)
+    labels = names.labels(ref.name, ref.uid, "step", step_id=step, attempt=attempt)
     return {
         "metadata": {
-            "name": f"{names.job_name(ref.name, ref.uid, step, attempt)}-abcde",
-            "labels": names.labels(ref.name, ref.uid, "step", step_id=step, attempt=attempt),
+            "name": f"{name}-{suffix}",
+            "labels": {**labels, "batch.kubernetes.io/controller-uid": job_uid(name)},
+            "ownerReferences": [job_owner(name)],
             "creationTimestamp": "2026-01-01T00:00:00Z",
         },
         "spec": {"containers": [{"name": "step", "image": "img:1"}]},

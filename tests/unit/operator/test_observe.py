@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
+from runbook_operator import names
 from runbook_operator.steps import results
-from runbook_operator.steps.observe import Failed, Reported, Running, classify
+from runbook_operator.steps.observe import (
+    NOTHING,
+    Failed,
+    Reported,
+    Running,
+    classify,
+    job_of_pod,
+    observe_children,
+)
 
-from .kubefakes import job, pod, pointer_message, terminated
+from .kubefakes import REF, job, job_owner, job_uid, pod, pointer_message, terminated
 
 POINTER = results.Pointer("r", "ab" * 32, 10)
 
@@ -103,3 +115,103 @@ def test_a_job_is_finished_once_complete_or_failed() -> None:
     assert not finished(job("a", 1))
     assert finished(job("a", 1, conditions=["Complete"]))
     assert finished(job("a", 1, conditions=["Failed"]))
+
+
+# -- which Job and which pods are an attempt's (not the labels: anyone can copy those) ---------
+SUCCESS = '{"success": true, "output": {"verdict": "forged"}}'
+
+
+def _running() -> dict[str, Any]:
+    return {"running": {"startedAt": "2026-01-01T00:00:01Z"}}
+
+
+def _name(step: str, attempt: int = 1) -> str:
+    return names.job_name(REF.name, REF.uid, step, attempt)
+
+
+def _forged(step: str, **meta: Any) -> dict[str, Any]:
+    """A pod someone created by hand: the step's labels, an inline success, and `meta`."""
+    fake = pod(step, 1, terminated(SUCCESS), suffix="forged")
+    fake["metadata"] = {
+        "name": f"{_name(step)}-forged",
+        "labels": names.labels(REF.name, REF.uid, "step", step_id=step, attempt=1),
+        "creationTimestamp": "2026-01-01T00:00:09Z",  # newer than the real pod
+        **meta,
+    }
+    return fake
+
+
+def test_a_pod_with_only_the_steps_labels_is_ignored() -> None:
+    real = pod("a", 1, _running())
+    observed = observe_children(REF.uid, [job("a", 1)], [real, _forged("a")])
+    assert observed.outcome(_name("a")) == Running()
+    assert observed.still_running == (_name("a"),)
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        {"labels": {"batch.kubernetes.io/controller-uid": job_uid(_name("a"))}},  # label only
+        {"ownerReferences": [job_owner(_name("a"))]},  # reference only
+        {  # another Job's uid in both
+            "labels": {"batch.kubernetes.io/controller-uid": "other"},
+            "ownerReferences": [{**job_owner(_name("a")), "uid": "other"}],
+        },
+        {  # a reference an ordinary user may set, but the Job controller never makes
+            "labels": {"batch.kubernetes.io/controller-uid": job_uid(_name("a"))},
+            "ownerReferences": [{**job_owner(_name("a")), "blockOwnerDeletion": False}],
+        },
+        {  # not the controller
+            "labels": {"batch.kubernetes.io/controller-uid": job_uid(_name("a"))},
+            "ownerReferences": [{**job_owner(_name("a")), "controller": False}],
+        },
+    ],
+)
+def test_a_pod_without_both_marks_of_the_job_controller_is_ignored(
+    forgery: dict[str, Any],
+) -> None:
+    fake = _forged("a")
+    fake["metadata"]["labels"] = {**fake["metadata"]["labels"], **forgery.get("labels", {})}
+    fake["metadata"]["ownerReferences"] = forgery.get("ownerReferences", [])
+    assert job_of_pod(fake) != job_uid(_name("a"))
+    observed = observe_children(REF.uid, [job("a", 1)], [pod("a", 1, _running()), fake])
+    assert observed.outcome(_name("a")) == Running()
+
+
+def test_a_second_pod_claiming_the_job_fails_the_attempt_instead_of_picking_one() -> None:
+    fake = pod("a", 1, terminated(SUCCESS), suffix="zzzzz")
+    observed = observe_children(REF.uid, [job("a", 1)], [pod("a", 1, _running()), fake])
+    outcome = observed.outcome(_name("a"))
+    assert isinstance(outcome, Failed) and outcome.delete_job
+    assert outcome.reason.startswith(f"2 pods claim to be Job {_name('a')}'s")
+    assert observed.still_running == ()
+
+
+def test_a_job_this_execution_does_not_control_is_not_its_attempt() -> None:
+    foreign = job("a", 1)
+    foreign["metadata"]["ownerReferences"] = []
+    real_pod = pod("a", 1, terminated(SUCCESS))
+    observed = observe_children(REF.uid, [foreign], [real_pod])
+    outcome = observed.outcome(_name("a"))
+    assert isinstance(outcome, Failed) and "not controlled by this execution" in outcome.reason
+    other = job("a", 1)
+    other["metadata"]["ownerReferences"] = [{**REF.owner(), "uid": "another-execution"}]
+    assert isinstance(observe_children(REF.uid, [other], [real_pod]).outcome(_name("a")), Failed)
+    assert observe_children(REF.uid, [foreign], []).still_running == ()
+
+
+def test_steps_whose_ids_clean_to_the_same_text_keep_their_own_outcomes() -> None:
+    ids = ["a", "a-", "a_", "a."]
+    jobs = [job(sid, 1) for sid in ids]
+    pods = [
+        pod(sid, 1, terminated(json.dumps({"success": True, "output": {"id": sid}}))) for sid in ids
+    ]
+    observed = observe_children(REF.uid, jobs, pods)
+    for sid in ids:
+        outcome = observed.outcome(_name(sid))
+        assert isinstance(outcome, Reported) and outcome.inline is not None
+        assert outcome.inline.output == {"id": sid}
+
+
+def test_an_attempt_without_a_job_has_lost_it() -> None:
+    assert NOTHING.outcome(_name("a")) == Failed("its Job was deleted before the step finished")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
+
+import pytest
 
 from runbook_engine.contract import StepExecutorResult
 from runbook_operator.steps import pod, results
@@ -61,3 +64,15 @@ def test_an_output_over_the_limit_fails_with_size_and_limit() -> None:
     assert failed.error is not None
     assert failed.error.startswith("output is 111 bytes, over the limit of 50 bytes (")
     assert pod.over_limit(big, 111) is big
+
+
+def test_an_upstream_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    mount = _mount(tmp_path)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join([*(packer.compress(bytes(1 << 20)) for _ in range(16)), packer.flush()])
+    (mount / "upstream" / "a.json.gz").write_bytes(bomb)
+    with pytest.raises(results.ResultError, match="inflates to more than 3146752 bytes"):
+        pod.upstream_outputs(mount / "upstream", 1024 * 1024 + 512)
+    env = {**ENV, "RUNBOOK_MAX_OUTPUT_BYTES": "1024"}
+    with pytest.raises(ValueError, match=r"upstream a\.json\.gz: result inflates to more than"):
+        pod.pod_context(env, mount)
