@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook_engine.contract import StepExecutorResult
-from runbook_operator.steps import results
+from runbook_operator.steps import identity, results
 
 STUCK_WAITING_REASONS = frozenset(
     {
@@ -153,41 +153,6 @@ def signal(kind: str, obj: Mapping[str, Any]) -> tuple[object, ...]:
     )
 
 
-JOB_CONTROLLER_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
-"""Set by the Job controller on the pods it makes (the Job's own selector); the second name is
-the one Kubernetes before 1.27 set alone."""
-
-
-def owner_uid(obj: Mapping[str, Any], kind: str) -> str | None:
-    """The uid of `obj`'s controller when that controller is a `kind` (ownerReferences with
-    `controller: true`: at most one per object, the apiserver checks)."""
-    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") == kind and ref.get("uid"):
-            return str(ref["uid"])
-    return None
-
-
-def job_of_pod(pod: Mapping[str, Any]) -> str | None:
-    """The uid of the Job that made this pod, or None when it does not look made by one.
-
-    Both marks the Job controller sets must agree: the controller reference (`controller:
-    true`, `blockOwnerDeletion: true`) and the `batch.kubernetes.io/controller-uid` label. A pod
-    that only copies the project's labels (anyone may create pods in the namespace) carries
-    neither, so it is nobody's attempt."""
-    labels = pod.get("metadata", {}).get("labels") or {}
-    for ref in pod.get("metadata", {}).get("ownerReferences") or []:
-        if (
-            ref.get("controller")
-            and ref.get("blockOwnerDeletion")
-            and ref.get("kind") == "Job"
-            and str(ref.get("apiVersion", "")).startswith("batch/")
-            and ref.get("uid")
-            and any(labels.get(label) == ref["uid"] for label in JOB_CONTROLLER_UID_LABELS)
-        ):
-            return str(ref["uid"])
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class Observed:
     """Every Job of one execution classified once per reconcile (with its pods), by name."""
@@ -209,15 +174,15 @@ def observe_children(
 ) -> Observed:
     """Classify every Job of an execution with its pods: the one pass a reconcile makes.
 
-    Identity comes from what the apiserver and the Job controller set, not from labels anyone
-    may copy: a Job counts only when this execution controls it (ownerReferences, uid), and a
-    pod only for the Job whose uid it carries (`job_of_pod`). Attempts are looked up by their
-    deterministic Job name (`names.job_name`). More than one pod for one Job (ours run exactly
-    one: backoffLimit 0, parallelism 1) fails the attempt rather than pick one of them.
+    Identity comes from uids and from what runs, not from labels anyone may copy
+    (`steps.identity`): a Job counts only when this execution controls it, a pod only when it
+    is controlled by that Job and runs what the Job says. Attempts are looked up by their
+    deterministic Job name (`names.job_name`). More than one such pod for one Job (ours run
+    exactly one: backoffLimit 0, parallelism 1) fails the attempt rather than pick one.
     """
     pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
-        job_uid = job_of_pod(pod)
+        job_uid = identity.job_of_pod(pod)
         if job_uid is not None:
             pods_by_job.setdefault(job_uid, []).append(pod)
     outcomes: dict[str, Outcome] = {}
@@ -225,22 +190,41 @@ def observe_children(
     for job in jobs:
         meta = job.get("metadata", {})
         name = str(meta.get("name", ""))
-        if owner_uid(job, "RunbookExecution") != execution_uid:
+        if identity.controller_uid(job, "RunbookExecution") != execution_uid:
             outcomes[name] = Failed(
                 f"Job {name} is not controlled by this execution (made by someone else?)"
             )
             continue
-        own_pods = pods_by_job.get(str(meta.get("uid", "")), []) if meta.get("uid") else []
-        if len(own_pods) > 1:
-            pod_names = ", ".join(sorted(str(p["metadata"]["name"]) for p in own_pods))
-            outcome: Outcome = Failed(
-                f"{len(own_pods)} pods claim to be Job {name}'s ({pod_names}); it runs one: "
-                "no result is trusted",
-                delete_job=True,
-            )
-        else:
-            outcome = classify(job, own_pods)
+        outcome = _job_outcome(job, pods_by_job.get(str(meta.get("uid") or ""), []))
         outcomes[name] = outcome
         if isinstance(outcome, Running) and not meta.get("deletionTimestamp"):
             running.append(name)
     return Observed(outcomes, tuple(running))
+
+
+def _job_outcome(job: Mapping[str, Any], claimed: Sequence[Mapping[str, Any]]) -> Outcome:
+    """The outcome of one of the execution's Jobs from the pods that claim to be its own."""
+    name = job["metadata"]["name"]
+    genuine: list[Mapping[str, Any]] = []
+    strangers: list[tuple[Mapping[str, Any], str]] = []
+    for pod in claimed:
+        difference = identity.differs_from_template(pod, job)
+        if difference is None:
+            genuine.append(pod)
+        else:
+            strangers.append((pod, difference))
+    if len(genuine) > 1:
+        pod_names = ", ".join(sorted(str(p["metadata"]["name"]) for p in genuine))
+        return Failed(
+            f"{len(genuine)} pods claim to be Job {name}'s ({pod_names}); it runs one: "
+            "no result is trusted",
+            delete_job=True,
+        )
+    outcome = classify(job, genuine)
+    if not genuine and strangers and isinstance(outcome, Failed):
+        pod, difference = strangers[0]
+        return Failed(
+            f"pod {pod['metadata']['name']} claims to be Job {name}'s but does not run what the "
+            f"Job says ({difference}): its result is not trusted"
+        )
+    return outcome

@@ -3,13 +3,28 @@ operator's pure modules. Shapes follow batch/v1 Job and v1 Pod status."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from runbook_operator import names
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import results
+from runbook_operator.steps.identity import SERVICE_ACCOUNT_MOUNT
 
 REF = ExecutionRef("ns1", "demo", "0123456789abcdef-uid")
+TEMPLATE: dict[str, Any] = {
+    "serviceAccountName": "runbook-executor",
+    "containers": [
+        {
+            "name": "step",
+            "image": "img:1",
+            "command": ["python3", "-m", "runbook_operator.steps.pod"],
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        }
+    ],
+    "volumes": [{"name": "tmp", "emptyDir": {}}],
+}
+"""The pod template of the fake Jobs, which their pods run."""
 
 
 def job_uid(job_name: str) -> str:
@@ -28,6 +43,7 @@ def job(
             "labels": names.labels(ref.name, ref.uid, "step", step_id=step, attempt=attempt),
             "ownerReferences": [ref.owner()],
         },
+        "spec": {"template": {"spec": copy.deepcopy(TEMPLATE)}},
         "status": {"conditions": [{"type": c, "status": "True"} for c in conditions]},
     }
 
@@ -51,10 +67,17 @@ def pod(
     *,
     ref: ExecutionRef = REF,
     suffix: str = "abcde",
+    spec: dict[str, Any] | None = None,
     **status: Any,
 ) -> dict[str, Any]:
-    """A pod the Job controller made for that attempt's Job (its labels plus the Job's own
-    controller-uid label and controller reference)."""
+    """A pod the Job controller made for that attempt's Job: its labels plus the Job's own
+    controller-uid label and controller reference, running the Job's template (`spec`, else
+    TEMPLATE) with the token mount that admission adds."""
+    run = copy.deepcopy(spec if spec is not None else TEMPLATE)
+    token = {"name": "kube-api-access-x", "mountPath": SERVICE_ACCOUNT_MOUNT, "readOnly": True}
+    for container in run["containers"]:
+        container["volumeMounts"] = [*container.get("volumeMounts", []), token]
+    run["volumes"] = [*run.get("volumes", []), {"name": "kube-api-access-x", "projected": {}}]
     name = names.job_name(ref.name, ref.uid, step, attempt)
     labels = names.labels(ref.name, ref.uid, "step", step_id=step, attempt=attempt)
     return {
@@ -64,7 +87,7 @@ def pod(
             "ownerReferences": [job_owner(name)],
             "creationTimestamp": "2026-01-01T00:00:00Z",
         },
-        "spec": {"containers": [{"name": "step", "image": "img:1"}]},
+        "spec": run,
         "status": {"containerStatuses": [{"name": "step", "state": state}], **status},
     }
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from runbook_operator import names
 from runbook_operator.steps import results
+from runbook_operator.steps.identity import differs_from_template, job_of_pod
 from runbook_operator.steps.observe import (
     NOTHING,
     Failed,
     Reported,
     Running,
     classify,
-    job_of_pod,
     observe_children,
 )
 
@@ -178,7 +179,7 @@ def test_a_pod_without_both_marks_of_the_job_controller_is_ignored(
     assert observed.outcome(_name("a")) == Running()
 
 
-def test_a_second_pod_claiming_the_job_fails_the_attempt_instead_of_picking_one() -> None:
+def test_a_second_pod_running_the_jobs_template_fails_the_attempt_instead_of_picking_one() -> None:
     fake = pod("a", 1, terminated(SUCCESS), suffix="zzzzz")
     observed = observe_children(REF.uid, [job("a", 1)], [pod("a", 1, _running()), fake])
     outcome = observed.outcome(_name("a"))
@@ -215,3 +216,81 @@ def test_steps_whose_ids_clean_to_the_same_text_keep_their_own_outcomes() -> Non
 
 def test_an_attempt_without_a_job_has_lost_it() -> None:
     assert NOTHING.outcome(_name("a")) == Failed("its Job was deleted before the step finished")
+
+
+# -- a pod adopted by the Job (it copied the controller-uid label) must also run what it says ----
+def _adopted(step: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """A hand-made pod that copied every label: the Job controller adopted it (controller
+    reference and all). `change` alters what it runs."""
+    made = pod(step, 1, terminated(SUCCESS), suffix="adopt")
+    change(made["spec"])
+    return made
+
+
+def _container(spec: dict[str, Any]) -> dict[str, Any]:
+    return spec["containers"][0]  # type: ignore[no-any-return]
+
+
+DIFFERENCES: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
+    ("the container's command differs", lambda s: _container(s).update(command=["sh", "-c", "x"])),
+    ("the container's image differs", lambda s: _container(s).update(image="evil:1")),
+    (
+        "the container's env differs",
+        lambda s: _container(s).update(env=[{"name": "PYTHONPATH", "value": "/evil"}]),
+    ),
+    (
+        "the container's volumeMounts differ",
+        lambda s: _container(s)["volumeMounts"].append({"name": "x", "mountPath": "/usr/lib"}),
+    ),
+    ("the pod's hostAliases differs", lambda s: s.update(hostAliases=[{"ip": "10.0.0.9"}])),
+    ("the pod's shareProcessNamespace differs", lambda s: s.update(shareProcessNamespace=True)),
+    ("the pod's serviceAccountName differs", lambda s: s.update(serviceAccountName="admin")),
+    ("volume tmp differs", lambda s: s["volumes"][0].update(emptyDir={"medium": "Memory"})),
+    (
+        "another container mounts tmp",
+        lambda s: s.update(
+            initContainers=[{"name": "i", "volumeMounts": [{"name": "tmp", "mountPath": "/t"}]}]
+        ),
+    ),
+    (
+        "ephemeral containers were added to it",
+        lambda s: s.update(ephemeralContainers=[{"name": "debugger", "image": "busybox"}]),
+    ),
+]
+
+
+@pytest.mark.parametrize(("difference", "change"), DIFFERENCES, ids=[d for d, _ in DIFFERENCES])
+def test_an_adopted_pod_that_runs_something_else_is_not_the_attempts(
+    difference: str, change: Callable[[dict[str, Any]], None]
+) -> None:
+    copy = _adopted("a", change)
+    assert differs_from_template(copy, job("a", 1)) == difference
+    real = pod("a", 1, _running())
+    assert observe_children(REF.uid, [job("a", 1)], [real, copy]).outcome(_name("a")) == Running()
+    # the Job controller may delete the real pod as one too many; the copy never counts
+    done = job("a", 1, conditions=["Complete"])
+    outcome = observe_children(REF.uid, [done], [copy]).outcome(_name("a"))
+    assert isinstance(outcome, Failed)
+    assert outcome.reason == (
+        f"pod {_name('a')}-adopt claims to be Job {_name('a')}'s but does not run what the Job "
+        f"says ({difference}): its result is not trusted"
+    )
+
+
+def test_a_sidecar_that_shares_nothing_with_the_step_is_allowed() -> None:
+    """A service mesh injects containers of its own into every pod."""
+    meshed = pod("a", 1, terminated(SUCCESS))
+    meshed["spec"]["containers"].append(
+        {"name": "proxy", "image": "mesh:1", "volumeMounts": [{"name": "m", "mountPath": "/m"}]}
+    )
+    meshed["spec"]["initContainers"] = [{"name": "mesh-init", "image": "mesh:1"}]
+    assert differs_from_template(meshed, job("a", 1)) is None
+    outcome = observe_children(REF.uid, [job("a", 1)], [meshed]).outcome(_name("a"))
+    assert isinstance(outcome, Reported)
+
+
+def test_resources_and_scheduling_set_on_the_pod_do_not_matter() -> None:
+    placed = pod("a", 1, _running())
+    placed["spec"].update(nodeName="n1", priority=0, tolerations=[{"key": "k"}])
+    _container(placed["spec"])["resources"] = {"requests": {"memory": "1Gi"}}
+    assert differs_from_template(placed, job("a", 1)) is None

@@ -101,8 +101,16 @@ class Cluster:
         )
         pointer = results.Pointer(names.result_configmap(name), sha, len(raw))
         state = terminated(pointer_message(pointer), 0 if result.success else 1)
-        self.pods[name] = pod(sid, attempt, state)
-        self.jobs[name] = {**self.jobs[name], **job(sid, attempt, conditions=["Complete"])}
+        self.run_pod(sid, attempt, state)
+        done = job(sid, attempt, conditions=["Complete"])
+        self.jobs[name] = {**self.jobs[name], **done, "spec": self.jobs[name]["spec"]}
+
+    def run_pod(self, sid: str, attempt: int, state: dict[str, Any]) -> dict[str, Any]:
+        """The pod the Job controller makes from the attempt's Job, in `state`."""
+        name = names.job_name(REF.name, REF.uid, sid, attempt)
+        template = self.jobs[name]["spec"]["template"]["spec"]
+        made = self.pods[name] = pod(sid, attempt, state, spec=template)
+        return made
 
     def steps(self) -> dict[str, str]:
         return {e["stepId"]: e["status"] for e in self.body["status"]["steps"]}
@@ -206,7 +214,7 @@ def test_a_missing_image_fails_the_attempt_with_its_reason_and_deletes_the_job()
     c = Cluster(pinned(s("a")))
     c.step(T0)
     name = names.job_name(REF.name, REF.uid, "a", 1)
-    c.pods[name] = pod("a", 1, {"waiting": {"reason": "ErrImageNeverPull", "message": "no"}})
+    c.run_pod("a", 1, {"waiting": {"reason": "ErrImageNeverPull", "message": "no"}})
     effects = c.step(T0 + timedelta(seconds=1))
     assert effects.delete_jobs == (name,)
     assert c.steps()["a"] == "FAILED"
@@ -241,7 +249,7 @@ def test_an_inline_result_is_stored_for_downstream_steps() -> None:
     c = Cluster(pinned(s("a"), s("b", "a")))
     c.step(T0)
     name = names.job_name(REF.name, REF.uid, "a", 1)
-    c.pods[name] = pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
+    c.run_pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
     effects = c.step(T0 + timedelta(seconds=1))
     (stored,) = effects.result_configmaps
     assert stored["metadata"]["name"] == names.result_configmap(name)
@@ -321,8 +329,7 @@ def test_a_reconcile_with_nothing_new_derives_the_stored_status_so_writes_nothin
 
 # -- results the operator refuses to follow or to trust ---------------------------------------
 def _report(c: Cluster, sid: str, pointer: results.Pointer) -> None:
-    name = names.job_name(REF.name, REF.uid, sid, 1)
-    c.pods[name] = pod(sid, 1, terminated(pointer_message(pointer)))
+    c.run_pod(sid, 1, terminated(pointer_message(pointer)))
 
 
 def _lost_reason(c: Cluster, sid: str) -> str:
@@ -400,7 +407,7 @@ def test_an_inline_result_whose_configmap_name_is_taken_by_other_content_fails()
     cm_name = names.result_configmap(name)
     raw, sha = results.encode(ok(verdict="planted"))
     c.configmaps[cm_name] = results.configmap(cm_name, raw, sha, {}, REF.owner(controller=False))
-    c.pods[name] = pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
+    c.run_pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
     effects = c.step(T0 + timedelta(seconds=1))
     assert effects.result_configmaps == ()
     assert c.steps()["a"] == "FAILED"
@@ -412,7 +419,7 @@ def test_an_inline_result_already_stored_by_a_lost_reconcile_is_kept() -> None:
     c = Cluster(pinned(s("a"), s("b", "a")))
     c.step(T0)
     name = names.job_name(REF.name, REF.uid, "a", 1)
-    c.pods[name] = pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
+    c.run_pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
     c.step(T0 + timedelta(seconds=1), apply_status=False)  # stored, status write lost
     assert names.result_configmap(name) in c.configmaps
     c.step(T0 + timedelta(seconds=2))
@@ -423,7 +430,10 @@ def test_a_forged_pod_with_the_steps_labels_does_not_finish_the_step() -> None:
     c = Cluster(pinned(s("a")))
     c.step(T0)
     name = names.job_name(REF.name, REF.uid, "a", 1)
-    forged = pod("a", 1, terminated(json.dumps({"success": True, "output": {"v": "forged"}})))
+    template = c.jobs[name]["spec"]["template"]["spec"]
+    forged = pod(
+        "a", 1, terminated(json.dumps({"success": True, "output": {"v": "forged"}})), spec=template
+    )
     forged["metadata"]["ownerReferences"] = []
     del forged["metadata"]["labels"]["batch.kubernetes.io/controller-uid"]
     c.pods["forged"] = forged
