@@ -275,6 +275,7 @@ def test_a_pod_with_the_steps_labels_is_ignored_and_the_real_result_counts(
         for k, v in real.metadata.labels.items()
         if k.startswith(("runbook-operator.dev/", "app.kubernetes.io/"))
     }
+    time.sleep(2)  # the forged pod is the newer one (creationTimestamp has whole seconds)
     forged = _forge(tenant, namespace, f"{real.metadata.name}-forged", project)
     _wait_terminated(rb, forged.metadata.name)
     time.sleep(3)  # the operator has seen the forged pod end (its watch wakes the execution)
@@ -284,31 +285,47 @@ def test_a_pod_with_the_steps_labels_is_ignored_and_the_real_result_counts(
     assert rb.output("victim", "work") == REAL
 
 
-def test_a_pod_the_job_adopted_never_delivers_its_result(tenants: Tenants) -> None:
-    """Copying every label of the real pod, the Job's controller-uid label included, makes the
-    Job controller adopt the copy (a genuine controller reference). It still runs something else:
-    the step ends with the real result or fails with a reason, never with the forged one."""
+def test_a_finished_pod_the_job_adopts_never_delivers_its_result(tenants: Tenants) -> None:
+    """The Job controller adopts any orphan pod that carries its controller-uid label, even one
+    that has already succeeded, and counts it: the Job completes and the real pod is deleted.
+    The copy then holds a genuine controller reference and the last word, but it ran something
+    else, so the attempt fails with that reason instead of taking its result."""
     namespace = tenants.namespace()
     rb, tenant = tenants.runbooks(namespace), tenants.as_tenant(namespace)
-    rb.runbook("slow", [shell_step("work", inline(REAL, sleep=20))])
+    rb.runbook("slow", [shell_step("work", inline(REAL, sleep=90))])
     uid = rb.execute("victim", "slow")["metadata"]["uid"]
     real = _real_pod(rb, uid)
-    forged = _forge(tenant, namespace, f"{real.metadata.name}-copy", dict(real.metadata.labels))
+    project = {
+        k: v
+        for k, v in real.metadata.labels.items()
+        if k.startswith(("runbook-operator.dev/", "app.kubernetes.io/"))
+    }
+    time.sleep(2)  # the copy is the newer pod
+    copy = _forge(tenant, namespace, f"{real.metadata.name}-copy", project)
+    _wait_terminated(rb, copy.metadata.name)
+    job_uid = real.metadata.labels["batch.kubernetes.io/controller-uid"]
+    tenant.patch_namespaced_pod(
+        copy.metadata.name,
+        namespace,
+        {"metadata": {"labels": {"batch.kubernetes.io/controller-uid": job_uid}}},
+    )
 
     def adopted() -> bool:
-        pod = rb.cluster.core.read_namespaced_pod(forged.metadata.name, namespace)
-        return any(ref.controller for ref in pod.metadata.owner_references or [])
-
-    with contextlib.suppress(AssertionError):  # the Job controller may delete it as one too many
-        wait_for(adopted, 30, 0.5, "the Job controller to adopt the copy")
-    status = rb.wait_phase("victim", "COMPLETED", "FAILED", timeout=180)
-    if status["phase"] == "COMPLETED":
-        assert rb.output("victim", "work") == REAL
-    else:
-        message = _step_message(rb, "victim", "work")
-        assert "does not run what the Job says" in message or "pods claim to be Job" in message, (
-            message
+        pod = rb.cluster.core.read_namespaced_pod(copy.metadata.name, namespace)
+        return any(
+            ref.controller and ref.uid == job_uid for ref in pod.metadata.owner_references or []
         )
+
+    wait_for(adopted, 60, 0.5, "the Job controller to adopt the copy")
+    status = rb.wait_phase("victim", "COMPLETED", "FAILED", timeout=120)
+    message = _step_message(rb, "victim", "work")
+    assert status["phase"] == "FAILED", (status, rb.output("victim", "work"))
+    # the real pod is killed when the adopted copy completes the Job, or gone already
+    assert (
+        f"pod {copy.metadata.name} claims to be Job {rb.steps('victim')['work']['jobName']}'s "
+        "but does not run what the Job says (the container's command differs): its result is "
+        "not trusted" in message
+    ), message
 
 
 # -- (c) step ids that clean to the same label text ----------------------------------------------

@@ -221,10 +221,12 @@ def _job_outcome(job: Mapping[str, Any], claimed: Sequence[Mapping[str, Any]]) -
             delete_job=True,
         )
     outcome = classify(job, genuine)
-    if not genuine and strangers and isinstance(outcome, Failed):
+    if strangers and isinstance(outcome, Failed):  # a copy may be why (it can end the Job)
         pod, difference = strangers[0]
-        return Failed(
+        stranger = (
             f"pod {pod['metadata']['name']} claims to be Job {name}'s but does not run what the "
             f"Job says ({difference}): its result is not trusted"
         )
+        reason = f"{outcome.reason}; {stranger}" if genuine else stranger
+        return Failed(reason, outcome.delete_job)
     return outcome

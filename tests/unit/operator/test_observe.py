@@ -294,3 +294,13 @@ def test_resources_and_scheduling_set_on_the_pod_do_not_matter() -> None:
     placed["spec"].update(nodeName="n1", priority=0, tolerations=[{"key": "k"}])
     _container(placed["spec"])["resources"] = {"requests": {"memory": "1Gi"}}
     assert differs_from_template(placed, job("a", 1)) is None
+
+
+def test_a_real_pod_killed_because_a_copy_ended_its_job_says_so() -> None:
+    killed = pod("a", 1, terminated(None, 137, "Error"))
+    copy = _adopted("a", lambda s: _container(s).update(command=["sh"]))
+    done = job("a", 1, conditions=["Complete"])
+    outcome = observe_children(REF.uid, [done], [killed, copy]).outcome(_name("a"))
+    assert isinstance(outcome, Failed)
+    assert outcome.reason.startswith("pod exited with code 137 (Error) without a result; pod ")
+    assert outcome.reason.endswith("(the container's command differs): its result is not trusted")
