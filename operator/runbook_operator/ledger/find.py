@@ -1,7 +1,7 @@
 """Finding and verifying ledgers on the cluster, for people and tools (runbookctl, tests).
 
-Read-only, apart from the operator's writer (`store`): a ledger is found by its segments'
-labels, so it can be verified after its execution was deleted.
+Read-only, and kept apart from the operator's writer (`store`): a ledger is found by its
+segments' labels, so it can be verified after its execution was deleted.
 """
 
 from __future__ import annotations
