@@ -40,10 +40,32 @@ def dns_part(text: str, max_len: int) -> str:
     return _NOT_DNS.sub("-", text.lower()).strip("-")[:max_len].strip("-") or "x"
 
 
+LABEL_MAX = 63
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+_HASHED = re.compile(r"_[0-9a-f]{10}$")
+"""How a hashed label value ends. A text that already ends so is hashed too, so a value with
+this ending always comes from hashing and never equals a text passed through as it is."""
+
+
 def label_value(text: str) -> str:
-    """`text` as a valid label value (≤ 63, alphanumeric at both ends); long ones get a hash."""
+    """`text` as a valid label value (≤ 63, alphanumeric at both ends), one-to-one.
+
+    A valid value is kept as it is. Anything else (too long, characters a label cannot hold,
+    `-`/`_`/`.` at an end) is cleaned and gets `_` and a hash of the original text, so step ids
+    `a`, `a-` and `a_` get three values. Kubernetes names never contain `_`, so an execution
+    name of at most 63 characters is always kept as it is.
+    """
+    if _LABEL_VALUE.fullmatch(text) and len(text) <= LABEL_MAX and not _HASHED.search(text):
+        return text
+    head = _NOT_LABEL.sub("-", text).strip("-_.")[: LABEL_MAX - 11].rstrip("-_.") or "x"
+    return f"{head}_{short_hash(text, length=10)}"
+
+
+def legacy_label_value(text: str) -> str:
+    """The label value older versions wrote (not one-to-one). Only to find ledgers they left:
+    it differs from `label_value` for execution names longer than 63 characters."""
     clean = _NOT_LABEL.sub("-", text).strip("-_.")
-    if len(clean) > 63:
+    if len(clean) > LABEL_MAX:
         clean = f"{clean[:54].rstrip('-_.')}-{short_hash(text)}"
     return clean
 

@@ -33,6 +33,7 @@ from runbook_operator.execution.events import KubeEvent, event_manifest, kube_ev
 from runbook_operator.execution.pinning import Pinned
 from runbook_operator.execution.reconcile import (
     Effects,
+    ResultRead,
     World,
     load_state,
     reconcile,
@@ -296,20 +297,26 @@ class Controller:
             pods = self.kube.list(k.PODS, ref.namespace, selector) if jobs else []
             self.children.prime(ref.uid, jobs, pods)
             cached = (list(jobs), list(pods))
-        return observe.observe_children(*cached)
+        return observe.observe_children(ref.uid, *cached)
 
     def _read_results(
-        self, ref: ExecutionRef, wanted: Sequence[tuple[str, results.Pointer]]
+        self, ref: ExecutionRef, wanted: Sequence[ResultRead]
     ) -> dict[str, StepExecutorResult | str]:
+        """Results the pods point to, read only from their attempt's ConfigMap, owned by the
+        execution, and never inflated past the operator's output cap (a gzip bomb fails its
+        attempt instead of the operator). For inline results: what holds their name already."""
         out: dict[str, StepExecutorResult | str] = {}
-        for job, pointer in wanted:
+        for read in wanted:
             try:
-                cm = self.kube.get(k.CONFIGMAPS, ref.namespace, pointer.configmap)
-                out[job] = results.read_configmap(cm, pointer.sha256)
+                cm = self.kube.get(k.CONFIGMAPS, ref.namespace, read.pointer.configmap)
+                out[read.job] = results.read_configmap(
+                    cm, read.pointer, owner_uid=ref.uid, output_limit=self.cfg.max_output_bytes
+                )
             except k.NotFound:
-                out[job] = f"result ConfigMap {pointer.configmap} not found"
+                if not read.inline:
+                    out[read.job] = f"result ConfigMap {read.pointer.configmap} not found"
             except results.ResultError as exc:
-                out[job] = str(exc)
+                out[read.job] = str(exc)
         return out
 
     # -- acting ----------------------------------------------------------------------------------
@@ -324,7 +331,9 @@ class Controller:
         ref = view.ref
         # Result ConfigMaps before the Jobs whose pods mount them.
         for cm in effects.result_configmaps:
-            self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, cm)
+            existing, created = self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, cm)
+            if not created and not results.same_result(existing, cm):  # made meanwhile
+                raise results.ResultError(f"{cm['metadata']['name']} exists with other content")
         if effects.create_jobs:
             self._ensure_executor_identity(ref.namespace)
         # Jobs side by side (a fan-out makes hundreds), and the ledger meanwhile: the next step

@@ -43,7 +43,7 @@ from runbook_operator.execution.view import ExecutionView
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import results
 from runbook_operator.steps.jobs import AttemptJob, job_manifest
-from runbook_operator.steps.observe import Failed, Observed, Reported, Running, attempt_key
+from runbook_operator.steps.observe import Failed, Observed, Reported, Running
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,8 @@ class World:
     observed: Observed
     """The execution's Jobs and pods, classified once (steps.observe.observe_children)."""
     reads: Mapping[str, StepExecutorResult | str]
-    """Job name → the result read from its ConfigMap, or why it could not be trusted."""
+    """Job name → the result read from its ConfigMap, or why it could not be trusted (for an
+    inline result: why a ConfigMap already under its name is not the one to write)."""
     now: datetime
     deleting: bool = False
     """The finalizer runs this reconcile: the execution is cancelled by its deletion."""
@@ -97,42 +98,78 @@ def _running(state: ExecutionState) -> list[tuple[str, int]]:
     return [(sid, state.steps[sid].attempt) for sid in state.order if sid in state.running]
 
 
-def wanted_reads(
-    state: ExecutionState, observed: Observed, ref: ExecutionRef
-) -> list[tuple[str, results.Pointer]]:
-    """Result ConfigMaps to fetch: those that running attempts' pods point to."""
+def output_limit(world: World, cfg: OperatorConfig) -> int:
+    """The output limit of this execution's attempts (the runbook's, capped by the operator)."""
+    return effective_output_limit(
+        world.pinned.plan.definition.max_output_bytes, cfg.max_output_bytes
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRead:
+    """A result ConfigMap the controller fetches before a reconcile decides."""
+
+    job: str
+    pointer: results.Pointer
+    """What the ConfigMap must hold: the pod's pointer, or the inline result's own."""
+    inline: bool = False
+    """The operator is about to store this inline result: no ConfigMap yet is fine, one with
+    other content (someone else's, made first) fails the attempt."""
+
+
+def wanted_reads(state: ExecutionState, observed: Observed, ref: ExecutionRef) -> list[ResultRead]:
+    """Result ConfigMaps to fetch: those that running attempts' pods point to, when the pointer
+    names that attempt's own ConfigMap (any other name is refused unread by `observe`), and
+    those the operator will write for inline results (to compare what may be there already)."""
     out = []
     for sid, attempt in _running(state):
-        outcome = observed.outcome(sid, attempt)
-        if isinstance(outcome, Reported) and outcome.pointer is not None:
-            out.append((names.job_name(ref.name, ref.uid, sid, attempt), outcome.pointer))
+        job = names.job_name(ref.name, ref.uid, sid, attempt)
+        outcome = observed.outcome(job)
+        if not isinstance(outcome, Reported):
+            continue
+        if outcome.inline is not None:
+            raw, sha = results.encode(outcome.inline)
+            pointer = results.Pointer(names.result_configmap(job), sha, len(raw))
+            out.append(ResultRead(job, pointer, inline=True))
+        elif outcome.pointer is not None and outcome.pointer.configmap == names.result_configmap(
+            job
+        ):
+            out.append(ResultRead(job, outcome.pointer))
     return out
 
 
 def observe(
-    world: World, state: ExecutionState
+    world: World, state: ExecutionState, cfg: OperatorConfig
 ) -> tuple[list[Observation], list[str], list[dict[str, Any]]]:
     """Observations for the scheduler, Jobs to delete, inline results to store."""
     observations: list[Observation] = []
     deletes: list[str] = []
     stores: list[dict[str, Any]] = []
+    limit = output_limit(world, cfg)
     for sid, attempt in _running(state):
         name = names.job_name(world.ref.name, world.ref.uid, sid, attempt)
-        outcome = world.observed.outcome(sid, attempt)
+        outcome = world.observed.outcome(name)
         if isinstance(outcome, Running):
             continue
-        where = world.observed.ran_on.get(attempt_key(sid, attempt)) or None
+        where = world.observed.ran_on.get(name) or None
         if isinstance(outcome, Failed):
             observations.append(AttemptLost(sid, attempt, outcome.reason, where))
             if outcome.delete_job:
                 deletes.append(name)
             continue
+        read = world.reads.get(name)
         if outcome.inline is not None:
+            if isinstance(read, str):  # someone else's ConfigMap under the result's name
+                observations.append(AttemptLost(sid, attempt, read, where))
+                continue
             stores.append(_inline_configmap(world, sid, attempt, name, outcome.inline))
             observations.append(AttemptFinished(sid, attempt, outcome.inline, where))
             continue
-        read = world.reads.get(name)
-        if isinstance(read, StepExecutorResult):
+        assert outcome.pointer is not None
+        refused = results.check_pointer(outcome.pointer, name, limit)
+        if refused is not None:
+            observations.append(AttemptLost(sid, attempt, refused, where))
+        elif isinstance(read, StepExecutorResult):
             observations.append(AttemptFinished(sid, attempt, read, where))
         else:
             reason = read or "result ConfigMap not found"
@@ -196,7 +233,7 @@ def failure_reason(state: ExecutionState, chain: AuditChain) -> str | None:
 
 def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effects:
     """Observe → drive → effects. `state` comes from `load_state`."""
-    observations, deletes, stores = observe(world, state)
+    observations, deletes, stores = observe(world, state, cfg)
     view = world.view
     request = control.requested(world.pinned.request, view, deleting=world.deleting)
     actors = Actors(

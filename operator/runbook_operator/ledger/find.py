@@ -44,14 +44,18 @@ def find_ledgers(kube: Kube, namespace: str, execution: str) -> list[FoundLedger
     """Every ledger left by executions named `execution` (one per uid), newest first.
 
     Works without the execution object: segments are found by their labels."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for cm in kube.list(CONFIGMAPS, namespace, selector(execution=execution)):
-        uid = ((cm.get("metadata") or {}).get("labels") or {}).get(names.EXECUTION_UID_LABEL)
-        if uid:
-            groups.setdefault(str(uid), []).append(cm)
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    # Older versions labelled names over 63 characters differently (names.legacy_label_value).
+    values = dict.fromkeys([names.label_value(execution), names.legacy_label_value(execution)])
+    for value in values:
+        for cm in kube.list(CONFIGMAPS, namespace, f"{selector()},{names.EXECUTION_LABEL}={value}"):
+            meta = cm.get("metadata") or {}
+            uid = (meta.get("labels") or {}).get(names.EXECUTION_UID_LABEL)
+            if uid:
+                groups.setdefault(str(uid), {})[str(meta.get("name"))] = cm
     found = []
     for uid, cms in groups.items():
-        segments = ordered(cms)
+        segments = ordered(list(cms.values()))
         named = {s.meta.get("execution") for s in segments} - {None}
         if named and execution not in named:
             continue  # another name with the same label value (long names are hashed)

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook_engine.contract import StepExecutorResult
-from runbook_operator import names
-from runbook_operator.steps import results
+from runbook_operator.steps import identity, results
 
 STUCK_WAITING_REASONS = frozenset(
     {
@@ -154,42 +153,20 @@ def signal(kind: str, obj: Mapping[str, Any]) -> tuple[object, ...]:
     )
 
 
-AttemptKey = tuple[str, int]
-"""(step label value, attempt number): how a Job and its pods name the attempt they run."""
-
-
-def attempt_key(step_id: str, attempt: int) -> AttemptKey:
-    return (names.label_value(step_id), attempt)
-
-
-def index_by_attempt(
-    items: Sequence[Mapping[str, Any]],
-) -> dict[AttemptKey, list[Mapping[str, Any]]]:
-    """Group Jobs or pods by their (step label, attempt label)."""
-    out: dict[AttemptKey, list[Mapping[str, Any]]] = {}
-    for item in items:
-        labels = item.get("metadata", {}).get("labels") or {}
-        try:
-            key = (str(labels[names.STEP_LABEL]), int(labels[names.ATTEMPT_LABEL]))
-        except (KeyError, ValueError):
-            continue
-        out.setdefault(key, []).append(item)
-    return out
-
-
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """Every Job of one execution classified once per reconcile (with its pods)."""
+    """Every Job of one execution classified once per reconcile (with its pods), by name."""
 
-    outcomes: Mapping[AttemptKey, Outcome]
+    outcomes: Mapping[str, Outcome]
     still_running: tuple[str, ...]
-    """Names of Jobs whose attempt is still working and that are not being deleted."""
-    ran_on: Mapping[AttemptKey, Mapping[str, str]] = field(default_factory=dict)
-    """Per attempt: the image it ran, the digest the kubelet pulled and the node (`ranOn`)."""
+    """Names of this execution's Jobs still working and not being deleted."""
+    ran_on: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per Job that ended: the image its pod ran, the digest the kubelet pulled and the node
+    (recorded in the ledger as the attempt's `ranOn`)."""
 
-    def outcome(self, step_id: str, attempt: int) -> Outcome:
-        """The attempt's outcome; an attempt with no Job has lost it."""
-        return self.outcomes.get(attempt_key(step_id, attempt)) or classify(None, ())
+    def outcome(self, job: str) -> Outcome:
+        """The outcome of the attempt Job `job` runs; an attempt with no Job has lost it."""
+        return self.outcomes.get(job) or classify(None, ())
 
 
 NOTHING = Observed({}, ())
@@ -212,22 +189,71 @@ def ran_on(pod: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def observe_children(
-    jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
+    execution_uid: str, jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
 ) -> Observed:
-    """Classify every Job of an execution with its pods: the one pass a reconcile makes."""
-    pods_by = index_by_attempt(pods)
-    outcomes: dict[AttemptKey, Outcome] = {}
+    """Classify every Job of an execution with its pods: the one pass a reconcile makes.
+
+    Identity comes from uids and from what runs, not from labels anyone may copy
+    (`steps.identity`): a Job counts only when this execution controls it, a pod only when it
+    is controlled by that Job and runs what the Job says. Attempts are looked up by their
+    deterministic Job name (`names.job_name`). More than one such pod for one Job (ours run
+    exactly one: backoffLimit 0, parallelism 1) fails the attempt rather than pick one.
+    """
+    pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        job_uid = identity.job_of_pod(pod)
+        if job_uid is not None:
+            pods_by_job.setdefault(job_uid, []).append(pod)
+    outcomes: dict[str, Outcome] = {}
     running: list[str] = []
-    where: dict[AttemptKey, Mapping[str, str]] = {}
-    for key, key_jobs in index_by_attempt(jobs).items():
-        outcome = classify(key_jobs[0], pods_by.get(key, []))
-        outcomes[key] = outcome
-        if not isinstance(outcome, Running):
-            where[key] = ran_on(_latest(pods_by.get(key, [])))
-        if isinstance(outcome, Running):
-            running.extend(
-                str(j["metadata"]["name"])
-                for j in key_jobs
-                if not j["metadata"].get("deletionTimestamp")
+    where: dict[str, Mapping[str, str]] = {}
+    for job in jobs:
+        meta = job.get("metadata", {})
+        name = str(meta.get("name", ""))
+        if identity.controller_uid(job, "RunbookExecution") != execution_uid:
+            outcomes[name] = Failed(
+                f"Job {name} is not controlled by this execution (made by someone else?)"
             )
+            continue
+        outcome, genuine = _job_outcome(job, pods_by_job.get(str(meta.get("uid") or ""), []))
+        outcomes[name] = outcome
+        if isinstance(outcome, Running):
+            if not meta.get("deletionTimestamp"):
+                running.append(name)
+        else:
+            where[name] = ran_on(_latest(genuine))
     return Observed(outcomes, tuple(running), where)
+
+
+def _job_outcome(
+    job: Mapping[str, Any], claimed: Sequence[Mapping[str, Any]]
+) -> tuple[Outcome, list[Mapping[str, Any]]]:
+    """The outcome of one of the execution's Jobs from the pods that claim to be its own, and
+    the pods that are genuinely its own."""
+    name = job["metadata"]["name"]
+    genuine: list[Mapping[str, Any]] = []
+    strangers: list[tuple[Mapping[str, Any], str]] = []
+    for pod in claimed:
+        difference = identity.differs_from_template(pod, job)
+        if difference is None:
+            genuine.append(pod)
+        else:
+            strangers.append((pod, difference))
+    if len(genuine) > 1:
+        pod_names = ", ".join(sorted(str(p["metadata"]["name"]) for p in genuine))
+        failed = Failed(
+            f"{len(genuine)} pods claim to be Job {name}'s ({pod_names}); it runs one: "
+            "no result is trusted",
+            delete_job=True,
+        )
+        return failed, []
+    outcome = classify(job, genuine)
+    if strangers and isinstance(outcome, Failed):  # a copy may be why (it can end the Job)
+        pod, difference = strangers[0]
+        stranger = (
+            f"pod {pod['metadata']['name']} claims to be Job {name}'s but does not run what the "
+            f"Job says ({difference}): its result is not trusted"
+        )
+        reason = f"{outcome.reason}; {stranger}" if genuine else stranger
+        return Failed(reason, outcome.delete_job), genuine
+    return outcome, genuine

@@ -11,7 +11,6 @@ Exit 0: the step succeeded; 1: it failed (the result says why); 2: no result cou
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ from immutables import Map
 from runbook_engine.context import build_context
 from runbook_engine.contract import StepExecutorContext, StepExecutorResult
 from runbook_engine.enums import ExecutionStatus
-from runbook_engine.limits import output_size_problem
+from runbook_engine.limits import DEFAULT_MAX_OUTPUT_BYTES, output_size_problem
 from runbook_engine.model import ExecutionRequest, RunbookDefinition, RunbookStep
 from runbook_engine.plan import compile_plan
 from runbook_engine.state import ExecutionState
@@ -39,15 +38,24 @@ MOUNT = Path(c.MOUNT)
 TERMINATION_LOG = Path(c.TERMINATION_LOG)
 
 
-def upstream_outputs(folder: Path) -> dict[str, dict[str, Any]]:
-    """`<step>.json.gz` files (upstream result ConfigMaps) → {step: output}."""
+def upstream_outputs(folder: Path, output_limit: int) -> dict[str, dict[str, Any]]:
+    """`<step>.json.gz` files (upstream result ConfigMaps) → {step: output}, each read with
+    the same bound as the operator reads results (a ConfigMap holds at most 1 MiB)."""
     out: dict[str, dict[str, Any]] = {}
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob(f"*{c.UPSTREAM_SUFFIX}")):
-        raw = gzip.decompress(path.read_bytes())
+        with path.open("rb") as file:
+            packed = file.read(results.APISERVER_CONFIGMAP_BYTES + 1)
+        if len(packed) > results.APISERVER_CONFIGMAP_BYTES:
+            raise results.ResultError(f"upstream result {path.name} is larger than a ConfigMap")
+        raw = results.inflate(packed, results.read_limit(output_limit), f"upstream {path.name}")
         out[path.name.removesuffix(c.UPSTREAM_SUFFIX)] = results.parse_result(raw).output
     return out
+
+
+def output_limit(env: Mapping[str, str]) -> int:
+    return int(env.get(c.ENV_MAX_OUTPUT_BYTES, str(DEFAULT_MAX_OUTPUT_BYTES)))
 
 
 def pod_context(env: Mapping[str, str], mount: Path) -> StepExecutorContext:
@@ -70,7 +78,7 @@ def pod_step(env: Mapping[str, str], mount: Path) -> tuple[StepExecutorContext, 
         status=ExecutionStatus.RUNNING,
         steps=Map(),
         created_at=datetime.now(UTC),
-        outputs=Map(upstream_outputs(mount / "upstream")),
+        outputs=Map(upstream_outputs(mount / "upstream", output_limit(env))),
     )
     step_id = env[c.ENV_STEP_ID]
     ctx = build_context(plan, request, state, step_id, int(env[c.ENV_ATTEMPT]))
@@ -124,12 +132,13 @@ def store(env: Mapping[str, str], result: StepExecutorResult) -> results.Pointer
     owner = names.owner_reference(env[c.ENV_EXECUTION], env[c.ENV_EXECUTION_UID], controller=False)
     body = results.configmap(name, raw, sha, labels, owner)
     kube = Kube.connect()
+    pointer = results.Pointer(name, sha, len(raw))
     try:
         kube.create(CONFIGMAPS, env[c.ENV_NAMESPACE], body)
-    except AlreadyExists:
+    except AlreadyExists:  # nobody else should write this name: the same result, or a failure
         existing = kube.get(CONFIGMAPS, env[c.ENV_NAMESPACE], name)
-        results.read_configmap(existing, expected_sha256=sha)  # same result, or ResultError
-    return results.Pointer(name, sha, len(raw))
+        results.read_configmap(existing, pointer, output_limit=output_limit(env))
+    return pointer
 
 
 def main() -> int:
@@ -143,7 +152,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="runbook-") as work:
             result = run_step(ctx, Path(work))
     result = scrub_injected(result, step, env)
-    result = over_limit(result, int(env.get(c.ENV_MAX_OUTPUT_BYTES, "1048576")))
+    result = over_limit(result, output_limit(env))
     try:
         pointer = store(env, result)
     except Exception as exc:  # the operator sees exit 2 and this message as a lost attempt

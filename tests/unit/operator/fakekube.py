@@ -29,6 +29,8 @@ from typing import Any
 
 from runbook_operator import kube as k
 
+from .kubefakes import job_uid
+
 WRITE_VERBS = frozenset({"create", "replace", "patch", "delete"})
 WITH_STATUS_SUBRESOURCE = frozenset(
     {k.EXECUTIONS.plural, k.RUNBOOKS.plural, k.JOBS.plural, k.PODS.plural}
@@ -44,6 +46,11 @@ Watcher = Callable[[str, str, Mapping[str, Any]], object]
 class Crash(BaseException):
     """The operator process died here. A BaseException, so the controller's `except Exception`
     (which reports a failed reconcile) cannot catch it, as nothing catches a SIGKILL."""
+
+
+def _uid_for(res: k.Resource, name: str, serial: int) -> str:
+    """Jobs get the uid kubefakes.job_uid names, so the pods a test makes can point at them."""
+    return job_uid(name) if res.plural == "jobs" else f"{res.plural}-uid-{serial}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +208,7 @@ class FakeKube(k.Kube):
             event = "MODIFIED" if key in self.objects else "ADDED"
             if namespace is not None:
                 meta["namespace"] = namespace
-            meta.setdefault("uid", f"{res.plural}-uid-{next(self._uids)}")
+            meta.setdefault("uid", _uid_for(res, str(meta["name"]), next(self._uids)))
             meta.setdefault("creationTimestamp", CREATED_AT)
             meta["resourceVersion"] = str(next(self._versions))
             self.objects[key] = body
@@ -500,7 +507,7 @@ class FakeKube(k.Kube):
         meta = obj["metadata"]
         if namespace is not None:
             meta["namespace"] = namespace
-        meta.setdefault("uid", f"{res.plural}-uid-{next(self._uids)}")
+        meta.setdefault("uid", _uid_for(res, str(meta["name"]), next(self._uids)))
         meta.setdefault("creationTimestamp", CREATED_AT)
         meta["resourceVersion"] = str(next(self._versions))
         self.objects[key] = obj

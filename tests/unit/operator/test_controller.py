@@ -151,9 +151,13 @@ def finish(
     else:
         raw, sha = results.encode(result)
         cm = names.result_configmap(name)
-        kube.put(k.CONFIGMAPS, NS, results.configmap(cm, raw, sha, {}, None))
+        owner = REF.owner(controller=False)  # as the step pod writes it
+        kube.put(k.CONFIGMAPS, NS, results.configmap(cm, raw, sha, {}, owner))
         message = pointer_message(results.Pointer(cm, sha, len(raw)))
-    kube.put(k.PODS, NS, pod(sid, attempt, terminated(message, 0 if result.success else 1)))
+    made = kube.stored(k.JOBS, NS, name)
+    assert made is not None, f"no Job {name}"
+    state = terminated(message, 0 if result.success else 1)
+    kube.put(k.PODS, NS, pod(sid, attempt, state, spec=made["spec"]["template"]["spec"]))
 
     def complete(job: dict[str, Any]) -> None:
         job["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}

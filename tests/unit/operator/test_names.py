@@ -55,3 +55,43 @@ def test_labels_carry_app_kubernetes_io_and_the_execution() -> None:
     assert labels["app.kubernetes.io/instance"] == "demo"
     assert labels[names.EXECUTION_UID_LABEL] == "u-1"
     assert (labels[names.STEP_LABEL], labels[names.ATTEMPT_LABEL]) == ("s1", "2")
+
+
+@given(st.text(max_size=300), st.text(max_size=300))
+def test_label_values_are_one_to_one(one: str, other: str) -> None:
+    if one != other:
+        assert names.label_value(one) != names.label_value(other)
+
+
+@given(step_ids, step_ids)
+def test_step_ids_get_label_values_of_their_own(one: str, other: str) -> None:
+    if one != other:
+        assert names.label_value(one) != names.label_value(other)
+
+
+@given(st.text(alphabet="a-_.0123456789abcdef", max_size=80))
+def test_label_values_of_texts_that_look_hashed_stay_apart(text: str) -> None:
+    """A text that ends like a hashed value is hashed too: no valid text can imitate one."""
+    value = names.label_value(text)
+    assert LABEL_VALUE.match(value) and len(value) <= 63
+    for suffix in ("-", "_", ".", "_0123456789"):
+        assert names.label_value(text + suffix) != value
+
+
+def test_a_a_dash_and_a_underscore_get_three_label_values() -> None:
+    values = {names.label_value(sid) for sid in ("a", "a-", "a_", "a.")}
+    assert len(values) == 4
+    assert names.label_value("a") == "a"
+    assert all(v.startswith("a_") for v in values - {"a"})
+
+
+@given(st.from_regex(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$", fullmatch=True))
+def test_execution_names_up_to_63_keep_their_label_value(name: str) -> None:
+    """Existing ledgers are found by the execution label: its value must not change."""
+    assert names.label_value(name) == name == names.legacy_label_value(name)
+
+
+def test_long_execution_names_are_also_found_by_their_old_label_value() -> None:
+    name = "x" * 70
+    assert names.label_value(name) != names.legacy_label_value(name)
+    assert len(names.legacy_label_value(name)) <= 63

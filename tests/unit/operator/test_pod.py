@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
+
+import pytest
 
 from runbook_engine.contract import StepExecutorResult
 from runbook_operator.steps import pod, results
@@ -107,3 +110,15 @@ def test_values_injected_from_secret_keys_are_scrubbed_from_the_result(tmp_path:
     assert "fast-mode" in text and "debug-level" in text  # plain and ConfigMap values stay
     assert scrubbed.output["echo"] == "[redacted]"
     assert pod.scrub_injected(leaked, None, env) is leaked
+
+
+def test_an_upstream_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    mount = _mount(tmp_path)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join([*(packer.compress(bytes(1 << 20)) for _ in range(16)), packer.flush()])
+    (mount / "upstream" / "a.json.gz").write_bytes(bomb)
+    with pytest.raises(results.ResultError, match="inflates to more than 3146752 bytes"):
+        pod.upstream_outputs(mount / "upstream", 1024 * 1024 + 512)
+    env = {**ENV, "RUNBOOK_MAX_OUTPUT_BYTES": "1024"}
+    with pytest.raises(ValueError, match=r"upstream a\.json\.gz: result inflates to more than"):
+        pod.pod_context(env, mount)

@@ -30,7 +30,7 @@ from runbook_operator.execution.view import ExecutionView
 from runbook_operator.steps import results
 from runbook_operator.steps.observe import observe_children
 
-from .kubefakes import REF, execution, job, pod, pointer_message, terminated
+from .kubefakes import REF, execution, job, job_uid, pod, pointer_message, terminated
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CFG = OperatorConfig()
@@ -61,25 +61,33 @@ class Cluster:
 
     def step(self, now: datetime, *, apply_status: bool = True) -> Effects:
         state = load_state(self.pin.plan, self.body["status"], REF.execution_id, now)
-        observed = observe_children(list(self.jobs.values()), list(self.pods.values()))
+        observed = observe_children(REF.uid, list(self.jobs.values()), list(self.pods.values()))
         reads: dict[str, StepExecutorResult | str] = {}
-        for job_name, pointer in wanted_reads(state, observed, REF):
-            cm = self.configmaps.get(pointer.configmap)
+        for read in wanted_reads(state, observed, REF):  # as Controller._read_results
+            cm = self.configmaps.get(read.pointer.configmap)
+            if cm is None:
+                if not read.inline:
+                    reads[read.job] = "missing"
+                continue
             try:
-                reads[job_name] = results.read_configmap(cm, pointer.sha256) if cm else "missing"
+                reads[read.job] = results.read_configmap(
+                    cm, read.pointer, owner_uid=REF.uid, output_limit=CFG.max_output_bytes
+                )
             except results.ResultError as exc:
-                reads[job_name] = str(exc)
+                reads[read.job] = str(exc)
         world = World(ExecutionView.of(self.body), self.pin, self.chain, observed, reads, now)
         effects = reconcile(world, state, CFG)
         for manifest in effects.create_jobs:
             name = manifest["metadata"]["name"]
             self.created.append(name)
-            self.jobs.setdefault(name, {**manifest, "status": {}})
+            meta = {**manifest["metadata"], "uid": job_uid(name)}
+            self.jobs.setdefault(name, {**manifest, "metadata": meta, "status": {}})
         for name in effects.delete_jobs:
             self.deleted.append(name)
             self.jobs.pop(name, None)
-        for cm in effects.result_configmaps:
-            self.configmaps[cm["metadata"]["name"]] = cm
+        for cm in effects.result_configmaps:  # create_or_get, compared as Controller._apply
+            existing = self.configmaps.setdefault(cm["metadata"]["name"], cm)
+            assert existing is cm or results.same_result(existing, cm)
         if apply_status:
             self.body["status"] = json.loads(json.dumps(effects.status))
         return effects
@@ -89,12 +97,20 @@ class Cluster:
         name = names.job_name(REF.name, REF.uid, sid, attempt)
         raw, sha = results.encode(result)
         self.configmaps[names.result_configmap(name)] = results.configmap(
-            names.result_configmap(name), raw, sha, {}, None
+            names.result_configmap(name), raw, sha, {}, REF.owner(controller=False)
         )
         pointer = results.Pointer(names.result_configmap(name), sha, len(raw))
         state = terminated(pointer_message(pointer), 0 if result.success else 1)
-        self.pods[name] = pod(sid, attempt, state)
-        self.jobs[name] = {**self.jobs[name], **job(sid, attempt, conditions=["Complete"])}
+        self.run_pod(sid, attempt, state)
+        done = job(sid, attempt, conditions=["Complete"])
+        self.jobs[name] = {**self.jobs[name], **done, "spec": self.jobs[name]["spec"]}
+
+    def run_pod(self, sid: str, attempt: int, state: dict[str, Any]) -> dict[str, Any]:
+        """The pod the Job controller makes from the attempt's Job, in `state`."""
+        name = names.job_name(REF.name, REF.uid, sid, attempt)
+        template = self.jobs[name]["spec"]["template"]["spec"]
+        made = self.pods[name] = pod(sid, attempt, state, spec=template)
+        return made
 
     def steps(self) -> dict[str, str]:
         return {e["stepId"]: e["status"] for e in self.body["status"]["steps"]}
@@ -198,7 +214,7 @@ def test_a_missing_image_fails_the_attempt_with_its_reason_and_deletes_the_job()
     c = Cluster(pinned(s("a")))
     c.step(T0)
     name = names.job_name(REF.name, REF.uid, "a", 1)
-    c.pods[name] = pod("a", 1, {"waiting": {"reason": "ErrImageNeverPull", "message": "no"}})
+    c.run_pod("a", 1, {"waiting": {"reason": "ErrImageNeverPull", "message": "no"}})
     effects = c.step(T0 + timedelta(seconds=1))
     assert effects.delete_jobs == (name,)
     assert c.steps()["a"] == "FAILED"
@@ -211,10 +227,10 @@ def test_a_forged_result_configmap_fails_the_attempt() -> None:
     c.finish("a", 1, ok(verdict="benign"))
     cm_name = names.result_configmap(names.job_name(REF.name, REF.uid, "a", 1))
     raw, sha = results.encode(ok(verdict="malicious"))
-    c.configmaps[cm_name] = results.configmap(cm_name, raw, sha, {}, None)
+    c.configmaps[cm_name] = results.configmap(cm_name, raw, sha, {}, REF.owner(controller=False))
     c.step(T0 + timedelta(seconds=1))
     assert c.steps()["a"] == "FAILED"
-    assert "does not match the pod's report" in c.body["status"]["steps"][0]["message"]
+    assert "written by someone else" in c.body["status"]["steps"][0]["message"]
 
 
 def test_a_job_deleted_by_hand_is_a_lost_attempt_that_is_retried() -> None:
@@ -233,7 +249,7 @@ def test_an_inline_result_is_stored_for_downstream_steps() -> None:
     c = Cluster(pinned(s("a"), s("b", "a")))
     c.step(T0)
     name = names.job_name(REF.name, REF.uid, "a", 1)
-    c.pods[name] = pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
+    c.run_pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
     effects = c.step(T0 + timedelta(seconds=1))
     (stored,) = effects.result_configmaps
     assert stored["metadata"]["name"] == names.result_configmap(name)
@@ -309,3 +325,134 @@ def test_a_reconcile_with_nothing_new_derives_the_stored_status_so_writes_nothin
         c.body["status"] = _stored(effects.status)
         again = c.step(T0 + timedelta(seconds=t, milliseconds=500), apply_status=False)
         assert again.status == c.body["status"], f"after {event}: an unchanged status is written"
+
+
+# -- results the operator refuses to follow or to trust ---------------------------------------
+def _report(c: Cluster, sid: str, pointer: results.Pointer) -> None:
+    c.run_pod(sid, 1, terminated(pointer_message(pointer)))
+
+
+def _lost_reason(c: Cluster, sid: str) -> str:
+    """Why the step's only attempt was lost, from its status message."""
+    (message,) = [e["message"] for e in c.body["status"]["steps"] if e["stepId"] == sid]
+    assert message.startswith("failed after 1 attempt: lost: "), message
+    return str(message.removeprefix("failed after 1 attempt: lost: "))
+
+
+def test_a_pointer_to_another_steps_configmap_is_refused_unread() -> None:
+    c = Cluster(pinned(s("a"), s("b")))
+    c.step(T0)
+    c.finish("b", 1, ok(verdict="from b"))
+    b_cm = names.result_configmap(names.job_name(REF.name, REF.uid, "b", 1))
+    raw, sha = results.encode(ok(verdict="from b"))
+    _report(c, "a", results.Pointer(b_cm, sha, len(raw)))
+    c.step(T0 + timedelta(seconds=1))
+    assert c.steps() == {"a": "FAILED", "b": "SUCCEEDED"}
+    assert f"the pod points to ConfigMap {b_cm!r}, not to its attempt's" in _lost_reason(c, "a")
+
+
+def test_a_pointer_announcing_more_than_the_runbooks_limit_fails_the_attempt() -> None:
+    c = Cluster(pinned(s("a"), maxOutputBytes=1024))
+    c.step(T0)
+    c.finish(
+        "a", 1, ok(blob="x" * 5000)
+    )  # result of ~5 KB; the runbook's limit reads ≤ 1 MiB+2 KiB
+    c.step(T0 + timedelta(seconds=1))
+    assert c.steps()["a"] == "FAILED"  # the scheduler's output check
+    c2 = Cluster(pinned(s("a"), maxOutputBytes=1024))
+    c2.step(T0)
+    cm_name = names.result_configmap(names.job_name(REF.name, REF.uid, "a", 1))
+    _report(c2, "a", results.Pointer(cm_name, "0" * 64, 700 * 1024 * 1024))
+    c2.step(T0 + timedelta(seconds=1))
+    assert c2.steps()["a"] == "FAILED"
+    assert _lost_reason(c2, "a").startswith(
+        f"result is {700 * 1024 * 1024} bytes, larger than the 1050624-byte result limit for "
+        "the 1024-byte output limit ("
+    )
+
+
+def test_a_gzip_bomb_in_the_result_configmap_fails_the_attempt() -> None:
+    import base64
+    import zlib
+
+    c = Cluster(pinned(s("a"), s("b")))
+    c.step(T0)
+    name = names.job_name(REF.name, REF.uid, "a", 1)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join([*(packer.compress(bytes(1 << 20)) for _ in range(16)), packer.flush()])
+    cm = results.configmap(names.result_configmap(name), b"{}", "0" * 64, {}, REF.owner())
+    cm["binaryData"][results.RESULT_KEY] = base64.b64encode(bomb).decode()
+    c.configmaps[cm["metadata"]["name"]] = cm
+    _report(c, "a", results.Pointer(cm["metadata"]["name"], "0" * 64, 1000))
+    c.finish("b", 1, ok())
+    c.step(T0 + timedelta(seconds=1))
+    assert c.steps() == {"a": "FAILED", "b": "SUCCEEDED"}
+    assert "holds more than the 1000 bytes the pod reported" in _lost_reason(c, "a")
+
+
+def test_a_result_configmap_owned_by_someone_else_fails_the_attempt() -> None:
+    c = Cluster(pinned(s("a")))
+    c.step(T0)
+    c.finish("a", 1, ok())
+    cm_name = names.result_configmap(names.job_name(REF.name, REF.uid, "a", 1))
+    del c.configmaps[cm_name]["metadata"]["ownerReferences"]
+    c.step(T0 + timedelta(seconds=1))
+    assert "is not owned by this execution" in _lost_reason(c, "a")
+
+
+def test_an_inline_result_whose_configmap_name_is_taken_by_other_content_fails() -> None:
+    c = Cluster(pinned(s("a"), s("b", "a")))
+    c.step(T0)
+    name = names.job_name(REF.name, REF.uid, "a", 1)
+    cm_name = names.result_configmap(name)
+    raw, sha = results.encode(ok(verdict="planted"))
+    c.configmaps[cm_name] = results.configmap(cm_name, raw, sha, {}, REF.owner(controller=False))
+    c.run_pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
+    effects = c.step(T0 + timedelta(seconds=1))
+    assert effects.result_configmaps == ()
+    assert c.steps()["a"] == "FAILED"
+    assert _lost_reason(c, "a").startswith(f"result ConfigMap {cm_name} ")
+    assert _lost_reason(c, "a").endswith("written by someone else")
+
+
+def test_an_inline_result_already_stored_by_a_lost_reconcile_is_kept() -> None:
+    c = Cluster(pinned(s("a"), s("b", "a")))
+    c.step(T0)
+    name = names.job_name(REF.name, REF.uid, "a", 1)
+    c.run_pod("a", 1, terminated(json.dumps({"success": True, "output": {"k": 1}})))
+    c.step(T0 + timedelta(seconds=1), apply_status=False)  # stored, status write lost
+    assert names.result_configmap(name) in c.configmaps
+    c.step(T0 + timedelta(seconds=2))
+    assert c.steps() == {"a": "SUCCEEDED", "b": "RUNNING"}
+
+
+def test_a_forged_pod_with_the_steps_labels_does_not_finish_the_step() -> None:
+    c = Cluster(pinned(s("a")))
+    c.step(T0)
+    name = names.job_name(REF.name, REF.uid, "a", 1)
+    template = c.jobs[name]["spec"]["template"]["spec"]
+    forged = pod(
+        "a", 1, terminated(json.dumps({"success": True, "output": {"v": "forged"}})), spec=template
+    )
+    forged["metadata"]["ownerReferences"] = []
+    del forged["metadata"]["labels"]["batch.kubernetes.io/controller-uid"]
+    c.pods["forged"] = forged
+    c.step(T0 + timedelta(seconds=1))
+    assert c.steps()["a"] == "RUNNING"
+    c.finish("a", 1, ok(v="real"))
+    c.step(T0 + timedelta(seconds=2))
+    assert c.steps()["a"] == "SUCCEEDED"
+    assert c.body["status"]["steps"][0]["outputHash"] == canonical_sha256({"v": "real"})
+    assert name in c.jobs
+
+
+def test_steps_a_a_dash_and_a_underscore_each_get_their_own_result() -> None:
+    ids = ["a", "a-", "a_"]
+    c = Cluster(pinned(*[s(sid) for sid in ids]))
+    first = c.step(T0)
+    assert len({j["metadata"]["labels"][names.STEP_LABEL] for j in first.create_jobs}) == 3
+    for sid in ids:
+        c.finish(sid, 1, ok(id=sid))
+    c.step(T0 + timedelta(seconds=1))
+    hashes = {e["stepId"]: e["outputHash"] for e in c.body["status"]["steps"]}
+    assert hashes == {sid: canonical_sha256({"id": sid}) for sid in ids}
