@@ -180,7 +180,12 @@ def untrusted_notes(
     for ns, name, why, data in sorted(_sightings(kube, namespace, refs)):
         if (ns, name) in anchored:
             continue
-        for key_id in sorted(unknown_ids & set(published_keys(data))):
+        for key_id in sorted(
+            unknown_ids
+        ):  # only the keys asked for: a huge ConfigMap costs nothing
+            pem = data.get(f"{key_id}.pem")
+            if not isinstance(pem, str) or not published_keys({f"{key_id}.pem": pem}):
+                continue
             notes.append(
                 f"key {key_id[:16]}… is published in ConfigMap {ns}/{name} ({why}), which is "
                 "not a trust anchor: not trusted"
