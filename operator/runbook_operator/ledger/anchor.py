@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook_operator.apigroup import API_GROUP
+from runbook_operator.config import DEFAULT_PUBLIC_KEY_CONFIGMAP
 
 EXECUTIONS_CRD = f"runbookexecutions.{API_GROUP}"
 """The cluster-scoped object that carries the anchors."""
 ANCHOR_PREFIX = f"ledger-key.{API_GROUP}/"
-DEFAULT_KEY_CONFIGMAP = "runbook-operator-ledger-key"
+DEFAULT_KEY_CONFIGMAP = DEFAULT_PUBLIC_KEY_CONFIGMAP
 MAX_ANCHORS = 256
 """Anchors read from the CRD at most (annotations are bounded to 256 KiB anyway)."""
 MAX_ANCHOR_VALUE = 4096
