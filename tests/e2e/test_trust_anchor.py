@@ -33,6 +33,7 @@ from runbook_operator.ledger.anchor import (
     EXECUTIONS_CRD,
     anchors_of,
     annotation_key,
+    withdraw_patch,
 )
 from runbook_operator.ledger.checkpoint import KeyRef, Signer
 from runbook_operator.ledger.segments import selector
@@ -104,14 +105,20 @@ def _ctl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _forge(tenant: Kube, lid: ExecutionRef, key_namespace: str) -> Signer:
-    """What the tenant does: publish its own key in its namespace (same name and labels as the
-    operator's), delete the ledger, write a rewritten one and sign it with that key."""
-    forger = Signer.generate(KeyRef(key_namespace, DEFAULT_KEY_CONFIGMAP))
-    publish_public_key(tenant, key_namespace, DEFAULT_KEY_CONFIGMAP, forger)
-    for cm in tenant.list(CONFIGMAPS, lid.namespace, selector(uid=lid.uid)):
-        tenant.delete(CONFIGMAPS, lid.namespace, cm["metadata"]["name"])
-    LedgerStore(tenant, lid, max_bytes=3_000).write_checkpoint(_rewritten(lid), forger, NOW)
+def _forge(kube: Kube, tenant: Kube, lid: ExecutionRef) -> Signer:
+    """The forgery: the tenant publishes its own key in its namespace (same name and labels as
+    the operator's), and the ledger is replaced by a rewritten one signed with that key, whose
+    checkpoint's keyRef names the tenant's ConfigMap.
+
+    The tenant publishes the key itself. The segments are written with the admin's credentials:
+    whether a tenant can still write them depends on the ledger's layout and admission policy
+    (the ledger-writers tests), while what is tested here is that no key found in a tenant's
+    reach is ever trusted, however the forged checkpoint got there."""
+    forger = Signer.generate(KeyRef(lid.namespace, DEFAULT_KEY_CONFIGMAP))
+    publish_public_key(tenant, lid.namespace, DEFAULT_KEY_CONFIGMAP, forger)
+    for cm in kube.list(CONFIGMAPS, lid.namespace, selector(uid=lid.uid)):
+        kube.delete(CONFIGMAPS, lid.namespace, cm["metadata"]["name"])
+    LedgerStore(kube, lid, max_bytes=3_000).write_checkpoint(_rewritten(lid), forger, NOW)
     return forger
 
 
@@ -151,12 +158,22 @@ def test_a_checkpoint_signed_with_a_tenant_key_is_not_trusted(
     assert legit.stdout.startswith(f"OK {lid.execution_id}: 12 entries"), legit.stdout
     assert "not trusted" not in legit.stdout
 
-    # The tenant, with `admin` in its namespace only, forges the ledger and its checkpoint.
+    # The tenant, with `admin` in its namespace only, can change neither the anchor on the CRD
+    # nor the anchored key ...
     tenant = _tenant(cluster, namespace)
-    with pytest.raises(KubeError) as denied:
-        tenant.get(CONFIGMAPS, operator_namespace, DEFAULT_KEY_CONFIGMAP)
-    assert denied.value.status == 403  # it cannot touch the anchored key ...
-    forger = _forge(tenant, lid, namespace)  # ... so it publishes its own, in its namespace
+    hijack = withdraw_patch([operator_namespace])
+    hijack["metadata"]["annotations"][annotation_key(namespace)] = '{"configMap":"x"}'
+    for attempt in (
+        lambda: tenant.patch(CRDS, None, EXECUTIONS_CRD, hijack),
+        lambda: tenant.patch(
+            CONFIGMAPS, operator_namespace, DEFAULT_KEY_CONFIGMAP, {"data": {"x": "y"}}
+        ),
+    ):
+        with pytest.raises(KubeError) as denied:
+            attempt()
+        assert denied.value.status == 403, denied.value
+    # ... so it publishes its own key in its namespace and signs a rewritten ledger with it.
+    forger = _forge(kube, tenant, lid)
 
     forged = _ctl(cluster, "verify", lid.name, "-n", namespace)
     assert forged.returncode == 1, forged.stdout + forged.stderr
