@@ -22,7 +22,7 @@ STEP_LABEL = f"{LABEL_PREFIX}/step"
 ATTEMPT_LABEL = f"{LABEL_PREFIX}/attempt"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 RETENTION_LABEL = f"{LABEL_PREFIX}/retain"
-"""On ledger ConfigMaps: `true` keeps them until deleted by hand (docs/operator.md)."""
+"""On ledger ConfigMaps: `true` keeps them until deleted by hand (docs/audit.md)."""
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")

@@ -2,9 +2,11 @@
 
 The shell (`controller`) fetches the world — the execution, its pinned definition, its ledger,
 its Jobs and pods, the results they point to — and carries out the `Effects` in a crash-safe
-order: ledger entries, result ConfigMaps, Jobs, status. Every effect is idempotent (entries
-dedupe on logId, children have deterministic names), so a step replayed after a crash or a
-lost write converges to the same place.
+order: result ConfigMaps, then Jobs and ledger entries side by side (Events right after the
+ledger), then Job deletions, the checkpoint of a finished execution, and the status last
+(`Controller._apply`). Every effect is idempotent (entries dedupe on logId, children have
+deterministic names), so a step replayed after a crash or a lost write converges to the same
+place.
 """
 
 from __future__ import annotations

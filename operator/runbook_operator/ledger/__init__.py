@@ -1,1 +1,2 @@
-"""The execution's audit ledger on the cluster: segments, the store, checkpoints, verify."""
+"""The execution's audit ledger on the cluster: segments, the writer (store), checkpoints,
+finding (find) and verifying (verify)."""

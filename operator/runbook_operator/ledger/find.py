@@ -1,9 +1,9 @@
 """Finding and verifying ledgers on the cluster, for people and tools (runbookctl, tests).
 
-Read-only, apart from the operator's writer (`store`): a ledger is found by its segments'
-labels, so it can be verified after its execution was deleted. Its checkpoints are checked only
-with keys from the trust anchor (ledger/anchor.py) or a pinned key; keys found anywhere else
-are reported, never used.
+Read-only, and kept apart from the operator's writer (`store`): a ledger is found by its
+segments' labels, so it can be verified after its execution was deleted. Its checkpoints are
+checked only with keys from the trust anchor (ledger/anchor.py) or a pinned key; keys found
+anywhere else are reported, never used.
 """
 
 from __future__ import annotations

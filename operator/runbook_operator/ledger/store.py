@@ -1,10 +1,12 @@
-"""The ledger on the cluster: append, checkpoint, publish the key, find and verify (imperative).
+"""The operator's writer of the ledger on the cluster: load, append, checkpoint, publish the key.
 
-Synchronous (the operator calls it through `asyncio.to_thread`). Every write is guarded: the
-open segment is replaced with its resourceVersion and a new segment is created by name, so a
-second writer (kopf delivers at least once; an old operator pod may still be running) gets
-`kube.Conflict`, reloads and retries. Entries whose logId is already stored are skipped, so a
-retried append neither loses nor duplicates anything.
+Imperative; finding and verifying ledgers, for people and tools, is `find`. Synchronous: the
+controller calls `LedgerStore` within a reconcile, which the kopf handlers run on the operator's
+own thread pool (`run_in_executor`); `publish_public_key` and `publish_ledger_anchor` run once
+at start-up. Every write is guarded: the open segment is replaced with its resourceVersion and
+a new segment is created by name, so a second writer (kopf delivers at least once; an old
+operator pod may still be running) gets `kube.Conflict`, reloads and retries. Entries whose
+logId is already stored are skipped, so a retried append neither loses nor duplicates anything.
 """
 
 from __future__ import annotations

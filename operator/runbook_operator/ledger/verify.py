@@ -1,7 +1,7 @@
-"""Verify a stored ledger three ways (pure): status against ledger against signature.
+"""Verify a stored ledger (pure): its segments, its chain, its signatures and the status agree.
 
 1. The segments form one continuous series (indexes, names, links with name + uid + final hash,
-   seals) — `ledger.structure_problems`;
+   seals) — `segments.structure_problems`;
 2. every entry's hash and link — `audit.verify`, which also rejects other chains' entries and
    duplicate logIds;
 3. every signed checkpoint found (in the segments and in the execution's status) has a valid

@@ -2,7 +2,7 @@
 
 Both sides (`jobs`, which builds the Job, and `pod`, which runs in it) take these names from
 here, so a path or a key renamed on one side cannot silently break the other. Custom images
-rely on them too (docs/operator.md, "The step pod").
+rely on them too (docs/operator.md, "What a step pod sees").
 """
 
 from __future__ import annotations
