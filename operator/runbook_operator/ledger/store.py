@@ -235,7 +235,7 @@ def publish_ledger_anchor(
     Call it after `publish_public_key`. Also removes anchors whose key ConfigMap is gone (their
     namespace deleted: nothing can be verified through them; a running installation writes
     its own again at start-up). False, with a warning, when the operator may not patch the CRD
-    (chart value signing.anchor.publish=false): verify then needs `--key-namespace`."""
+    (chart value signing.publishAnchor=false): verify then needs `--key-namespace`."""
     try:
         anchor = KeyAnchor(operator_namespace, configmap, tuple(watch_namespaces))
         crd = kube.patch(CRDS, None, EXECUTIONS_CRD, anchor_patch(anchor))
