@@ -57,6 +57,7 @@ SERVICE_ACCOUNTS = Resource("v1", "serviceaccounts")
 NAMESPACES = Resource("v1", "namespaces", namespaced=False)
 ROLES = Resource("rbac.authorization.k8s.io/v1", "roles")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "rolebindings")
+CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False)
 
 
 class KubeError(RuntimeError):

@@ -17,7 +17,11 @@ from runbook_operator.execution.child_watch import ChildWatch
 from runbook_operator.execution.controller import JOB_CREATE_CONCURRENCY, Controller
 from runbook_operator.kube import Kube
 from runbook_operator.ledger.checkpoint import Signer
-from runbook_operator.ledger.store import LedgerStore, publish_public_key
+from runbook_operator.ledger.store import (
+    LedgerStore,
+    publish_ledger_anchor,
+    publish_public_key,
+)
 from runbook_operator.names import ExecutionRef
 
 GROUP = API_GROUP
@@ -33,6 +37,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     kube = Kube.connect(connections=cfg.reconcile_workers + JOB_CREATE_CONCURRENCY)
     signer: Signer = memo.signer
     publish_public_key(kube, cfg.operator_namespace, cfg.public_key_configmap, signer)
+    # The trust anchor verify reads (never raises: without the rights it warns and verify then
+    # needs --key-namespace).
+    publish_ledger_anchor(kube, cfg.operator_namespace, cfg.public_key_configmap, cfg.namespaces)
     memo.controller = Controller(kube, cfg, _ledger_factory, signer)
     memo.kube = kube
     memo.wakers = {}

@@ -28,6 +28,7 @@ from runbook_operator.names import execution_id
 from runbookctl import cluster_view
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only when a cluster command runs
+    from runbook_operator.ledger import anchor as ledger_anchor
     from runbook_operator.ledger import find as ledger_find
 
 err = Console(stderr=True)
@@ -280,6 +281,22 @@ def verify(
         Path | None,
         typer.Option("--public-key", help="Trust only this Ed25519 public key (PEM, kept safe)"),
     ] = None,
+    key_namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--key-namespace",
+            help="Take the public key from this namespace (the operator's) instead of the "
+            "trust anchor recorded on the RunbookExecution CRD",
+        ),
+    ] = None,
+    key_configmap: Annotated[
+        str | None,
+        typer.Option(
+            "--key-configmap",
+            help="With --key-namespace: the public-key ConfigMap "
+            "(default runbook-operator-ledger-key)",
+        ),
+    ] = None,
     require_checkpoint: Annotated[
         bool,
         typer.Option("--require-checkpoint", help="Fail when no signed checkpoint is found"),
@@ -287,6 +304,8 @@ def verify(
 ) -> None:
     """Verify a ledger: NAME on a cluster (status, ledger, signed checkpoint) or --ledger FILE.
 
+    Checkpoint keys come only from the operator's namespace, found through the annotation the
+    operator writes on the RunbookExecution CRD (or --key-namespace), or from --public-key.
     Exit 0 OK, 1 TAMPERED naming the first bad entry."""
     if ledger is not None or name is None:
         if ledger is None or name is not None:
@@ -301,6 +320,7 @@ def verify(
         return
     from runbook_operator.ledger import find as ledger_find
 
+    anchor = _key_anchor(key_namespace, key_configmap, public_key)
     with _errors():
         target = Target(kubeconfig, context, namespace)
         pem = _read_key(public_key) if public_key else None
@@ -310,6 +330,7 @@ def verify(
             name,
             uid=uid,
             public_key_pem=pem,
+            key_anchor=anchor,
             require_checkpoint=require_checkpoint,
         )
     if output is not Format.table:
@@ -326,6 +347,26 @@ def verify(
         for note in report.notes:
             typer.echo(f"  note: {note}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _key_anchor(
+    key_namespace: str | None, key_configmap: str | None, public_key: Path | None
+) -> ledger_anchor.KeyAnchor | None:
+    """The anchor named on the command line, or None (then the CRD's, or the pinned key)."""
+    from runbook_operator.ledger import anchor as ledger_anchor
+
+    if key_namespace is None:
+        if key_configmap is not None:
+            _fail("--key-configmap needs --key-namespace (the namespace it is in)", 2)
+        return None
+    if public_key is not None:
+        _fail("give --public-key (a pinned key) or --key-namespace (where to read it), not both", 2)
+    try:
+        return ledger_anchor.KeyAnchor(
+            key_namespace, key_configmap or ledger_anchor.DEFAULT_KEY_CONFIGMAP
+        )
+    except ledger_anchor.AnchorError as exc:
+        _fail(f"--key-namespace/--key-configmap: {exc}", 2)
 
 
 def _read_key(path: Path) -> bytes:

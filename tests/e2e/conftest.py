@@ -62,6 +62,21 @@ class Cluster:
 
 _state: dict[str, Any] = {}
 
+LEDGER_ANCHOR_PREFIX = "ledger-key.runbook-operator.dev/"
+
+
+def keep_ledger_anchors(body: dict[str, Any], current: client.V1CustomResourceDefinition) -> None:
+    """Carry the ledger trust anchors (annotations operators write at start-up, docs/audit.md)
+    over to a CRD body about to replace `current`, so re-applying crds/ in one test session
+    does not take them from the operators of another."""
+    anchors = {
+        k: v
+        for k, v in (current.metadata.annotations or {}).items()
+        if k.startswith(LEDGER_ANCHOR_PREFIX)
+    }
+    if anchors:
+        body["metadata"].setdefault("annotations", {}).update(anchors)
+
 
 def _try_connect(kubeconfig: str | None) -> client.ApiClient | None:
     try:

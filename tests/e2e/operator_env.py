@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import IMAGE, REPO_ROOT, Cluster, wait_for
+from .conftest import IMAGE, REPO_ROOT, Cluster, keep_ledger_anchors, wait_for
 
 GROUP, VERSION = "runbook-operator.dev", "v1alpha1"
 SHARED_PREFIX = "e2e-op-"
@@ -120,6 +120,7 @@ def project_crds(cluster: Cluster) -> None:
         try:
             current = ext.read_custom_resource_definition(name)
             body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            keep_ledger_anchors(body, current)
             ext.replace_custom_resource_definition(name, body)
         except ApiException as exc:
             if exc.status != 404:

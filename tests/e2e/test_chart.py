@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 CHART = REPO_ROOT / "charts" / "runbook-operator"
 OPERATOR_MAIN = REPO_ROOT / "operator" / "runbook_operator" / "__main__.py"
 GROUP = "runbook-operator.dev"
+ANCHOR_CRD = f"customresourcedefinitions.apiextensions.k8s.io/runbookexecutions.{GROUP}"
 REPOSITORY, _, TAG = IMAGE.rpartition(":")
 IMAGE_VALUES = [
     f"image.repository={REPOSITORY}",
@@ -126,8 +127,12 @@ def test_template_cluster_wide(helm: str) -> None:
     docs = render(helm, "ops")
     assert kinds(docs) == [
         ("ClusterRole", None),
+        ("ClusterRole", None),  # verifiers read the ledger's trust anchor
+        ("ClusterRoleBinding", None),
         ("ClusterRoleBinding", None),
         ("Deployment", "ops"),
+        ("Role", "ops"),  # verifiers read the public key
+        ("RoleBinding", "ops"),
         ("Secret", "ops"),
         ("Service", "ops"),
         ("ServiceAccount", "ops"),
@@ -168,8 +173,10 @@ def test_template_cluster_wide(helm: str) -> None:
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["signing-key"] == "/var/run/runbook-operator/signing"
     # Cluster-wide: kopf watches CRDs; the operator makes the executor RBAC on first use.
-    rules = rules_of(one(docs, "ClusterRole"))
+    operator_role = one(docs, "ClusterRole", "rel-runbook-operator")
+    rules = rules_of(operator_role)
     assert ("apiextensions.k8s.io", "customresourcedefinitions", "watch") in rules
+    assert _anchor_rule(operator_role) == {"get", "patch"}
     assert ("rbac.authorization.k8s.io", "roles", "create") in rules
     assert ("", "configmaps", "create") in rules  # held, so the executor Role is no escalation
     assert not {r for r in rules if r[1] in ("secrets", "namespaces") or r[2] in ("*", "escalate")}
@@ -180,9 +187,43 @@ def test_template_cluster_wide(helm: str) -> None:
     assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
 
 
+def _anchor_rule(role: dict[str, Any]) -> set[str]:
+    """The verbs granted on the RunbookExecution CRD object (the ledger's trust anchor)."""
+    return {
+        verb
+        for rule in role["rules"]
+        if rule.get("resourceNames") == [f"runbookexecutions.{GROUP}"]
+        for verb in rule["verbs"]
+    }
+
+
 def test_template_namespaced(helm: str) -> None:
     docs = render(helm, "ops", "watchNamespaces={team-a,team-b}")
-    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+    # Cluster-scoped: only the ledger's trust anchor, one CRD object, by name.
+    cluster_roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+    assert set(cluster_roles) == {
+        "rel-runbook-operator-ledger-anchor",
+        "rel-runbook-operator-ledger-anchor-reader",
+    }
+    assert all(len(role["rules"]) == 1 for role in cluster_roles.values())
+    assert _anchor_rule(cluster_roles["rel-runbook-operator-ledger-anchor"]) == {"get", "patch"}
+    assert _anchor_rule(cluster_roles["rel-runbook-operator-ledger-anchor-reader"]) == {"get"}
+    bindings = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRoleBinding"}
+    assert bindings["rel-runbook-operator-ledger-anchor"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rel-runbook-operator", "namespace": "ops"}
+    ]
+    assert [
+        s["name"] for s in bindings["rel-runbook-operator-ledger-anchor-reader"]["subjects"]
+    ] == ["system:authenticated"]
+    # Without the anchor and verifiers, namespaced mode grants nothing cluster-scoped.
+    strict = render(
+        helm,
+        "ops",
+        "watchNamespaces={team-a}",
+        "signing.publishAnchor=false",
+        "signing.verifiers=null",
+    )
+    assert not [d for d in strict if d["kind"].startswith("Cluster")]
     roles = {
         (d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role"
     }
@@ -192,6 +233,7 @@ def test_template_namespaced(helm: str) -> None:
         ("team-a", "runbook-executor"),
         ("team-b", "runbook-executor"),
         ("ops", "rel-runbook-operator-public-key"),
+        ("ops", "rel-runbook-operator-ledger-key-reader"),
     }
     executor = one(
         [d for d in docs if d["metadata"].get("namespace") == "team-a"], "Role", "runbook-executor"
@@ -239,7 +281,7 @@ def test_template_options(helm: str) -> None:
     assert volume["secret"]["items"] == [{"key": "key.pem", "path": "ed25519.pem"}]
     assert env_of(deploy)["RUNBOOK_MANAGE_EXECUTOR_RBAC"] == "false"
     assert ("rbac.authorization.k8s.io", "roles", "create") not in rules_of(
-        one(docs, "ClusterRole")
+        one(docs, "ClusterRole", "rel-runbook-operator")
     )
     assert one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
@@ -370,7 +412,11 @@ def test_namespaced_rbac_is_least_privilege(
         (operator, "create", "events", watched),
         (operator, "create", "configmaps", home),
         (operator, "update", "configmaps/runbook-operator-ledger-key", home),
+        (operator, "patch", ANCHOR_CRD, None),
         (executor, "create", "configmaps", watched),
+        # Anyone authenticated may read the trust anchor and the public key (to verify).
+        ("someone", "get", ANCHOR_CRD, None),
+        ("someone", "get", "configmaps/runbook-operator-ledger-key", home),
     ]
     denied = [
         (operator, "create", "jobs.batch", home),  # not watched
@@ -381,7 +427,15 @@ def test_namespaced_rbac_is_least_privilege(
         (operator, "create", "serviceaccounts", watched),  # the chart made the executor RBAC
         (operator, "update", "configmaps/something-else", home),
         (operator, "list", "customresourcedefinitions.apiextensions.k8s.io", None),
+        (
+            operator,
+            "patch",
+            f"customresourcedefinitions.apiextensions.k8s.io/runbooks.{GROUP}",
+            None,
+        ),
         (executor, "get", "configmaps", watched),
+        ("someone", "patch", ANCHOR_CRD, None),
+        ("someone", "get", "configmaps/something-else", home),
         (executor, "create", "pods", watched),
         (executor, "create", "configmaps", home),
     ]

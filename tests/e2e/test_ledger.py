@@ -18,6 +18,7 @@ import pytest
 from runbook_engine.audit import AuditChain, verify
 from runbook_operator import names
 from runbook_operator.kube import CONFIGMAPS, Conflict, Invalid, Kube
+from runbook_operator.ledger.anchor import KeyAnchor
 from runbook_operator.ledger.checkpoint import KeyRef, Signer
 from runbook_operator.ledger.find import find_ledgers, verify_execution
 from runbook_operator.ledger.segments import ENTRIES_KEY, SEGMENT_MAX_BYTES
@@ -139,6 +140,16 @@ def test_sealed_segments_are_immutable_on_the_apiserver(kube: Kube, namespace: s
         kube.patch(CONFIGMAPS, namespace, sealed["metadata"]["name"], {"immutable": False})
 
 
+def _anchor(namespace: str) -> KeyAnchor:
+    """Where `_signed_ledger` publishes its key: named explicitly (as `--key-namespace` does),
+    so these tests need no anchor on the shared CRD (tests/e2e/test_trust_anchor.py has that)."""
+    return KeyAnchor(namespace, "ledger-key")
+
+
+def _anchor_args(namespace: str) -> tuple[str, ...]:
+    return ("--key-namespace", namespace, "--key-configmap", "ledger-key")
+
+
 def _signed_ledger(
     kube: Kube, namespace: str, n: int = 20
 ) -> tuple[ExecutionRef, Signer, AuditChain]:
@@ -167,11 +178,21 @@ def _ctl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_verify_without_the_execution_object(cluster: Cluster, kube: Kube, namespace: str) -> None:
     lid, _, chain = _signed_ledger(kube, namespace)
-    report = verify_execution(kube, namespace, lid.name, require_checkpoint=True)
+    report = verify_execution(
+        kube, namespace, lid.name, require_checkpoint=True, key_anchor=_anchor(namespace)
+    )
     assert report.ok, report.headline()
     assert report.checkpoint is not None and report.checkpoint["count"] == len(chain.entries)
     assert not report.status_checked
-    proc = _ctl(cluster, "verify", lid.name, "-n", namespace, "--require-checkpoint")
+    proc = _ctl(
+        cluster,
+        "verify",
+        lid.name,
+        "-n",
+        namespace,
+        "--require-checkpoint",
+        *_anchor_args(namespace),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"OK {lid.execution_id}: 20 entries")
     logs = _ctl(cluster, "logs", lid.name, "-n", namespace, "-o", "json")
@@ -198,10 +219,10 @@ def test_a_tampered_open_segment_is_caught_naming_the_entry(
     assert "immutable" not in open_segment
     seq = _edit_second_line(open_segment)
     kube.replace(CONFIGMAPS, namespace, open_segment["metadata"]["name"], open_segment)
-    report = verify_execution(kube, namespace, lid.name)
+    report = verify_execution(kube, namespace, lid.name, key_anchor=_anchor(namespace))
     name = open_segment["metadata"]["name"]
     assert report.headline().startswith(f"TAMPERED at entry {seq} (segment {name}, line 2)")
-    proc = _ctl(cluster, "verify", lid.name, "-n", namespace)
+    proc = _ctl(cluster, "verify", lid.name, "-n", namespace, *_anchor_args(namespace))
     assert proc.returncode == 1
     assert f"TAMPERED at entry {seq} (segment {name}, line 2)" in proc.stdout
 
@@ -224,10 +245,10 @@ def test_a_sealed_segment_recreated_with_an_edit_is_caught(
         "immutable": True,
     }
     kube.create(CONFIGMAPS, namespace, forged)
-    report = verify_execution(kube, namespace, lid.name)
+    report = verify_execution(kube, namespace, lid.name, key_anchor=_anchor(namespace))
     assert report.headline().startswith(f"TAMPERED at entry {seq} (segment {name}, line 2)")
     assert any("uid" in p.reason for p in report.problems[1:])
-    proc = _ctl(cluster, "verify", lid.name, "-n", namespace)
+    proc = _ctl(cluster, "verify", lid.name, "-n", namespace, *_anchor_args(namespace))
     assert proc.returncode == 1 and f"TAMPERED at entry {seq} (segment {name}" in proc.stdout
 
 
@@ -237,7 +258,7 @@ def test_a_deleted_tail_is_caught_by_the_checkpoint(kube: Kube, namespace: str) 
     keep_checkpoint = cms[-1]  # the open segment holds the checkpoint: cut the entries before
     victim = next(cm for cm in reversed(cms[:-1]) if cm["data"][ENTRIES_KEY])
     kube.delete(CONFIGMAPS, namespace, victim["metadata"]["name"])
-    report = verify_execution(kube, namespace, lid.name)
+    report = verify_execution(kube, namespace, lid.name, key_anchor=_anchor(namespace))
     assert not report.ok, keep_checkpoint["metadata"]["name"]
 
 

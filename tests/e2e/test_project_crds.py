@@ -18,7 +18,7 @@ from runbook_engine.plan import compile_plan
 from runbook_engine.scheduler import new_execution
 from runbook_operator.apigroup import API_GROUP
 
-from .conftest import Cluster, wait_for
+from .conftest import Cluster, keep_ledger_anchors, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +41,7 @@ def project_crds(cluster: Cluster) -> Iterator[None]:
                 raise
             current = ext.read_custom_resource_definition(body["metadata"]["name"])
             body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            keep_ledger_anchors(body, current)
             ext.replace_custom_resource_definition(body["metadata"]["name"], body)
 
     def established() -> bool:

@@ -97,3 +97,14 @@ What the operator does in a namespace it watches (docs/operator.md, "Installing"
   verbs: ["get", "create"]
 {{- end }}
 {{- end }}
+
+{{/*
+The ledger's trust anchor (docs/audit.md): the operator annotates the RunbookExecution CRD with
+where its public key is. Only that one object, and only get/patch.
+*/}}
+{{- define "runbook-operator.anchorRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  resourceNames: ["runbookexecutions.runbook-operator.dev"]
+  verbs: ["get", "patch"]
+{{- end }}

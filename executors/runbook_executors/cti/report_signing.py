@@ -5,6 +5,11 @@ member, so any change to any field (including the evidence chain) breaks the sig
 Each evidence item additionally carries its own content hash and signature, so an item
 quoted out of the report can be checked on its own. `verify_report` is what
 `runbookctl verify-report` calls.
+
+Trust: a signature is checked only against a public key the verifier holds (pinned), never
+against a key shipped with the signed data: whoever can change the report can also replace a
+key inside it. The signature therefore names its key by `keyId` only; a `publicKey` member
+(written by earlier versions) is never used, and one that is not the pinned key is reported.
 """
 
 from __future__ import annotations
@@ -67,7 +72,6 @@ def sign_report(report: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[
         "algorithm": ALGORITHM,
         "canonicalization": CANONICALIZATION,
         "keyId": key_id(public),
-        "publicKey": base64.b64encode(_raw_public(public)).decode("ascii"),
         "digest": report_digest(unsigned),
         "value": base64.b64encode(signature).decode("ascii"),
     }
@@ -98,7 +102,16 @@ def verify_report(report: dict[str, Any], public_key_pem: bytes) -> list[str]:
     if sig.get("canonicalization") != CANONICALIZATION:
         problems.append(f"unsupported canonicalization {sig.get('canonicalization')!r}")
     if sig.get("keyId") != key_id(public):
-        problems.append("report was signed with a different key (keyId mismatch)")
+        problems.append(
+            f"report was signed with key {str(sig.get('keyId'))[:16]!r}, not the trusted key "
+            f"{key_id(public)!r} (keyId mismatch)"
+        )
+    shipped = sig.get("publicKey")
+    if shipped is not None and shipped != base64.b64encode(_raw_public(public)).decode("ascii"):
+        problems.append(
+            "signature.publicKey is not the trusted key: a key shipped with the report is "
+            "not trusted and never used"
+        )
     digest = report_digest(report)
     if sig.get("digest") != digest:
         problems.append("report content does not match the signed digest (modified after signing)")

@@ -63,7 +63,10 @@ def load_public_pem(pem: str | bytes) -> Ed25519PublicKey:
 
 @dataclass(frozen=True, slots=True)
 class KeyRef:
-    """Where the public key is published (a hint for verifiers; they may pin a key instead)."""
+    """Where the operator published its public key, recorded in each checkpoint.
+
+    Only a hint for people: it sits in the (editable) ledger, so verify never takes a key from
+    it; it reports a keyRef that points anywhere but the trust anchor (ledger/anchor.py)."""
 
     namespace: str
     name: str
@@ -257,3 +260,19 @@ def published_key(data: Mapping[str, str], key_id: str) -> Ed25519PublicKey | No
         return None
     key = load_public_pem(pem)
     return key if key_id_of(key) == key_id else None
+
+
+def published_keys(data: Mapping[str, Any]) -> dict[str, Ed25519PublicKey]:
+    """Every usable `<keyId>.pem` of a public-key ConfigMap's data, by id (others skipped)."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    for name, pem in data.items():
+        key_id = name.removesuffix(".pem")
+        if name == key_id or not _HEX64.match(key_id) or not isinstance(pem, str):
+            continue
+        try:
+            key = published_key({name: pem}, key_id)
+        except SigningKeyError:
+            continue
+        if key is not None:
+            keys[key_id] = key
+    return keys

@@ -2,15 +2,16 @@
 
 Imperative; finding and verifying ledgers, for people and tools, is `find`. Synchronous: the
 controller calls `LedgerStore` within a reconcile, which the kopf handlers run on the operator's
-own thread pool (`run_in_executor`), and `publish_public_key` runs once at start-up. Every
-write is guarded: the open segment is replaced with its resourceVersion and a new segment is
-created by name, so a second writer (kopf delivers at least once; an old operator pod may still
-be running) gets `kube.Conflict`, reloads and retries. Entries whose logId is already stored
-are skipped, so a retried append neither loses nor duplicates anything.
+own thread pool (`run_in_executor`); `publish_public_key` and `publish_ledger_anchor` run once
+at start-up. Every write is guarded: the open segment is replaced with its resourceVersion and
+a new segment is created by name, so a second writer (kopf delivers at least once; an old
+operator pod may still be running) gets `kube.Conflict`, reloads and retries. Entries whose
+logId is already stored are skipped, so a retried append neither loses nor duplicates anything.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,11 +19,23 @@ from typing import Any
 from runbook_engine.audit import GENESIS_HASH, AuditChain, verify
 from runbook_operator.kube import (
     CONFIGMAPS,
+    CRDS,
+    JSON_PATCH,
     AlreadyExists,
     Conflict,
     Kube,
     KubeError,
     NotFound,
+)
+from runbook_operator.ledger.anchor import (
+    EXECUTIONS_CRD,
+    AnchorError,
+    KeyAnchor,
+    anchor_patch,
+    anchors_of,
+    annotation_key,
+    withdraw_if_unchanged,
+    withdraw_patch,
 )
 from runbook_operator.ledger.checkpoint import (
     KeyRef,
@@ -51,8 +64,13 @@ __all__ = [
     "LedgerError",
     "LedgerStore",
     "Signer",
+    "publish_ledger_anchor",
     "publish_public_key",
+    "withdraw_ledger_anchor",
 ]
+log = logging.getLogger("runbook_operator")
+PRUNE_CHECKS = 64
+"""Other installations' anchors checked for a vanished key ConfigMap per start, at most."""
 
 
 def _conflict(message: str) -> Conflict:
@@ -210,3 +228,56 @@ def publish_public_key(kube: Kube, namespace: str, name: str, signer: Signer) ->
         except Conflict:
             continue
     raise _conflict(f"public key ConfigMap {namespace}/{name}: kept changing, not published")
+
+
+def publish_ledger_anchor(
+    kube: Kube, operator_namespace: str, configmap: str, watch_namespaces: Sequence[str]
+) -> bool:
+    """Record on the RunbookExecution CRD where this operator publishes its public key and
+    which namespaces it vouches for: the trust anchor `runbookctl verify` reads (ledger/anchor.py).
+
+    Call it after `publish_public_key`. Also removes anchors whose key ConfigMap is gone (their
+    namespace deleted: nothing can be verified through them; a running installation writes
+    its own again at start-up). False, with a warning, when the operator may not patch the CRD
+    (chart value signing.publishAnchor=false): verify then needs `--key-namespace`."""
+    try:
+        anchor = KeyAnchor(operator_namespace, configmap, tuple(watch_namespaces))
+        crd = kube.patch(CRDS, None, EXECUTIONS_CRD, anchor_patch(anchor))
+    except (AnchorError, KubeError) as exc:
+        log.warning(
+            "ledger trust anchor not published on customresourcedefinitions/%s (%s): "
+            "`runbookctl verify` needs --key-namespace %s or --public-key until it is",
+            EXECUTIONS_CRD,
+            exc,
+            operator_namespace,
+        )
+        return False
+    _prune_vanished(kube, crd, keep=operator_namespace)
+    return True
+
+
+def _prune_vanished(kube: Kube, crd: Mapping[str, Any], keep: str) -> None:
+    """Withdraw anchors whose ConfigMap answers NotFound (best effort: any other answer,
+    such as Forbidden in namespaced mode, keeps the anchor; so does a changed anchor)."""
+    annotations = (crd.get("metadata") or {}).get("annotations") or {}
+    anchors, _ = anchors_of(crd)
+    for anchor in [a for a in anchors if a.namespace != keep][:PRUNE_CHECKS]:
+        try:
+            kube.get(CONFIGMAPS, anchor.namespace, anchor.configmap)
+            continue
+        except NotFound:
+            pass
+        except KubeError:
+            continue
+        value = str(annotations.get(annotation_key(anchor.namespace)))
+        patch = withdraw_if_unchanged(anchor.namespace, value)
+        try:
+            kube.patch(CRDS, None, EXECUTIONS_CRD, patch, content_type=JSON_PATCH)
+            log.info("withdrew the ledger trust anchor of %s (its key is gone)", anchor.where)
+        except KubeError:
+            continue  # changed meanwhile, or not ours to change: leave it
+
+
+def withdraw_ledger_anchor(kube: Kube, operator_namespace: str) -> None:
+    """Remove this operator namespace's anchor (an uninstall, a test's clean-up)."""
+    kube.patch(CRDS, None, EXECUTIONS_CRD, withdraw_patch([operator_namespace]))

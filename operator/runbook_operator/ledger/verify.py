@@ -32,7 +32,7 @@ from runbook_operator.ledger.segments import (
 from runbook_operator.names import ExecutionRef
 
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
-"""keyId → the public key to check a checkpoint with, or None when unknown."""
+"""keyId → the trusted public key to check a checkpoint with, or None when not trusted."""
 
 
 @dataclass(slots=True)
@@ -102,9 +102,10 @@ def _hash_at(entries: Sequence[Any], count: int) -> str | None:
     return str(entries[count - 1].get("hash"))
 
 
-def _checkpoints(
+def checkpoints(
     segments: Sequence[Segment], status_audit: Mapping[str, Any] | None
 ) -> Iterator[tuple[str, Any]]:
+    """Every checkpoint found, with where: the segments' and the status's."""
     for seg in segments:
         if seg.checkpoint is not None:
             yield f"segment {seg.name}", seg.checkpoint
@@ -118,7 +119,7 @@ def _checkpoint_problem(
     key_id = str(cp.get("keyId")) if isinstance(cp, Mapping) else ""
     key = keys(key_id)
     if key is None:
-        return f"signed by key {key_id[:16]}…, which is not a known public key"
+        return f"signed by key {key_id[:16]}…, which is not a trusted public key"
     problem = checkpoint_problem(cp, key, execution_id=lid.execution_id)
     if problem:
         return problem
@@ -139,7 +140,7 @@ def _check_checkpoints(
     status: Any,
     keys: KeyLookup,
 ) -> None:
-    for where, cp in _checkpoints(segments, status):
+    for where, cp in checkpoints(segments, status):
         problem = _checkpoint_problem(report.lid, cp, entries, keys)
         if problem:
             count = cp.get("count") if isinstance(cp, Mapping) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from pathlib import Path
@@ -11,7 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runbook_executors.cti.report_signing import public_key_pem, verify_report
+from runbook_executors.cti.report_signing import (
+    public_key_pem,
+    sign_evidence,
+    sign_report,
+    verify_report,
+)
 from tests.unit.cti.helpers import ACTOR_NAME, example_bundle, example_input, run, run_chain
 
 
@@ -132,8 +138,57 @@ def test_tampering_is_detected(
 def test_wrong_key_is_rejected(signed_report: dict[str, Any]) -> None:
     other = Ed25519PrivateKey.generate()
     problems = verify_report(signed_report, public_key_pem(other))
-    assert any("different key" in p for p in problems)
+    assert any("not the trusted key" in p and "keyId mismatch" in p for p in problems)
     assert any("signature is not valid" in p for p in problems)
+
+
+def test_the_signature_ships_no_key_to_trust(signed_report: dict[str, Any]) -> None:
+    """The key is named (keyId), never carried: a verifier must bring its own."""
+    assert set(signed_report["signature"]) == {
+        "algorithm",
+        "canonicalization",
+        "keyId",
+        "digest",
+        "value",
+    }
+
+
+def _forged(report: dict[str, Any], attacker: Ed25519PrivateKey) -> dict[str, Any]:
+    """The report edited, every evidence item and the report re-signed with the attacker's key,
+    which is shipped inside the signature the way earlier versions did."""
+    forged = copy.deepcopy(report)
+    forged["attribution"]["confidenceScore"] = 0.99
+    for item in forged["evidenceChain"]:
+        item["signature"] = sign_evidence(item, attacker)
+    forged = sign_report(forged, attacker)
+    raw = attacker.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    forged["signature"]["publicKey"] = base64.b64encode(raw).decode()
+    return forged
+
+
+def test_a_report_re_signed_with_a_key_shipped_inside_is_not_trusted(
+    signed_report: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    attacker = Ed25519PrivateKey.generate()
+    forged = _forged(signed_report, attacker)
+    assert verify_report(forged, public_key_pem(attacker)) == []  # consistent on its own terms
+    problems = verify_report(forged, public_key_pem(key))
+    assert any("shipped with the report is not trusted" in p for p in problems), problems
+    assert any("signature is not valid" in p for p in problems)
+    assert sum("invalid signature" in p for p in problems) == len(forged["evidenceChain"])
+
+
+def test_an_old_report_carrying_the_trusted_key_still_verifies(
+    signed_report: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    """Reports signed before the key stopped being shipped: the same key inside is harmless
+    (the signature does not cover the `signature` member, so it was never part of the proof)."""
+    old = copy.deepcopy(signed_report)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    old["signature"]["publicKey"] = base64.b64encode(raw).decode()
+    assert verify_report(old, public_key_pem(key)) == []
 
 
 def test_signing_key_from_env(monkeypatch: pytest.MonkeyPatch, key: Ed25519PrivateKey) -> None:

@@ -253,7 +253,7 @@ def test_without_a_checkpoint_a_cut_tail_is_only_a_note_unless_required() -> Non
 
 def test_a_checkpoint_by_an_unknown_key_fails() -> None:
     report = verify_ledger(LID, ordered(LEDGER), keys=lambda _: None)
-    assert not report.ok and "not a known public key" in report.headline()
+    assert not report.ok and "not a trusted public key" in report.headline()
 
 
 def _status(count: int = N, **over: Any) -> dict[str, Any]:
