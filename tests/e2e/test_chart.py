@@ -125,7 +125,7 @@ def test_helm_lint(helm: str, values: list[str]) -> None:
 def test_template_cluster_wide(helm: str) -> None:
     docs = render(helm, "ops")
     assert kinds(docs) == [
-        ("ClusterRole", None),
+        *[("ClusterRole", None)] * 4,  # the operator's, and the aggregated admin/edit/view
         ("ClusterRoleBinding", None),
         ("Deployment", "ops"),
         ("Secret", "ops"),
@@ -164,7 +164,7 @@ def test_template_cluster_wide(helm: str) -> None:
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["signing-key"] == "/var/run/runbook-operator/signing"
     # Cluster-wide: kopf watches CRDs; the operator makes the executor RBAC on first use.
-    rules = rules_of(one(docs, "ClusterRole"))
+    rules = rules_of(one(docs, "ClusterRole", "rel-runbook-operator"))
     assert ("apiextensions.k8s.io", "customresourcedefinitions", "watch") in rules
     assert ("rbac.authorization.k8s.io", "roles", "create") in rules
     assert ("", "configmaps", "create") in rules  # held, so the executor Role is no escalation
@@ -178,7 +178,12 @@ def test_template_cluster_wide(helm: str) -> None:
 
 def test_template_namespaced(helm: str) -> None:
     docs = render(helm, "ops", "watchNamespaces={team-a,team-b}")
-    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+    # Nothing cluster-scoped but the aggregated roles (rbac.aggregatedRoles).
+    assert sorted(d["metadata"]["name"] for d in docs if d["kind"].startswith("Cluster")) == [
+        "rel-runbook-operator-admin",
+        "rel-runbook-operator-edit",
+        "rel-runbook-operator-view",
+    ]
     roles = {
         (d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role"
     }
@@ -235,7 +240,7 @@ def test_template_options(helm: str) -> None:
     assert volume["secret"]["items"] == [{"key": "key.pem", "path": "ed25519.pem"}]
     assert env_of(deploy)["RUNBOOK_MANAGE_EXECUTOR_RBAC"] == "false"
     assert ("rbac.authorization.k8s.io", "roles", "create") not in rules_of(
-        one(docs, "ClusterRole")
+        one(docs, "ClusterRole", "rel-runbook-operator")
     )
     assert one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
@@ -376,6 +381,11 @@ def test_namespaced_rbac_is_least_privilege(
         (operator, "delete", f"runbookexecutions.{GROUP}", watched),
         (operator, "create", "serviceaccounts", watched),  # the chart made the executor RBAC
         (operator, "update", "configmaps/something-else", home),
+        (operator, "patch", "configmaps", watched),  # never used: updates carry resourceVersion
+        (operator, "patch", "configmaps/runbook-operator-ledger-key", home),
+        (operator, "get", "pods", watched),
+        (operator, "update", f"runbookexecutions.{GROUP}/status", watched),
+        (operator, "get", f"runbooks.{GROUP}/status", watched),
         (operator, "list", "customresourcedefinitions.apiextensions.k8s.io", None),
         (executor, "get", "configmaps", watched),
         (executor, "create", "pods", watched),
