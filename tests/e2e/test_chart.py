@@ -307,9 +307,24 @@ def test_rendered_manifests_pass_server_dry_run(
 
 
 def can_i(kubectl: str, cluster: Cluster, who: str, verb: str, what: str, ns: str | None) -> bool:
+    """`what`: `resource`, `resource/name`, or `resource/status` for the subresource (kubectl
+    itself would read `x/status` as the object named "status")."""
     scope = ["-n", ns] if ns else ["--all-namespaces"]
+    sub: list[str] = []
+    if what.endswith("/status"):
+        what, sub = what.removesuffix("/status"), ["--subresource", "status"]
     proc = run(
-        kubectl, *kube_args(cluster), "auth", "can-i", verb, what, "--as", who, *scope, check=False
+        kubectl,
+        *kube_args(cluster),
+        "auth",
+        "can-i",
+        verb,
+        what,
+        *sub,
+        "--as",
+        who,
+        *scope,
+        check=False,
     )
     return proc.stdout.strip() == "yes"
 
