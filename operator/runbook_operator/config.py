@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runbook_engine.model import ContainerSpec
+from runbook_operator.steps.image_policy import PULL_POLICIES, ImagePolicy
 
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
 DEFAULT_IMAGE = "runbook-operator:dev"
@@ -30,6 +32,14 @@ class OperatorConfig:
     """Namespaces to watch; empty: the whole cluster."""
     executor_image: str = DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
+    """Pull policy of the executor image (steps without an image of their own)."""
+    step_image_pull_policy: str = "Always"
+    """Pull policy of every other step image: `Always` makes the kubelet check that the pod
+    may pull it, so a private image cached on the node by another tenant does not run."""
+    image_allow_prefixes: tuple[str, ...] = ()
+    """Registry/repository prefixes step images must be under; empty: any image."""
+    image_require_digest: bool = False
+    """Step images must name a digest (`@sha256:...`); the executor image is exempt."""
     executor_service_account: str = "runbook-executor"
     manage_executor_rbac: bool = True
     """Create the executor ServiceAccount/Role/RoleBinding in a namespace on first use."""
@@ -62,6 +72,15 @@ class OperatorConfig:
     checkpoint_every: int = 50
     """Sign a checkpoint at least every this many ledger entries (and at every segment seal and
     terminal transition), so a rollback of the ledger is caught between two of them."""
+
+    @property
+    def image_policy(self) -> ImagePolicy:
+        """What step images may be (the executor image is always allowed)."""
+        return ImagePolicy(
+            allow_prefixes=self.image_allow_prefixes,
+            require_digest=self.image_require_digest,
+            own_image=self.executor_image,
+        )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -122,6 +141,35 @@ def _tolerations(env: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
     return tuple(value)
 
 
+def _pull_policy(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if value not in PULL_POLICIES:
+        raise SettingsError(f"{name}: expected one of {', '.join(PULL_POLICIES)}, got {value!r}")
+    return value
+
+
+MAX_PREFIX_LENGTH = 255
+_PREFIX_CHARS = frozenset(string.ascii_letters + string.digits + "._-:/@[]")
+
+
+def _allow_prefixes(env: Mapping[str, str]) -> tuple[str, ...]:
+    """A JSON list (what the chart passes) or a comma-separated list; blanks are dropped."""
+    name = "RUNBOOK_IMAGE_ALLOW_PREFIXES"
+    raw = env.get(name, "").strip()
+    items: list[Any] = _json(env, name, list) if raw.startswith("[") else raw.split(",")
+    prefixes: list[str] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise SettingsError(f"{name}[{i}]: expected a string, got {item!r}")
+        prefix = item.strip()
+        if not prefix:
+            continue
+        if len(prefix) > MAX_PREFIX_LENGTH or not set(prefix) <= _PREFIX_CHARS:
+            raise SettingsError(f"{name}[{i}]: {prefix[:80]!r} is not an image name prefix")
+        prefixes.append(prefix)
+    return tuple(prefixes)
+
+
 def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
     """Settings from RUNBOOK_* variables (documented in docs/operator.md)."""
     env = os.environ if env is None else env
@@ -131,7 +179,10 @@ def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
     return OperatorConfig(
         namespaces=namespaces,
         executor_image=image,
-        image_pull_policy=env.get("RUNBOOK_IMAGE_PULL_POLICY") or "IfNotPresent",
+        image_pull_policy=_pull_policy(env, "RUNBOOK_IMAGE_PULL_POLICY", "IfNotPresent"),
+        step_image_pull_policy=_pull_policy(env, "RUNBOOK_STEP_IMAGE_PULL_POLICY", "Always"),
+        image_allow_prefixes=_allow_prefixes(env),
+        image_require_digest=_bool(env, "RUNBOOK_IMAGE_REQUIRE_DIGEST", False),
         executor_service_account=env.get("RUNBOOK_EXECUTOR_SERVICE_ACCOUNT") or "runbook-executor",
         manage_executor_rbac=_bool(env, "RUNBOOK_MANAGE_EXECUTOR_RBAC", True),
         job_ttl_seconds=_int(env, "RUNBOOK_JOB_TTL_SECONDS", 3600),

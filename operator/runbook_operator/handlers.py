@@ -91,5 +91,5 @@ async def execution_deleted(
 @kopf.on.update(GROUP, VERSION, "runbooks", field="spec")
 async def runbook_changed(body: Any, memo: Any, **_: Any) -> None:
     """Validate a Runbook fully (cycles included) and report it in its Valid condition."""
-    status = runbook_status_of(body, utcnow())
+    status = runbook_status_of(body, utcnow(), memo.cfg.image_policy)
     await _call(memo, k.write_status, memo.kube, k.RUNBOOKS, dict(body), status)

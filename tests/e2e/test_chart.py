@@ -126,8 +126,7 @@ def test_helm_lint(helm: str, values: list[str]) -> None:
 def test_template_cluster_wide(helm: str) -> None:
     docs = render(helm, "ops")
     assert kinds(docs) == [
-        ("ClusterRole", None),
-        ("ClusterRole", None),  # verifiers read the ledger's trust anchor
+        *[("ClusterRole", None)] * 5,  # operator, anchor reader, aggregated admin/edit/view
         ("ClusterRoleBinding", None),
         ("ClusterRoleBinding", None),
         ("Deployment", "ops"),
@@ -199,15 +198,21 @@ def _anchor_rule(role: dict[str, Any]) -> set[str]:
 
 def test_template_namespaced(helm: str) -> None:
     docs = render(helm, "ops", "watchNamespaces={team-a,team-b}")
-    # Cluster-scoped: only the ledger's trust anchor, one CRD object, by name.
+    # Cluster-scoped: the ledger's trust anchor (one CRD object, by name) and the aggregated
+    # roles (rbac.aggregatedRoles).
     cluster_roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
     assert set(cluster_roles) == {
         "rel-runbook-operator-ledger-anchor",
         "rel-runbook-operator-ledger-anchor-reader",
+        "rel-runbook-operator-admin",
+        "rel-runbook-operator-edit",
+        "rel-runbook-operator-view",
     }
-    assert all(len(role["rules"]) == 1 for role in cluster_roles.values())
-    assert _anchor_rule(cluster_roles["rel-runbook-operator-ledger-anchor"]) == {"get", "patch"}
-    assert _anchor_rule(cluster_roles["rel-runbook-operator-ledger-anchor-reader"]) == {"get"}
+    anchor = cluster_roles["rel-runbook-operator-ledger-anchor"]
+    reader = cluster_roles["rel-runbook-operator-ledger-anchor-reader"]
+    assert len(anchor["rules"]) == len(reader["rules"]) == 1
+    assert _anchor_rule(anchor) == {"get", "patch"}
+    assert _anchor_rule(reader) == {"get"}
     bindings = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRoleBinding"}
     assert bindings["rel-runbook-operator-ledger-anchor"]["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-runbook-operator", "namespace": "ops"}
@@ -215,15 +220,17 @@ def test_template_namespaced(helm: str) -> None:
     assert [
         s["name"] for s in bindings["rel-runbook-operator-ledger-anchor-reader"]["subjects"]
     ] == ["system:authenticated"]
-    # Without the anchor and verifiers, namespaced mode grants nothing cluster-scoped.
+    # Without the anchor, verifiers and aggregated roles, namespaced mode grants nothing
+    # cluster-scoped but the admission policies.
     strict = render(
         helm,
         "ops",
         "watchNamespaces={team-a}",
         "signing.publishAnchor=false",
         "signing.verifiers=null",
+        "rbac.aggregatedRoles=false",
     )
-    assert not [d for d in strict if d["kind"].startswith("Cluster")]
+    assert {d["kind"] for d in strict if d["kind"].startswith("Cluster")} == set()
     roles = {
         (d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role"
     }
@@ -348,9 +355,24 @@ def test_rendered_manifests_pass_server_dry_run(
 
 
 def can_i(kubectl: str, cluster: Cluster, who: str, verb: str, what: str, ns: str | None) -> bool:
+    """`what`: `resource`, `resource/name`, or `resource/status` for the subresource (kubectl
+    itself would read `x/status` as the object named "status")."""
     scope = ["-n", ns] if ns else ["--all-namespaces"]
+    sub: list[str] = []
+    if what.endswith("/status"):
+        what, sub = what.removesuffix("/status"), ["--subresource", "status"]
     proc = run(
-        kubectl, *kube_args(cluster), "auth", "can-i", verb, what, "--as", who, *scope, check=False
+        kubectl,
+        *kube_args(cluster),
+        "auth",
+        "can-i",
+        verb,
+        what,
+        *sub,
+        "--as",
+        who,
+        *scope,
+        check=False,
     )
     return proc.stdout.strip() == "yes"
 
@@ -426,6 +448,11 @@ def test_namespaced_rbac_is_least_privilege(
         (operator, "delete", f"runbookexecutions.{GROUP}", watched),
         (operator, "create", "serviceaccounts", watched),  # the chart made the executor RBAC
         (operator, "update", "configmaps/something-else", home),
+        (operator, "patch", "configmaps", watched),  # never used: updates carry resourceVersion
+        (operator, "patch", "configmaps/runbook-operator-ledger-key", home),
+        (operator, "get", "pods", watched),
+        (operator, "update", f"runbookexecutions.{GROUP}/status", watched),
+        (operator, "get", f"runbooks.{GROUP}/status", watched),
         (operator, "list", "customresourcedefinitions.apiextensions.k8s.io", None),
         (
             operator,

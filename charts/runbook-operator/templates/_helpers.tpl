@@ -53,16 +53,20 @@ app.kubernetes.io/part-of: runbook-operator
 {{- end }}
 
 {{/*
-What the operator does in a namespace it watches (docs/operator.md, "Installing"):
-- Runbooks: watch, write the Valid condition to /status, kopf's progress annotations (patch).
-- RunbookExecutions: watch, finalizer and annotations (patch), status.
-- Jobs: one per attempt (create), adopt on AlreadyExists (get), cancel (delete); watch.
-- Pods: watch and read, to learn why an attempt failed (never created or deleted directly).
-- ConfigMaps: ledger segments (create, update with resourceVersion), pinned definitions,
-  result ConfigMaps written by step pods (read), the public key in its own namespace.
-- Events: kopf's and the operator's own (create; get when the name already exists).
-- ServiceAccounts/Roles/RoleBindings: get and create the executor RBAC on first use, only when
-  the operator manages it; it holds "create configmaps" itself, so the Role is no escalation.
+What the operator does in a namespace it watches, and only that (docs/operator.md, "RBAC"; every
+API call is in runbook_operator/kube.py's callers, kopf's own calls are noted):
+- Runbooks: get (pinning), list/watch (kopf), patch (kopf's progress annotations); /status:
+  patch (the Valid condition, kube.write_status).
+- RunbookExecutions: get, list/watch (kopf), patch (kopf's finalizer and annotations); /status:
+  patch (kube.write_status; never read or replaced through the subresource).
+- Jobs: one per attempt (create), adopt on AlreadyExists (get), list/watch, cancel (delete).
+- Pods: list/watch, to learn why an attempt failed (never read one by one, created or deleted).
+- ConfigMaps: get, list (ledger segments by label), create, update (ledger segments and the
+  public key are replaced with their resourceVersion); never patched.
+- Events: create (kopf's and the operator's own), get when the name already exists.
+- ServiceAccounts/Roles/RoleBindings: get and create the executor identity on first use, only
+  when the operator manages it; it holds "create configmaps" itself, so the Role is no
+  escalation.
 */}}
 {{- define "runbook-operator.rules" -}}
 - apiGroups: ["runbook-operator.dev"]
@@ -70,16 +74,16 @@ What the operator does in a namespace it watches (docs/operator.md, "Installing"
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["runbook-operator.dev"]
   resources: ["runbooks/status", "runbookexecutions/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "create", "update", "patch"]
+  verbs: ["get", "list", "create", "update"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["get", "create"]
@@ -107,4 +111,76 @@ where its public key is. Only that one object, and only get/patch.
   resources: ["customresourcedefinitions"]
   resourceNames: ["runbookexecutions.runbook-operator.dev"]
   verbs: ["get", "patch"]
+{{- end }}
+
+{{/*
+The executor identity's labels and rules: exactly runbook_operator/steps/executor_identity.py's
+labels() and rules(), so the objects are the same whether the chart or the operator makes them
+(tests/unit/operator/test_chart_render.py compares them).
+*/}}
+{{- define "runbook-operator.executorLabels" -}}
+app.kubernetes.io/managed-by: runbook-operator
+app.kubernetes.io/name: runbook-operator
+app.kubernetes.io/component: executor
+{{- end }}
+
+{{- define "runbook-operator.executorRules" -}}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* The labels of step pods (runbook_operator/names.py labels(..., "step")). */}}
+{{- define "runbook-operator.stepPodSelector" -}}
+app.kubernetes.io/managed-by: runbook-operator
+app.kubernetes.io/component: step
+{{- end }}
+
+{{/* "a.b.c.d" as an integer. */}}
+{{- define "runbook-operator.ipv4Int" -}}
+{{- $o := splitList "." . -}}
+{{- add (mul (atoi (index $o 0)) 16777216) (mul (atoi (index $o 1)) 65536) (mul (atoi (index $o 2)) 256) (atoi (index $o 3)) -}}
+{{- end }}
+
+{{/*
+"true" when CIDR .outer contains CIDR .inner. IPv4 exactly; for IPv6 only ::/0 is known to
+contain anything (the chart has no 128-bit arithmetic).
+*/}}
+{{- define "runbook-operator.cidrContains" -}}
+{{- $outer := splitList "/" .outer -}}
+{{- $inner := splitList "/" .inner -}}
+{{- $v6 := contains ":" .outer -}}
+{{- if ne $v6 (contains ":" .inner) -}}
+{{- else if $v6 -}}
+{{- if eq .outer "::/0" }}true{{ end -}}
+{{- else -}}
+{{- $olen := atoi (index $outer 1) -}}
+{{- $ilen := atoi (index $inner 1) -}}
+{{- if le $olen $ilen -}}
+{{- $block := 1 -}}
+{{- range until (sub 32 $olen | int) }}{{ $block = mul $block 2 }}{{ end -}}
+{{- $oip := include "runbook-operator.ipv4Int" (index $outer 0) | atoi -}}
+{{- $iip := include "runbook-operator.ipv4Int" (index $inner 0) | atoi -}}
+{{- if eq (div $oip $block) (div $iip $block) }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+An ipBlock with every denied CIDR inside it added to `except`; fails when the block itself lies
+inside a denied CIDR. Argument: dict "block" (cidr, except) "denied" (list) "where" (value path).
+*/}}
+{{- define "runbook-operator.guardIpBlock" -}}
+{{- $except := .block.except | default list -}}
+{{- range $denied := .denied -}}
+{{- if include "runbook-operator.cidrContains" (dict "outer" $denied "inner" $.block.cidr) -}}
+{{- fail (printf "%s: %s lies inside %s, which stepNetworkPolicy.deniedCIDRs keeps out of reach" $.where $.block.cidr $denied) -}}
+{{- end -}}
+{{- if and (include "runbook-operator.cidrContains" (dict "outer" $.block.cidr "inner" $denied)) (not (has $denied $except)) -}}
+{{- $except = append $except $denied -}}
+{{- end -}}
+{{- end -}}
+{{- $block := dict "cidr" .block.cidr -}}
+{{- if $except }}{{ $_ := set $block "except" $except }}{{ end -}}
+{{- toYaml $block -}}
 {{- end }}

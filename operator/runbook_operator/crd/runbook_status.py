@@ -1,9 +1,10 @@
 """A Runbook's status from the full engine validation (pure; the kopf handler writes it).
 
 The CRD's CEL rules catch cheap mistakes at apply time; cycles and everything else the engine
-checks only show here: a `Valid` condition, the problems (field and reason) and, for a
-definition that parses, its step count and hash — the same SHA-256 over the canonical JSON an
-execution pins, so `kubectl get rb -o yaml` and `status.definitionHash` of an execution compare.
+checks only show here, and so do step images the operator's image policy refuses (a setting,
+not the CRD): a `Valid` condition, the problems (field and reason) and, for a definition that
+parses, its step count and hash — the same SHA-256 over the canonical JSON an execution pins,
+so `kubectl get rb -o yaml` and `status.definitionHash` of an execution compare.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.problems import InvalidRunbook, Problem
 from runbook_engine.timeutil import format_time
+from runbook_operator.steps.image_policy import ImagePolicy, step_image_problems
 
 VALID = "Valid"
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 MAX_PROBLEMS = 100
 """Problems kept in status (a 1,000-step runbook can have thousands; the first ones suffice)."""
 MESSAGE_PROBLEMS = 3
@@ -79,14 +82,20 @@ def runbook_status(
     name: str | None = None,
     previous: Mapping[str, Any] | None = None,
     known_action_types: Collection[str] | None = None,
+    image_policy: ImagePolicy | None = None,
 ) -> dict[str, Any]:
     """The whole `status` of a Runbook whose spec is `spec` at `generation`.
 
     `name` (metadata.name) stands in for a missing `spec.id`, as the loader does; `previous`
-    is the current status, to keep the condition's lastTransitionTime. Every key is present:
+    is the current status, to keep the condition's lastTransitionTime; `image_policy` is the
+    operator's (steps whose image it refuses make the Runbook invalid). Every key is present:
     `None` and `[]` clear what an older status held under a JSON merge patch.
     """
     definition, reason, problems = _validate(spec, name, known_action_types)
+    refused = step_image_problems(spec, image_policy) if image_policy else []
+    if refused and not problems:
+        reason = IMAGE_NOT_ALLOWED
+    problems = [*problems, *refused]
     steps = spec.get("steps")
     valid = not problems
     status = "True" if valid else "False"
@@ -117,7 +126,9 @@ def _count(steps: Any) -> int | None:
     return len(steps) if isinstance(steps, list) else None
 
 
-def runbook_status_of(body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def runbook_status_of(
+    body: Mapping[str, Any], now: datetime, image_policy: ImagePolicy | None = None
+) -> dict[str, Any]:
     """The status of the Runbook object `body` (its name stands in for a missing spec.id, as
     locally; its current status keeps lastTransitionTime, so an event rewrites nothing)."""
     meta = body.get("metadata") or {}
@@ -127,4 +138,5 @@ def runbook_status_of(body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         now,
         name=meta.get("name"),
         previous=body.get("status"),
+        image_policy=image_policy,
     )

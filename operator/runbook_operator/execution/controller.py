@@ -43,7 +43,7 @@ from runbook_operator.execution.status import execution_status, with_ready_false
 from runbook_operator.execution.view import ExecutionView
 from runbook_operator.ledger import continuity
 from runbook_operator.names import ExecutionRef
-from runbook_operator.steps import executor_identity, observe, results
+from runbook_operator.steps import executor_identity, image_policy, observe, results
 
 JOB_CREATE_CONCURRENCY = 8
 """Jobs one reconcile creates at once; the client's connection pool holds more than this."""
@@ -260,7 +260,7 @@ class Controller:
             runbook = self.kube.get(k.RUNBOOKS, view.ref.namespace, request.runbook_ref.name)
         except k.NotFound:
             runbook = None
-        return pinning.pin(runbook, request, view.ref)
+        return pinning.pin(runbook, request, view.ref, self.cfg.image_policy)
 
     def _ledger(self, ref: ExecutionRef) -> Ledger:
         ledger = self._ledgers.get(ref.uid)
@@ -366,6 +366,11 @@ class Controller:
         return len(chain.entries) - int(signed) >= self.cfg.checkpoint_every
 
     def _create_job(self, ref: ExecutionRef, manifest: Mapping[str, Any]) -> None:
+        # Backstop: a policy tightened after the execution was pinned. The attempt is then
+        # lost with the policy's reason (reconcile.observe names it).
+        if why := image_policy.manifest_problem(manifest, self.cfg.image_policy):
+            log.warning("not creating Job %s: %s", manifest["metadata"]["name"], why)
+            return
         try:
             obj, created = self.kube.create_or_get(k.JOBS, ref.namespace, manifest)
         except (k.Invalid, k.KubeError) as exc:

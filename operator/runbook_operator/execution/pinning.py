@@ -26,6 +26,7 @@ from runbook_engine.state import ExecutionState
 from runbook_operator import names
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps.contract import DEFINITION_KEY, REQUEST_KEY
+from runbook_operator.steps.image_policy import ImagePolicy, step_image_problems
 
 HASH_ANNOTATION = f"{names.LABEL_PREFIX}/definition-hash"
 DEFINITION_MAX_BYTES = 900_000
@@ -70,7 +71,10 @@ def unauthenticated() -> Refusal:
 
 
 def pin(
-    runbook: Mapping[str, Any] | None, request: ExecutionRequest, ref: ExecutionRef
+    runbook: Mapping[str, Any] | None,
+    request: ExecutionRequest,
+    ref: ExecutionRef,
+    image_policy: ImagePolicy | None = None,
 ) -> dict[str, Any] | Refusal:
     """The definition ConfigMap for `runbook`, or why the execution cannot start."""
     name = request.runbook_ref.name
@@ -83,6 +87,10 @@ def pin(
     except InvalidRunbook as exc:
         problems = tuple(Problem(f"Runbook {name}: {p.field}", p.reason) for p in exc.problems)
         return Refusal("InvalidRunbook", problems)
+    refused = step_image_problems(runbook.get("spec") or {}, image_policy) if image_policy else []
+    if refused:
+        problems = tuple(Problem(f"Runbook {name}: {p.field}", p.reason) for p in refused)
+        return Refusal("ImageNotAllowed", problems)
     body = definition.model_dump(mode="json", by_alias=True)
     data = {
         DEFINITION_KEY: canonical_json(body).decode(),

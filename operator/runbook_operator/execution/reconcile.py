@@ -41,7 +41,7 @@ from runbook_operator.execution.pinning import Pinned
 from runbook_operator.execution.status import execution_status
 from runbook_operator.execution.view import ExecutionView
 from runbook_operator.names import ExecutionRef
-from runbook_operator.steps import results
+from runbook_operator.steps import image_policy, results
 from runbook_operator.steps.jobs import AttemptJob, job_manifest
 from runbook_operator.steps.observe import Failed, Observed, Reported, Running
 
@@ -153,7 +153,10 @@ def observe(
             continue
         where = world.observed.ran_on.get(name) or None
         if isinstance(outcome, Failed):
-            observations.append(AttemptLost(sid, attempt, outcome.reason, where))
+            reason = (
+                _refused_image(world, sid, cfg) if name not in world.observed.outcomes else None
+            )
+            observations.append(AttemptLost(sid, attempt, reason or outcome.reason, where))
             if outcome.delete_job:
                 deletes.append(name)
             continue
@@ -175,6 +178,15 @@ def observe(
             reason = read or "result ConfigMap not found"
             observations.append(AttemptLost(sid, attempt, reason, where))
     return observations, deletes, stores
+
+
+def _refused_image(world: World, sid: str, cfg: OperatorConfig) -> str | None:
+    """Why the image policy kept an attempt's Job from being created (no Job, and its image is
+    refused: a policy tightened after the execution was pinned), instead of "Job deleted"."""
+    container = world.pinned.plan.steps[sid].container
+    image = container.image if container and container.image else cfg.executor_image
+    why = image_policy.image_problem(image, cfg.image_policy)
+    return f"not started: {why}" if why else None
 
 
 def _inline_configmap(

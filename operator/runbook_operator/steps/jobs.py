@@ -17,6 +17,7 @@ from runbook_operator import names
 from runbook_operator.config import OperatorConfig
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import contract as c
+from runbook_operator.steps import image_policy
 
 DEADLINE_GRACE_SECONDS = 30
 STEP_ID_ANNOTATION = f"{names.LABEL_PREFIX}/step-id"
@@ -120,10 +121,16 @@ def _command(own: ContainerSpec | None) -> list[str] | None:
 
 def _container(job: AttemptJob, name: str, cfg: OperatorConfig) -> dict[str, Any]:
     own = job.step.container
+    image = own.image if own and own.image else cfg.executor_image
     container: dict[str, Any] = {
         "name": "step",
-        "image": (own.image if own and own.image else cfg.executor_image),
-        "imagePullPolicy": cfg.image_pull_policy,
+        "image": image,
+        "imagePullPolicy": image_policy.pull_policy(
+            image,
+            own_image=cfg.executor_image,
+            own_policy=cfg.image_pull_policy,
+            step_policy=cfg.step_image_pull_policy,
+        ),
         "env": _env(job, name),
         "resources": {
             k: dict(v)

@@ -848,3 +848,46 @@ def test_a_checkpoint_is_signed_every_n_entries_while_running() -> None:
     assert status(kube)["phase"] == "RUNNING"
     assert checkpoint["count"] == status(kube)["audit"]["count"] >= 3
     assert OperatorConfig().checkpoint_every == 50
+
+
+# -- image policy (issue 17) ---------------------------------------------------------------------
+def _controller_with(kube: FakeKube, clock: Clock, cfg: OperatorConfig) -> Controller:
+    ctrl = Controller(
+        kube,
+        cfg,
+        ledger_factory=lambda kube, ref: LedgerStore(kube, ref),
+        signer=SIGNER,
+        clock=clock,
+        children=ChildCache(clock=lambda: 0.0),
+        _creators=InlineExecutor(),
+    )
+    kube.watchers.append(ctrl.children.observe)
+    return ctrl
+
+
+def _custom(sid: str, image: str) -> dict[str, Any]:
+    return {"id": sid, "actionType": "CUSTOM", "container": {"image": image, "command": ["x"]}}
+
+
+def test_an_image_outside_the_policy_refuses_the_execution_at_start() -> None:
+    kube, clock = cluster([_custom("a", "docker.io/evil/tool:1")]), Clock()
+    cfg = OperatorConfig(image_allow_prefixes=("ghcr.io/acme",))
+    _controller_with(kube, clock, cfg).reconcile(NS, NAME, UID)
+    ready = {c["type"]: c for c in status(kube)["conditions"]}["Ready"]
+    assert status(kube)["phase"] == "FAILED" and ready["reason"] == "ImageNotAllowed"
+    assert "spec.steps[0].container.image" in ready["message"]
+    assert kube.objects_of(k.JOBS, NS) == []
+
+
+def test_a_policy_tightened_after_the_start_creates_no_job_and_says_why() -> None:
+    kube, clock = cluster([_custom("a", "docker.io/evil/tool:1")]), Clock()
+    _controller_with(kube, clock, CFG).reconcile(NS, NAME, UID)  # pinned under no policy
+    for made in kube.objects_of(k.JOBS, NS):
+        kube.delete(k.JOBS, NS, made["metadata"]["name"])
+    strict = OperatorConfig(image_allow_prefixes=("ghcr.io/acme",))
+    ctrl = _controller_with(kube, clock, strict)
+    clock.tick()
+    ctrl.reconcile(NS, NAME, UID)
+    steps = {s["stepId"]: s for s in status(kube)["steps"]}
+    assert "not under an allowed prefix" in steps["a"]["message"], steps["a"]
+    assert kube.objects_of(k.JOBS, NS) == []
