@@ -34,7 +34,6 @@ from runbook_engine.scheduler import (
     reindex,
 )
 from runbook_engine.state import ExecutionState
-from runbook_engine.timeutil import format_time
 from runbook_operator import names
 from runbook_operator.config import OperatorConfig
 from runbook_operator.execution import control
@@ -294,7 +293,7 @@ def waiting_for_cap(
 
 
 def _throttled(
-    world: World, status: dict[str, Any], waiting: int, cfg: OperatorConfig
+    world: World, new: ExecutionState, status: dict[str, Any], waiting: int, cfg: OperatorConfig
 ) -> tuple[dict[str, Any], tuple[KubeEvent, ...]]:
     """The status with a Throttled condition, and an Event when the wait begins."""
     ns = world.ref.namespace
@@ -308,7 +307,10 @@ def _throttled(
     )
     status = {**status, "conditions": [*status.get("conditions", []), throttled]}
     began = not any(c.get("type") == THROTTLED and c.get("status") == "True" for c in previous)
-    key = f"{world.ref.uid}/{THROTTLED}/{format_time(world.now)}"
+    # Named after the attempts started so far: a replay of the same transition (a Conflict, a
+    # crash before the status) posts no second Event; the next wait, after more starts, does.
+    started = sum(s.attempt for s in new.steps.values())
+    key = f"{world.ref.uid}/{THROTTLED}/{started}"
     events = (KubeEvent("Normal", THROTTLED, message, key),) if began else ()
     return status, events
 
@@ -353,7 +355,7 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
     waiting = waiting_for_cap(request, capped, new, world.now)
     notices: tuple[KubeEvent, ...] = ()
     if waiting:
-        status, notices = _throttled(world, status, waiting, cfg)
+        status, notices = _throttled(world, new, status, waiting, cfg)
     all_deletes = sorted({*deletes, *stops, *leftover_jobs(world, new)})
     return Effects(
         entries=step.entries,

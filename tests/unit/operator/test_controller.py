@@ -813,6 +813,20 @@ def test_an_execution_starts_only_the_free_slots_and_the_rest_as_its_jobs_end() 
     assert ctrl.cap.held() == {}
 
 
+def test_a_held_reconcile_replayed_after_a_lost_status_posts_no_second_event() -> None:
+    kube, clock = cluster([step("a")]), Clock()
+    ctrl = controller(kube, clock, cfg=capped(1))
+    kube.put(k.JOBS, NS, job("x", 1, ref=OTHER))
+    kube.fail("patch", k.EXECUTIONS, subresource="status", error=k.KubeError(500, "x", "lost"))
+    ctrl.reconcile(NS, NAME, UID)
+    assert condition(kube, "Ready")["reason"] == "ReconcileError"
+    clock.tick()
+    ctrl.reconcile(NS, NAME, UID)
+    assert throttled(kube) is not None and own_jobs(kube) == []
+    stored = [e for e in kube.objects_of(k.EVENTS, NS) if e["reason"] == THROTTLED]
+    assert len(stored) == 1, stored
+
+
 def test_no_cap_starts_every_ready_step() -> None:
     kube, clock = cluster([step(s) for s in "abcd"]), Clock()
     ctrl = controller(kube, clock, cfg=capped(0))
