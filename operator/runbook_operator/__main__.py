@@ -35,6 +35,7 @@ def main() -> int:
             cfg.signing_key_file,
         )
     kopf_fixes.keep_namespace_listings()
+    kopf_fixes.free_bodies_without_daemons()
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): keep warnings.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
