@@ -171,10 +171,17 @@ class ChildCache:
             return len(self._by_uid)
 
     def forget(self, uid: str) -> None:
+        """The execution is finished or gone: drop its children, except Jobs that still run
+        (an attempt is over when its pod has ended, a moment before the Job controller marks
+        the Job Complete; a Job being deleted). Those count for the namespace's cap until the
+        watch says they ended, then go too."""
         with self._lock:
             entry = self._by_uid.pop(uid, None)
-        if entry is not None and entry.running:
-            self._freed(entry.namespace)
+            if entry is not None and entry.running:
+                left = _Children(NEVER_LISTED, entry.namespace)
+                for name in entry.running:
+                    left.put(("job", name), entry.items[("job", name)])
+                self._by_uid[uid] = left
 
     def _freed(self, namespace: str) -> None:
         if self.on_freed is not None:

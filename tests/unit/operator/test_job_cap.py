@@ -177,7 +177,7 @@ def test_a_job_that_stops_running_tells_its_namespace_and_leaves_nothing_behind(
     assert cache.size() == 0  # never-listed entries go with their last running Job
 
 
-def test_forgetting_an_execution_or_a_list_without_its_job_frees_the_slot() -> None:
+def test_a_list_without_a_job_frees_its_slot() -> None:
     freed: list[str] = []
     cache = ChildCache(on_freed=freed.append)
     cache.prime(REF.uid, [in_ns(job("a", 1), "ns1")], [], "ns1")
@@ -185,8 +185,22 @@ def test_forgetting_an_execution_or_a_list_without_its_job_frees_the_slot() -> N
     assert cache.running_jobs("ns1") == 2
     cache.prime(REF.uid, [in_ns(job("a", 1), "ns1")], [], "ns1")  # b's deletion was missed
     assert freed == ["ns1"] and cache.running_jobs("ns1") == 1
+
+
+def test_a_forgotten_executions_jobs_count_until_the_watch_says_they_ended() -> None:
+    """Its attempt ended with the pod; the Job controller marks the Job Complete a moment
+    later. Until then the Job still counts, or the namespace would briefly run more than
+    its cap."""
+    freed: list[str] = []
+    cache = ChildCache(on_freed=freed.append)
+    a, b = in_ns(job("a", 1), "ns1", 1), in_ns(job("b", 1), "ns1", 2)
+    cache.prime(REF.uid, [a, done(b, 3)], [in_ns(pod("a", 1, terminated("{}")), "ns1", 4)], "ns1")
     cache.forget(REF.uid)
-    assert freed == ["ns1", "ns1"] and cache.running_jobs("ns1") == 0
+    assert cache.running_jobs("ns1") == 1 and freed == []
+    assert cache.get(REF.uid, max_age=60) is None
+    cache.observe("job", "MODIFIED", done(a, 5))
+    assert cache.running_jobs("ns1") == 0 and freed == ["ns1"]
+    assert cache.size() == 0
 
 
 def test_a_job_the_operator_makes_counts_before_its_watch_event() -> None:
