@@ -15,6 +15,7 @@ of every Job that stops running, so executions held by the cap are woken without
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 from runbook_operator import names
 from runbook_operator.steps import observe
 
+log = logging.getLogger("runbook_operator")
 Kind = str  # "job" | "pod"
 QUIET = observe.signal("pod", {})
 """The signal of an object that has done nothing yet (a Job just created, a pod scheduled)."""
@@ -184,5 +186,9 @@ class ChildCache:
                 self._by_uid[uid] = left
 
     def _freed(self, namespace: str) -> None:
-        if self.on_freed is not None:
+        if self.on_freed is None:
+            return
+        try:
             self.on_freed(namespace)
+        except Exception:  # the cache is updated already; a waker's failure is not the watch's
+            log.exception("telling namespace %s that a Job ended failed", namespace)

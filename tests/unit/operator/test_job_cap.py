@@ -302,3 +302,14 @@ def test_the_chart_sets_the_cap_and_refuses_a_negative_one() -> None:
     env = chart.env_of(chart.render("operator.maxRunningJobsPerNamespace=0"))
     assert env["RUNBOOK_MAX_RUNNING_JOBS_PER_NAMESPACE"] == "0"
     assert "maxRunningJobsPerNamespace" in chart.refused("operator.maxRunningJobsPerNamespace=-5")
+
+
+def test_a_failing_listener_does_not_undo_the_update() -> None:
+    def broken(namespace: str) -> None:
+        raise RuntimeError("event loop is closed")
+
+    cache = ChildCache(on_freed=broken)
+    a = in_ns(job("a", 1), "ns1", 1)
+    cache.observe("job", "ADDED", a)
+    assert cache.observe("job", "MODIFIED", done(a, 2)) is False  # the Job's own news, no wake
+    assert cache.running_jobs("ns1") == 0
