@@ -77,8 +77,9 @@ def result_file_limit(output_limit: int) -> int:
 MAX_VALUE_DEPTH = MAX_DOCUMENT_DEPTH
 """Nesting of an execution's `input` and of each step's `config`, counted from the field itself
 (the field is level 1, a scalar inside it is one level more), as the loader counts documents."""
-MAX_VALUE_BYTES = 512 * KIB
-"""Compact JSON size of an execution's `input` and of each step's `config`."""
+MAX_VALUE_BYTES = 128 * KIB
+"""Compact JSON size of an execution's `input` and of each step's `config`. On a cluster kopf
+keeps a copy of the spec in an annotation, and all annotations together may hold 256 KiB."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,5 +122,7 @@ def test_the_model_refuses_deep_input_and_config_naming_the_field() -> None:
 
 def test_the_model_refuses_a_large_config() -> None:
     step = {"id": "a", "actionType": "TRANSFORM", "config": {"x": "y" * MAX_VALUE_BYTES}}
-    with pytest.raises(ValidationError, match=r"bytes of JSON, the limit is 524288 bytes"):
+    with pytest.raises(
+        ValidationError, match=rf"bytes of JSON, the limit is {MAX_VALUE_BYTES} bytes"
+    ):
         RunbookDefinition.model_validate({"id": "rb", "steps": [step]})
