@@ -17,8 +17,8 @@ from runbook_engine.audit import AuditChain
 from runbook_engine.enums import ExecutionStatus
 from runbook_engine.limits import KIB, clip_message
 from runbook_engine.state import ExecutionState
-from runbook_engine.timeutil import format_time
 from runbook_operator import names
+from runbook_operator.crd.conditions import Verdict, condition, gitops_conditions, replaced
 from runbook_operator.names import ExecutionRef
 
 RECENT_ENTRIES = 5
@@ -42,35 +42,14 @@ _SUCCEEDED: Mapping[ExecutionStatus, tuple[str, str]] = {
     ExecutionStatus.CANCELLED: ("False", "Cancelled"),
 }
 
+RECONCILE_ERROR = "ReconcileError"
+"""The one `with_ready_false` reason that is retried: the execution keeps Reconciling."""
+
 
 def progress(state: ExecutionState) -> str:
     """Finished steps / all steps, e.g. ``3/5`` (the `kubectl get rbx` column)."""
     done = sum(1 for s in state.steps.values() if s.status.terminal)
     return f"{done}/{len(state.steps)}"
-
-
-def condition(
-    kind: str,
-    status: str,
-    reason: str,
-    message: str,
-    generation: int | None,
-    now: datetime,
-    previous: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
-    """A metav1.Condition; lastTransitionTime moves only when `status` changes."""
-    since = format_time(now)
-    for old in previous:
-        if old.get("type") == kind and old.get("status") == status:
-            since = str(old.get("lastTransitionTime") or since)
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": clip_message(message, CONDITION_MESSAGE_CHARS),
-        "observedGeneration": generation,
-        "lastTransitionTime": since,
-    }
 
 
 def execution_conditions(
@@ -80,19 +59,36 @@ def execution_conditions(
     previous: Sequence[Mapping[str, Any]] = (),
     failure_reason: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Ready (the operator is driving it and nothing is wrong) and Succeeded (its outcome)."""
+    """Ready, Reconciling and Stalled (kstatus, crd/conditions.py) and Succeeded (the outcome).
+
+    Pending, running or paused: Reconciling (the operator is still driving it); COMPLETED:
+    Ready; FAILED or CANCELLED: Stalled (nothing more happens until someone acts). The
+    reason names the phase, or why it failed (StepFailed, Rejected, RunbookNotFound, …).
+    """
     phase = state.status
     message = state.message or str(phase)
-    if phase is ExecutionStatus.FAILED:
-        ready = ("False", failure_reason or "StepFailed")
-    elif phase is ExecutionStatus.PAUSED:
-        ready = ("True", "Paused")
+    if phase is ExecutionStatus.COMPLETED:
+        verdict, reason = Verdict.SETTLED, "Completed"
+    elif phase is ExecutionStatus.FAILED:
+        verdict, reason = Verdict.STALLED, failure_reason or "StepFailed"
+    elif phase is ExecutionStatus.CANCELLED:
+        verdict, reason = Verdict.STALLED, "Cancelled"
     else:
-        ready = ("True", str(phase).capitalize())
+        verdict, reason = Verdict.WORKING, str(phase).capitalize()
     succeeded = _SUCCEEDED.get(phase, ("Unknown", str(phase).capitalize()))
     return [
-        condition("Ready", *ready, message, generation, now, previous),
-        condition("Succeeded", *succeeded, message, generation, now, previous),
+        *gitops_conditions(
+            verdict, reason, message, generation, now, previous, limit=CONDITION_MESSAGE_CHARS
+        ),
+        condition(
+            "Succeeded",
+            *succeeded,
+            message,
+            generation,
+            now,
+            previous,
+            limit=CONDITION_MESSAGE_CHARS,
+        ),
     ]
 
 
@@ -206,12 +202,24 @@ def _kpis_that_fit(kpis: Mapping[str, Any], excess: int) -> dict[str, Any]:
 def with_ready_false(
     status: Mapping[str, Any], reason: str, message: str, generation: int | None, now: datetime
 ) -> dict[str, Any]:
-    """`status` with its Ready condition replaced by Ready=False `reason` (the rest kept): what a
-    reconcile that could not finish reports, so `kubectl get`/`wait` and GitOps tools see it."""
+    """`status` with Ready=False `reason` (phase, steps and Succeeded kept): what a reconcile
+    that could not finish reports, so `kubectl get`/`wait` and GitOps tools see it.
+
+    `ReconcileError` is retried, so the execution stays Reconciling (kstatus InProgress);
+    any other reason (a ledger found rewritten) stops it for good: Stalled (kstatus Failed),
+    with status.observedGeneration moved to `generation`, the spec seen and judged.
+    """
     previous = status.get("conditions") or []
-    ready = condition("Ready", "False", reason, message, generation, now, previous)
-    others = [c for c in previous if c.get("type") != "Ready"]
-    return {**status, "conditions": [*others, ready]}
+    if reason == RECONCILE_ERROR:
+        return {
+            **status,
+            "conditions": replaced(
+                previous,
+                gitops_conditions(Verdict.WORKING, reason, message, generation, now, previous),
+            ),
+        }
+    stalled = gitops_conditions(Verdict.STALLED, reason, message, generation, now, previous)
+    return {**status, "observedGeneration": generation, "conditions": replaced(previous, stalled)}
 
 
 def without_nulls(value: Any) -> Any:

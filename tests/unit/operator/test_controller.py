@@ -664,10 +664,18 @@ def test_a_failing_reconcile_reports_reconcile_error_and_wakes_again_later() -> 
     assert is_status(patch) and patch.body["metadata"]["resourceVersion"]  # the guarded funnel
     assert kube.created(k.JOBS) == []
 
+    reconciling, stalled = condition(kube, "Reconciling"), condition(kube, "Stalled")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "ReconcileError")
+    assert stalled["status"] == "False"  # retried: kstatus says InProgress, not Failed
+
     clock.tick()
     ctrl.reconcile(NS, NAME, UID)  # the API is back
     ready = condition(kube, "Ready")
-    assert (ready["status"], ready["reason"]) == ("True", "Running")
+    assert (ready["status"], ready["reason"]) == ("False", "Running")
+    assert (condition(kube, "Reconciling")["status"], condition(kube, "Stalled")["status"]) == (
+        "True",
+        "False",
+    )
     assert kube.created(k.JOBS) == [job_of("a", 1)]
 
 
@@ -816,6 +824,9 @@ def test_a_rewritten_ledger_stops_the_execution_and_is_never_signed(restart: boo
     now = status(kube)
     ready = {c["type"]: c for c in now["conditions"]}["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "LedgerTampered", ready
+    stalled = {c["type"]: c for c in now["conditions"]}["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "LedgerTampered")  # kstatus Failed
+    assert {c["type"]: c for c in now["conditions"]}["Reconciling"]["status"] == "False"
     assert now["phase"] == "RUNNING"
     jobs = [j["metadata"]["name"] for j in kube.objects_of(k.JOBS, NS)]
     # Reloaded at start-up: nothing more starts. Mid-run the operator learns of it from the
