@@ -62,6 +62,24 @@ def _grant_tenants(cluster: Cluster, namespace: str) -> None:
                 subjects=subjects,
             ),
         )
+    for user in TENANTS:
+        wait_for(lambda u=user: _authorized(cluster, namespace, u), 60, 0.5, f"{user}'s rights")
+
+
+def _authorized(cluster: Cluster, namespace: str, user: str) -> bool:
+    """The apiserver's authorizer already applies the tenants' bindings (RBAC is served from
+    a cache that may lag the write under load)."""
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=user,
+            groups=[TENANT_GROUP, "system:authenticated"],
+            resource_attributes=client.V1ResourceAttributes(
+                namespace=namespace, verb="create", group=GROUP, resource="runbooks"
+            ),
+        )
+    )
+    made = client.AuthorizationV1Api(cluster.api).create_subject_access_review(review)
+    return bool(made.status.allowed)
 
 
 @pytest.fixture
