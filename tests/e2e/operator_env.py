@@ -244,6 +244,35 @@ def operator(
         cluster.core.delete_namespace(home)
 
 
+def wait_authorized(
+    cluster: Cluster,
+    namespace: str,
+    user: str,
+    *,
+    verb: str,
+    resource: str,
+    group: str = "",
+    groups: tuple[str, ...] = (),
+) -> None:
+    """Wait until the apiserver's authorizer applies a binding just written for `user`: RBAC is
+    served from a cache that can lag its write under load (a test acting at once gets 403)."""
+
+    def allowed() -> bool:
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=[*groups, "system:authenticated"],
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace, verb=verb, group=group, resource=resource
+                ),
+            )
+        )
+        made = client.AuthorizationV1Api(cluster.api).create_subject_access_review(review)
+        return bool(made.status.allowed)
+
+    wait_for(allowed, 60, 0.5, f"{user} may {verb} {resource} in {namespace}")
+
+
 def impersonating(cluster: Cluster, user: str, group: str | None = None) -> client.ApiClient:
     """An API client whose requests the apiserver treats as `user`'s (Impersonate-User)."""
     api = client.ApiClient(configuration=cluster.api.configuration)

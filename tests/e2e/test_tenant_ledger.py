@@ -22,7 +22,14 @@ from runbook_engine.audit import entry_hash
 from runbook_engine.canonical import canonical_json
 
 from .conftest import REPO_ROOT, Cluster, wait_for
-from .operator_env import GROUP, OperatorProcess, Runbooks, impersonating, shell_step
+from .operator_env import (
+    GROUP,
+    OperatorProcess,
+    Runbooks,
+    impersonating,
+    shell_step,
+    wait_authorized,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -63,23 +70,15 @@ def _grant_tenants(cluster: Cluster, namespace: str) -> None:
             ),
         )
     for user in TENANTS:
-        wait_for(lambda u=user: _authorized(cluster, namespace, u), 60, 0.5, f"{user}'s rights")
-
-
-def _authorized(cluster: Cluster, namespace: str, user: str) -> bool:
-    """The apiserver's authorizer already applies the tenants' bindings (RBAC is served from
-    a cache that may lag the write under load)."""
-    review = client.V1SubjectAccessReview(
-        spec=client.V1SubjectAccessReviewSpec(
-            user=user,
-            groups=[TENANT_GROUP, "system:authenticated"],
-            resource_attributes=client.V1ResourceAttributes(
-                namespace=namespace, verb="create", group=GROUP, resource="runbooks"
-            ),
+        wait_authorized(
+            cluster,
+            namespace,
+            user,
+            verb="create",
+            group=GROUP,
+            resource="runbooks",
+            groups=(TENANT_GROUP,),
         )
-    )
-    made = client.AuthorizationV1Api(cluster.api).create_subject_access_review(review)
-    return bool(made.status.allowed)
 
 
 @pytest.fixture
