@@ -23,6 +23,7 @@ from runbook_operator import leadership as lead
 from runbook_operator.config import SettingsError, load_config
 from runbook_operator.election import Elector, HealthServer
 
+from . import test_chart_render as chart
 from .fakekube import FakeKube
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -482,3 +483,52 @@ def test_health_says_standby_and_who_leads() -> None:
     first_health.elector, first_health.kopf_url = first, "http://127.0.0.1:9/healthz"
     first.state.phase = "leading"
     assert first_health.answer("/readyz")[0] == 503  # kopf not answering: not ready
+
+
+# -- the chart ---------------------------------------------------------------------------------
+
+
+@chart.pytestmark
+def test_the_chart_grants_leases_in_the_lease_namespace_only() -> None:
+    docs = chart.render()
+    role = chart.find(docs, "Role", "rel-runbook-operator-leader-election", "ops")
+    assert chart.grants(role["rules"]) == {
+        ("coordination.k8s.io", "leases"): {"get", "list", "create", "update"}
+    }
+    binding = chart.find(docs, "RoleBinding", "rel-runbook-operator-leader-election", "ops")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rel-runbook-operator", "namespace": "ops"}
+    ]
+    leases_elsewhere = [
+        d
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole")
+        and d["metadata"]["name"] != "rel-runbook-operator-leader-election"
+        and any("leases" in r.get("resources", []) for r in d.get("rules") or [])
+    ]
+    assert leases_elsewhere == []
+    shared = chart.render('leaderElection.namespace="runbook-leases"')
+    chart.find(shared, "Role", "rel-runbook-operator-leader-election", "runbook-leases")
+    assert chart.env_of(shared)["RUNBOOK_LEASE_NAMESPACE"] == "runbook-leases"
+
+
+@chart.pytestmark
+def test_the_charts_lease_settings_load_in_the_operator() -> None:
+    docs = chart.render("replicas=2", "leaderElection.leaseDurationSeconds=30")
+    deploy = chart.find(docs, "Deployment", "rel-runbook-operator", "ops")
+    assert deploy["spec"]["replicas"] == 2
+    assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = chart.env_of(docs)
+    assert env["RUNBOOK_LEASE_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    cfg = load_config({**plain, "RUNBOOK_OPERATOR_NAMESPACE": "ops", "RUNBOOK_LEASE_IDENTITY": "p"})
+    assert cfg.lease_namespace == "ops"
+    assert cfg.lease_timing == lead.Timing(30, 5, 2, 2)
+
+
+@chart.pytestmark
+def test_the_chart_refuses_renewals_that_leave_no_second_try() -> None:
+    stderr = chart.refused("leaderElection.renewSeconds=7")
+    assert "leaderElection.renewSeconds" in stderr
