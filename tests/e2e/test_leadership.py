@@ -215,3 +215,36 @@ def test_operators_of_disjoint_scopes_both_lead(
         for ns in spaces:
             with contextlib.suppress(ApiException):
                 cluster.core.delete_namespace(ns, propagation_policy="Background")
+
+
+def test_make_bench_refuses_while_an_operator_holds_an_overlapping_scope(
+    cluster: Cluster, project_crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`make bench` (benchmarks/cluster.py) looks for live leadership Leases in every namespace:
+    an operator watching a namespace of the benchmark's `bench-op-*` makes it refuse, with what
+    to run; one watching other namespaces does not."""
+    from benchmarks.cluster import other_operators, refuse_if_others_reconcile
+
+    home = f"e2e-lead-{uuid.uuid4().hex[:8]}"
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=home)))
+    ops: list[OperatorProcess] = []
+    try:
+        for i, watched in enumerate((f"bench-op-e2e-{uuid.uuid4().hex[:6]}", home)):
+            folder = tmp_path_factory.mktemp(f"bench-probe-{i}")
+            op = OperatorProcess(operator_env(cluster, folder, watched, home), folder / "op.log")
+            ops.append(op)
+            op.start()
+        overlapping, disjoint = (str(op.readiness()["lease"]) for op in ops)
+        found = "\n".join(other_operators(cluster.api))
+        assert f"lease {overlapping} held by" in found, found
+        assert disjoint not in found
+        with pytest.raises(SystemExit, match="make undeploy") as refused:
+            refuse_if_others_reconcile(cluster.api)
+        assert overlapping in str(refused.value)
+        ops[0].stop()  # hands its Lease back: the benchmark may start
+        assert overlapping not in "\n".join(other_operators(cluster.api))
+    finally:
+        for op in ops:
+            op.stop()
+        with contextlib.suppress(ApiException):
+            cluster.core.delete_namespace(home, propagation_policy="Background")
