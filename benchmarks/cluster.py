@@ -11,11 +11,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from runbook_operator import leadership
 
 from . import audit, workloads
 from .controllers import Controllers, control_plane_cpu_s, start_argo, start_operator
@@ -61,6 +64,63 @@ SCENARIOS = (
     # The same kind of chain with real pods: how much of a step is pod start-up.
     Scenario("chains-2x10", 2, chain(10), kwok=False, systems=(OPERATOR,)),
 )
+
+
+BENCH_SCOPE = (f"{PREFIX}op-*",)
+"""Every namespace the benchmark's own operators watch (one glob, or shards within it)."""
+OPERATOR_LABEL = "app.kubernetes.io/name=runbook-operator"
+
+
+def other_operators(api: client.ApiClient, scope: tuple[str, ...] = BENCH_SCOPE) -> list[str]:
+    """Runbook operators already reconciling namespaces of `scope`, anywhere in the cluster:
+    a live leadership Lease whose scope overlaps (any lease namespace: a chart install, a
+    local `python -m runbook_operator`, another benchmark), or a chart Deployment with ready
+    pods watching an overlapping scope (an operator from before Leases)."""
+    now = datetime.now(UTC)
+    timing = leadership.Timing()
+    objs = _custom(api)
+    found = []
+    leases: Any = objs.list_cluster_custom_object(
+        "coordination.k8s.io", "v1", "leases", label_selector=leadership.SELECTOR
+    )
+    for lease in leases["items"]:
+        held = leadership.holding_of(lease, timing.duration_s)
+        if leadership.expired(held, now, 0.0, None, timing):
+            continue
+        if held.scope is None or leadership.scopes_overlap(scope, held.scope):
+            said = leadership.standby_message(held, timing.skew_s)
+            found.append(said.removeprefix("standing by: "))
+    deployments: Any = objs.list_cluster_custom_object(
+        "apps", "v1", "deployments", label_selector=OPERATOR_LABEL
+    )
+    for deploy in deployments["items"]:
+        if not (deploy.get("status") or {}).get("readyReplicas"):
+            continue
+        containers = deploy["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for c in containers for e in c.get("env") or []}
+        watched = leadership.scope_of((env.get("RUNBOOK_NAMESPACES") or "").split(","))
+        if leadership.scopes_overlap(scope, watched):
+            meta = deploy["metadata"]
+            where = f"{meta['namespace']}/{meta['name']}"
+            found.append(f"Deployment {where} (scope: {leadership.describe(watched)})")
+    return found
+
+
+def refuse_if_others_reconcile(api: client.ApiClient) -> None:
+    """Honest figures: another operator would reconcile the benchmark's executions too (its
+    Jobs beside ours, its API calls and CPU in our figures). Say what to stop, and stop."""
+    others = other_operators(api)
+    if others:
+        listed = "\n  ".join(dict.fromkeys(others))
+        raise SystemExit(
+            "bench: another runbook operator reconciles the namespaces the benchmark uses "
+            f"({', '.join(BENCH_SCOPE)}):\n  {listed}\n"
+            "Its Jobs and API calls would mix with the measured operator's. Stop it first "
+            "(`make undeploy` for the chart deployed by `make deploy`; or end that "
+            "`python -m runbook_operator` or other `make bench`), then run `make bench` again. "
+            "A Lease left by a killed operator lapses by itself within "
+            f"{leadership.Timing().duration_s + leadership.Timing().skew_s} s."
+        )
 
 
 def _custom(api: client.ApiClient) -> client.CustomObjectsApi:
@@ -212,6 +272,7 @@ def run(
     plan = [(s, sc, i) for s, sc, i in _plan(repeat, argo_repeat, systems) if only(sc)]
     task = progress.add_task("cluster: preparing", total=len(plan))
     env = prepare()
+    refuse_if_others_reconcile(env.api)
     figures: list[Figure] = []
     samples: list[Samples] = []
     with Recorder(env.api, PREFIX) as rec:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +151,28 @@ def start_operator(
         stderr=subprocess.STDOUT,
     )
     _wait_port(health, proc, "the operator")
+    _wait_leading(health, proc)
     _maybe_profile(proc.pid)
     return Controller("runbook-operator", proc, log)
+
+
+def _wait_leading(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until the operator leads its scope (its /readyz says so): a standby would leave the
+    submitted units waiting and the wall time would count its wait."""
+    deadline, said = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: the operator exited with {proc.returncode} at start")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                state = json.loads(resp.read())
+        except (OSError, ValueError):
+            state = {}
+        if state.get("state") == "leading":
+            return
+        said = str(state.get("message") or said)
+        time.sleep(0.1)
+    raise SystemExit(f"bench: the operator is not leading after {timeout:.0f} s: {said}")
 
 
 def _maybe_profile(pid: int) -> None:

@@ -3,7 +3,8 @@
 #
 #   1. Debian packages (etcd-server containerd runc containernetworking-plugins docker.io
 #      iptables conntrack debootstrap), installed only when missing
-#   2. cluster binaries from Go modules (hack/cluster/build-tools.sh; cached by version)
+#   2. cluster binaries from Go modules (hack/cluster/build-tools.sh; cached by version) and
+#      the test-only kstatus helper (hack/kstatus/build.sh)
 #   3. the project image and the pause image (hack/image/build.sh; cached by inputs)
 #   4. hack/cluster/cluster-up.sh, then pytest -m "e2e or kwok" tests/e2e
 #   5. hack/cluster/cluster-down.sh on exit (trap), unless the cluster was already up
@@ -72,6 +73,7 @@ trap 'exit 130' INT TERM
 # ------------------------------------------------------------------ 2-4
 phase tools
 nice hack/cluster/build-tools.sh
+nice hack/kstatus/build.sh >/dev/null   # test-only: kstatus + gopher-lua (tests/e2e/test_gitops_health.py)
 
 phase image
 hack/image/build.sh   # starts dockerd only if none answers, and stops it again

@@ -28,6 +28,7 @@ from runbook_engine.limits import (
     MAX_OUTPUT_LIMIT_BYTES,
     MIN_OUTPUT_LIMIT_BYTES,
     effective_output_limit,
+    value_too_big,
 )
 from runbook_engine.wire import CamelModel
 
@@ -35,6 +36,15 @@ STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 ACTION_TYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,62}$"
 DEFAULT_TIMEOUT_MS = 300_000
 DEFAULT_MAX_PARALLEL_STEPS = 10
+
+
+def _within_limits(value: Any) -> Any:
+    """Refuse a value nested or sized past the limits before pydantic (or anything that
+    recurses) walks it; the problem's field is the one pydantic reports."""
+    too_big = value_too_big(value, "")
+    if too_big is not None:
+        raise ValueError(too_big.problem.reason)
+    return value
 
 
 class RetryPolicy(CamelModel):
@@ -124,6 +134,11 @@ class RunbookStep(CamelModel):
     skip_on_failure: bool = False
     container: ContainerSpec | None = None
 
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_within_limits(cls, config: Any) -> Any:
+        return _within_limits(config)
+
     @property
     def max_attempts(self) -> int:
         return self.retry_policy.max_attempts if self.retry_policy else 1
@@ -193,6 +208,11 @@ class ExecutionRequest(CamelModel):
     max_parallel_steps: int | None = Field(
         default=None, ge=1, le=1000, description="Overrides the runbook's maxParallelSteps"
     )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input_within_limits(cls, value: Any) -> Any:
+        return _within_limits(value)
 
     def provenance(self) -> dict[str, Any]:
         """Who asked, and under which legal basis, licences and authorities, in wire spelling:

@@ -73,7 +73,6 @@ class StopAttempt:
     step_id: str
     attempt: int
     reason: str
-    ran_on: Mapping[str, str] | None = None
     """``timeout`` or ``cancelled``."""
 
 

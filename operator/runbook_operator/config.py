@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runbook_engine.model import ContainerSpec
+from runbook_operator.leadership import Timing, valid_identity
 from runbook_operator.steps.image_policy import PULL_POLICIES, ImagePolicy
 
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
@@ -75,6 +77,12 @@ class OperatorConfig:
     checkpoint_every: int = 50
     """Sign a checkpoint at least every this many ledger entries (and at every segment seal and
     terminal transition), so a rollback of the ledger is caught between two of them."""
+    lease_namespace: str = "default"
+    """Where the scope's Lease lives (default: the operator's namespace). Operators whose scopes
+    could overlap must share it (docs/operator.md, "One active operator per scope")."""
+    lease_timing: Timing = field(default_factory=Timing)
+    lease_identity: str = "runbook-operator"
+    """The holder name in the Lease: the pod's name in the chart, else host_pid."""
 
     @property
     def image_policy(self) -> ImagePolicy:
@@ -173,12 +181,34 @@ def _allow_prefixes(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(prefixes)
 
 
+def _timing(env: Mapping[str, str]) -> Timing:
+    timing = Timing(
+        duration_s=_int(env, "RUNBOOK_LEASE_DURATION_SECONDS", 15, 4),
+        renew_s=_int(env, "RUNBOOK_LEASE_RENEW_SECONDS", 5, 1),
+        retry_s=_int(env, "RUNBOOK_LEASE_RETRY_SECONDS", 2, 1),
+        skew_s=_int(env, "RUNBOOK_LEASE_SKEW_SECONDS", 2, 1),
+    )
+    problems = timing.problems()
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return timing
+
+
+def _identity(env: Mapping[str, str]) -> str:
+    name = "RUNBOOK_LEASE_IDENTITY"
+    identity = env.get(name, "").strip() or f"{socket.gethostname()}_{os.getpid()}"
+    if not valid_identity(identity):
+        raise SettingsError(f"{name}: 1 to 128 printable characters, got {identity[:80]!r}")
+    return identity
+
+
 def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
     """Settings from RUNBOOK_* variables (documented in docs/operator.md)."""
     env = os.environ if env is None else env
     namespaces = tuple(n.strip() for n in env.get("RUNBOOK_NAMESPACES", "").split(",") if n.strip())
     image = env.get("RUNBOOK_EXECUTOR_IMAGE") or DEFAULT_IMAGE
     ContainerSpec(image=image)  # same rule as a step's own image
+    operator_namespace = env.get("RUNBOOK_OPERATOR_NAMESPACE") or "default"
     return OperatorConfig(
         namespaces=namespaces,
         executor_image=image,
@@ -193,7 +223,10 @@ def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
         signing_key_file=env.get("RUNBOOK_SIGNING_KEY_FILE") or DEFAULT_SIGNING_KEY_FILE,
         public_key_configmap=env.get("RUNBOOK_PUBLIC_KEY_CONFIGMAP")
         or DEFAULT_PUBLIC_KEY_CONFIGMAP,
-        operator_namespace=env.get("RUNBOOK_OPERATOR_NAMESPACE") or "default",
+        operator_namespace=operator_namespace,
+        lease_namespace=env.get("RUNBOOK_LEASE_NAMESPACE", "").strip() or operator_namespace,
+        lease_timing=_timing(env),
+        lease_identity=_identity(env),
         metrics_port=_int(env, "RUNBOOK_METRICS_PORT", 8080, 1),
         health_port=_int(env, "RUNBOOK_HEALTH_PORT", 8081, 1),
         resync_seconds=float(_int(env, "RUNBOOK_RESYNC_SECONDS", 60, 1)),

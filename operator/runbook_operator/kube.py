@@ -58,6 +58,8 @@ NAMESPACES = Resource("v1", "namespaces", namespaced=False)
 ROLES = Resource("rbac.authorization.k8s.io/v1", "roles")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "rolebindings")
 CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False)
+LEASES = Resource("coordination.k8s.io/v1", "leases")
+"""The operator's leadership Leases (leadership.py decides, election.py writes them)."""
 
 
 class KubeError(RuntimeError):

@@ -2,8 +2,9 @@
 
 Cluster selection (once per session):
 
-1. ``KUBECONFIG`` (or ``~/.kube/config``) points at a reachable cluster: it is used as is
-   (the local cluster, kind, anything). Nothing is started or stopped.
+1. ``KUBECONFIG`` (or ``~/.kube/config``, or the local cluster's own admin.kubeconfig when
+   ``KUBECONFIG`` is unset) points at a reachable cluster: it is used as is (the local
+   cluster, kind, anything). Nothing is started or stopped.
 2. Otherwise, when the run selects e2e/kwok tests explicitly (``-m e2e``, ``-m "e2e or kwok"``)
    or ``RUNBOOK_E2E_START=1``, the local cluster is started with the same script as
    ``make cluster-up`` (``hack/cluster/cluster-up.sh``; ``RUNBOOK_E2E_KWOK=1`` for kwok mode),
@@ -30,6 +31,12 @@ from kubernetes.client.rest import ApiException
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_UP = REPO_ROOT / "hack" / "cluster" / "cluster-up.sh"
 CLUSTER_DOWN = REPO_ROOT / "hack" / "cluster" / "cluster-down.sh"
+LOCAL_KUBECONFIG = (
+    Path(os.environ.get("RUNBOOK_CACHE", "/var/cache/runbook-operator"))
+    / "cluster"
+    / "admin.kubeconfig"
+)
+"""Where cluster-up.sh writes the local cluster's kubeconfig."""
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 #: The project image; ``make image`` builds it and loads it into the local cluster
@@ -122,6 +129,13 @@ def _ensure_cluster(cfg: pytest.Config) -> Cluster | str:
     result: Cluster | str
     kubeconfig = os.environ.get("KUBECONFIG") or None
     api = _try_connect(kubeconfig)
+    if api is None and kubeconfig is None and LOCAL_KUBECONFIG.exists():
+        # The local cluster is up already (`make cluster-up`, or another session's on a shared
+        # machine): use it, and never bring it down when this session ends.
+        api = _try_connect(str(LOCAL_KUBECONFIG))
+        if api is not None:
+            kubeconfig = str(LOCAL_KUBECONFIG)
+            os.environ["KUBECONFIG"] = kubeconfig
     if api is not None:
         result = Cluster(kubeconfig, api, started_here=False)
     elif not _wants_start(cfg):

@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -147,7 +149,9 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
-    def start(self) -> None:
+    def start(self, *, leading: bool = True) -> None:
+        """Start it and wait until it leads its scope (`leading=False`: until its health port
+        answers, e.g. for a second operator that is to stand by)."""
         self.starts += 1
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -169,7 +173,26 @@ class OperatorProcess:
                 return True
             return False
 
-        wait_for(healthy, 60, 0.2, "the operator's liveness endpoint")
+        wait_for(healthy, 60, 0.2, "the operator's health endpoint")
+        if leading:
+            wait_for(
+                lambda: self.readiness().get("state") == "leading" or None,
+                90,
+                0.3,
+                f"the operator leading its scope (log:\n{self.tail(5)})",
+            )
+
+    def readiness(self) -> dict[str, Any]:
+        """The operator's /readyz answer (state: standby or leading, the lease, its holder);
+        {} when it does not answer."""
+        port = self.env["RUNBOOK_HEALTH_PORT"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+                return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read() or b"{}"))
+        except (OSError, ValueError):
+            return {}
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -215,6 +238,9 @@ def operator_env(cluster: Cluster, folder: Path, namespaces: str, home_ns: str) 
         RUNBOOK_HEALTH_PORT=str(_free_port()),
         RUNBOOK_JOB_TTL_SECONDS="900",
         RUNBOOK_RESYNC_SECONDS="30",
+        # One identity per operator, kept across its restarts (as a pod's name is): a killed
+        # and restarted operator takes its own Lease back at once.
+        RUNBOOK_LEASE_IDENTITY=f"e2e-{uuid.uuid4().hex[:10]}",
     )
     return env
 
@@ -242,6 +268,35 @@ def operator(
     print(f"--- operator log (tail) ---\n{op.tail(200)}")
     with contextlib.suppress(ApiException):
         cluster.core.delete_namespace(home)
+
+
+def wait_authorized(
+    cluster: Cluster,
+    namespace: str,
+    user: str,
+    *,
+    verb: str,
+    resource: str,
+    group: str = "",
+    groups: tuple[str, ...] = (),
+) -> None:
+    """Wait until the apiserver's authorizer applies a binding just written for `user`: RBAC is
+    served from a cache that can lag its write under load (a test acting at once gets 403)."""
+
+    def allowed() -> bool:
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=[*groups, "system:authenticated"],
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace, verb=verb, group=group, resource=resource
+                ),
+            )
+        )
+        made = client.AuthorizationV1Api(cluster.api).create_subject_access_review(review)
+        return bool(made.status.allowed)
+
+    wait_for(allowed, 60, 0.5, f"{user} may {verb} {resource} in {namespace}")
 
 
 def impersonating(cluster: Cluster, user: str, group: str | None = None) -> client.ApiClient:

@@ -130,7 +130,9 @@ def test_template_cluster_wide(helm: str) -> None:
         ("ClusterRoleBinding", None),
         ("ClusterRoleBinding", None),
         ("Deployment", "ops"),
+        ("Role", "ops"),  # the operator's leadership Lease
         ("Role", "ops"),  # verifiers read the public key
+        ("RoleBinding", "ops"),
         ("RoleBinding", "ops"),
         ("Secret", "ops"),
         ("Service", "ops"),
@@ -142,14 +144,14 @@ def test_template_cluster_wide(helm: str) -> None:
     ]
     deploy = one(docs, "Deployment")
     spec = deploy["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "RollingUpdate"
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "runbook-operator:dev"
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["command"] == ["python", "-m", "runbook_operator"]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     assert container["securityContext"] == {
@@ -241,6 +243,7 @@ def test_template_namespaced(helm: str) -> None:
         ("team-b", "runbook-executor"),
         ("ops", "rel-runbook-operator-public-key"),
         ("ops", "rel-runbook-operator-ledger-key-reader"),
+        ("ops", "rel-runbook-operator-leader-election"),
     }
     executor = one(
         [d for d in docs if d["metadata"].get("namespace") == "team-a"], "Role", "runbook-executor"
@@ -302,7 +305,8 @@ def test_template_options(helm: str) -> None:
     ("value", "complaint"),
     [
         ("watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
-        ("replicas=2", "replicas"),
+        ("replica=2", "replica"),
+        ("replicas=9", "replicas"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("metrics.port=0", "port"),
         ("operator.reconcileWorkers=0", "reconcileWorkers"),

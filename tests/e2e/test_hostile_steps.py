@@ -26,7 +26,14 @@ from kubernetes.client.rest import ApiException
 from runbook_operator import names
 
 from .conftest import IMAGE, Cluster, wait_for
-from .operator_env import OperatorProcess, Runbooks, operator_env, shell_step, transform
+from .operator_env import (
+    OperatorProcess,
+    Runbooks,
+    operator_env,
+    shell_step,
+    transform,
+    wait_authorized,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -114,6 +121,7 @@ class Tenants:
                 ],
             },
         )
+        wait_authorized(self.cluster, namespace, user, verb="create", resource="pods")
         api = config.new_client_from_config(config_file=self.cluster.kubeconfig)
         api.set_default_header("Impersonate-User", user)
         return client.CoreV1Api(api)

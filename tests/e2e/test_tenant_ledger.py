@@ -22,7 +22,14 @@ from runbook_engine.audit import entry_hash
 from runbook_engine.canonical import canonical_json
 
 from .conftest import REPO_ROOT, Cluster, wait_for
-from .operator_env import GROUP, OperatorProcess, Runbooks, impersonating, shell_step
+from .operator_env import (
+    GROUP,
+    OperatorProcess,
+    Runbooks,
+    impersonating,
+    shell_step,
+    wait_authorized,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -61,6 +68,16 @@ def _grant_tenants(cluster: Cluster, namespace: str) -> None:
                 ),
                 subjects=subjects,
             ),
+        )
+    for user in TENANTS:
+        wait_authorized(
+            cluster,
+            namespace,
+            user,
+            verb="create",
+            group=GROUP,
+            resource="runbooks",
+            groups=(TENANT_GROUP,),
         )
 
 
@@ -204,13 +221,30 @@ def test_a_tenant_can_neither_write_nor_pre_create_ledger_segments(
     tenants: dict[str, Runbooks], rb: Runbooks, cluster: Cluster
 ) -> None:
     alice = tenants["alice"]
+    core = client.CoreV1Api(impersonating(cluster, "mallory", TENANT_GROUP))
+    ns = rb.namespace
+    # Mid-run: the open segment can be neither rewritten nor deleted.
+    alice.runbook("slow", [shell_step("long", SLOW)])
+    running = alice.execute("led-0", "slow")["metadata"]["uid"]
+    rb.wait_phase("led-0", "RUNNING", timeout=120)
+    open_segment = _segments(cluster, ns, running)[0]
+    emptied = client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(
+            name=open_segment.metadata.name,
+            resource_version=open_segment.metadata.resource_version,
+        ),
+        data={**(open_segment.data or {}), "entries.jsonl": ""},
+    )
+    _refused(lambda: core.replace_namespaced_config_map(open_segment.metadata.name, ns, emptied))
+    _refused(lambda: core.delete_namespaced_config_map(open_segment.metadata.name, ns))
+    alice.patch("led-0", {"cancel": True})
+
+    # After the run: every segment, and the names the operator will need.
     alice.runbook("quick", [shell_step("one", QUICK)])
     uid = alice.execute("led-1", "quick")["metadata"]["uid"]
     rb.wait_phase("led-1", "COMPLETED", "FAILED", timeout=180)
     segment = _segments(cluster, rb.namespace, uid)[0]
     name = segment.metadata.name
-    core = client.CoreV1Api(impersonating(cluster, "mallory", TENANT_GROUP))
-    ns = rb.namespace
 
     edited = client.V1ConfigMap(
         metadata=client.V1ObjectMeta(name=name, resource_version=segment.metadata.resource_version),

@@ -184,3 +184,8 @@ inside a denied CIDR. Argument: dict "block" (cidr, except) "denied" (list) "whe
 {{- if $except }}{{ $_ := set $block "except" $except }}{{ end -}}
 {{- toYaml $block -}}
 {{- end }}
+
+{{/* Where the operator's leadership Lease lives: leaderElection.namespace, else the release's. */}}
+{{- define "runbook-operator.leaseNamespace" -}}
+{{- default .Release.Namespace .Values.leaderElection.namespace -}}
+{{- end }}

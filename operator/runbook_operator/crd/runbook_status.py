@@ -5,6 +5,9 @@ checks only show here, and so do step images the operator's image policy refuses
 not the CRD): a `Valid` condition, the problems (field and reason) and, for a definition that
 parses, its step count and hash — the same SHA-256 over the canonical JSON an execution pins,
 so `kubectl get rb -o yaml` and `status.definitionHash` of an execution compare.
+
+Beside `Valid`, the conditions GitOps tools read (crd/conditions.py): a valid Runbook is
+Ready, an invalid one Stalled (kstatus Failed, Argo CD Degraded) until its spec is fixed.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from runbook_engine.loader import definition_from_document
 from runbook_engine.model import RunbookDefinition
 from runbook_engine.plan import compile_plan
 from runbook_engine.problems import InvalidRunbook, Problem
-from runbook_engine.timeutil import format_time
+from runbook_operator.crd.conditions import Verdict, condition, gitops_conditions
 from runbook_operator.steps.image_policy import ImagePolicy, step_image_problems
 
 VALID = "Valid"
@@ -45,14 +48,6 @@ def _summary(problems: list[Problem]) -> str:
     shown = "; ".join(str(p) for p in problems[:MESSAGE_PROBLEMS])
     more = len(problems) - MESSAGE_PROBLEMS
     return f"{len(problems)} problem(s): {shown}" + (f"; and {more} more" if more > 0 else "")
-
-
-def _transition_time(previous: Mapping[str, Any] | None, status: str, now: datetime) -> str:
-    """Keep the old time while the condition's status is unchanged (metav1.Condition rule)."""
-    for cond in (previous or {}).get("conditions") or []:
-        if cond.get("type") == VALID and cond.get("status") == status:
-            return str(cond.get("lastTransitionTime") or format_time(now))
-    return format_time(now)
 
 
 def _validate(
@@ -101,17 +96,23 @@ def runbook_status(
     status = "True" if valid else "False"
     step_count = len(definition.steps) if definition else None
     message = f"{step_count} step(s), graph checked" if valid else _summary(problems)
+    message = _clip(message, MAX_MESSAGE)
+    previous_conditions = (previous or {}).get("conditions") or []
+    verdict = Verdict.SETTLED if valid else Verdict.STALLED
     return {
         "observedGeneration": generation,
         "conditions": [
-            {
-                "type": VALID,
-                "status": status,
-                "reason": reason,
-                "message": _clip(message, MAX_MESSAGE),
-                "observedGeneration": generation,
-                "lastTransitionTime": _transition_time(previous, status, now),
-            }
+            condition(
+                VALID,
+                status,
+                reason,
+                message,
+                generation,
+                now,
+                previous_conditions,
+                limit=MAX_MESSAGE,
+            ),
+            *gitops_conditions(verdict, reason, message, generation, now, previous_conditions),
         ],
         "stepCount": step_count if step_count is not None else _count(steps),
         "definitionHash": definition_hash(definition) if definition else None,

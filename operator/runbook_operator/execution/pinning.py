@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from runbook_engine.audit import AuditEvent
 from runbook_engine.canonical import canonical_json, canonical_sha256
 from runbook_engine.enums import ExecutionStatus, LogEventType
+from runbook_engine.limits import value_too_big
 from runbook_engine.loader import definition_from_document
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_engine.plan import Plan, compile_plan
@@ -55,6 +56,12 @@ class Refusal:
 
 
 def parse_request(spec: Mapping[str, Any]) -> ExecutionRequest | Refusal:
+    """The spec as a request, or why it is refused. `spec.input` is measured first (without
+    recursion), so a too-deep or too-large one is refused as InputTooDeep/InputTooLarge with its
+    depth or size and the limit, before anything walks it."""
+    too_big = value_too_big(spec.get("input"), "spec.input")
+    if too_big is not None:
+        return Refusal(f"Input{too_big.kind}", (too_big.problem,))
     try:
         return ExecutionRequest.model_validate(dict(spec))
     except ValidationError as exc:

@@ -36,10 +36,11 @@ from runbook_engine.scheduler import (
 from runbook_engine.state import ExecutionState
 from runbook_operator import names
 from runbook_operator.config import OperatorConfig
+from runbook_operator.crd.conditions import condition
 from runbook_operator.execution import control
 from runbook_operator.execution.events import KubeEvent, kube_events
 from runbook_operator.execution.pinning import Pinned
-from runbook_operator.execution.status import condition, execution_status
+from runbook_operator.execution.status import execution_status
 from runbook_operator.execution.view import ExecutionView
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import image_policy, results

@@ -108,6 +108,8 @@ OPERATOR_GRANTS = {
     ("", "pods"): {"list", "watch"},
     ("", "configmaps"): {"get", "list", "create", "update"},
     ("", "events"): {"get", "create"},
+    # not a resource: the custom verb the ledger-writers admission policy checks
+    (GROUP, "ledgers"): {"write"},
 }
 """docs/operator.md's RBAC table, verb for verb."""
 EXECUTOR_RBAC_GRANTS = {
@@ -197,10 +199,16 @@ def test_aggregated_roles_extend_admin_edit_and_view() -> None:
 
 def test_aggregated_roles_can_be_left_out() -> None:
     docs = render("rbac.aggregatedRoles=false")
-    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == [
-        "rel-runbook-operator"
-    ]
-    namespaced = render('watchNamespaces=["team-a"]', "rbac.aggregatedRoles=false")
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"} == {
+        "rel-runbook-operator",
+        "rel-runbook-operator-ledger-anchor-reader",  # verifiers read the trust anchor
+    }
+    namespaced = render(
+        'watchNamespaces=["team-a"]',
+        "rbac.aggregatedRoles=false",
+        "signing.publishAnchor=false",
+        "signing.verifiers=null",
+    )
     assert not [d for d in namespaced if d["kind"].startswith("Cluster")]
 
 

@@ -675,10 +675,18 @@ def test_a_failing_reconcile_reports_reconcile_error_and_wakes_again_later() -> 
     assert is_status(patch) and patch.body["metadata"]["resourceVersion"]  # the guarded funnel
     assert kube.created(k.JOBS) == []
 
+    reconciling, stalled = condition(kube, "Reconciling"), condition(kube, "Stalled")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "ReconcileError")
+    assert stalled["status"] == "False"  # retried: kstatus says InProgress, not Failed
+
     clock.tick()
     ctrl.reconcile(NS, NAME, UID)  # the API is back
     ready = condition(kube, "Ready")
-    assert (ready["status"], ready["reason"]) == ("True", "Running")
+    assert (ready["status"], ready["reason"]) == ("False", "Running")
+    assert (condition(kube, "Reconciling")["status"], condition(kube, "Stalled")["status"]) == (
+        "True",
+        "False",
+    )
     assert kube.created(k.JOBS) == [job_of("a", 1)]
 
 
@@ -982,6 +990,9 @@ def test_a_rewritten_ledger_stops_the_execution_and_is_never_signed(restart: boo
     now = status(kube)
     ready = {c["type"]: c for c in now["conditions"]}["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "LedgerTampered", ready
+    stalled = {c["type"]: c for c in now["conditions"]}["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "LedgerTampered")  # kstatus Failed
+    assert {c["type"]: c for c in now["conditions"]}["Reconciling"]["status"] == "False"
     assert now["phase"] == "RUNNING"
     jobs = [j["metadata"]["name"] for j in kube.objects_of(k.JOBS, NS)]
     # Reloaded at start-up: nothing more starts. Mid-run the operator learns of it from the
@@ -1002,17 +1013,7 @@ def test_a_rewritten_ledger_stops_the_execution_and_is_never_signed(restart: boo
 
 def test_a_checkpoint_is_signed_every_n_entries_while_running() -> None:
     kube, clock = cluster(chain_steps(*CHAIN)), Clock()
-    cfg = OperatorConfig(checkpoint_every=3)
-    ctrl = Controller(
-        kube,
-        cfg,
-        ledger_factory=lambda kube, ref: LedgerStore(kube, ref),
-        signer=SIGNER,
-        clock=clock,
-        children=ChildCache(clock=lambda: 0.0),
-        _creators=InlineExecutor(),
-    )
-    kube.watchers.append(ctrl.children.observe)
+    ctrl = controller(kube, clock, cfg=OperatorConfig(checkpoint_every=3))
     ctrl.reconcile(NS, NAME, UID)
     checkpoint = status(kube)["audit"]["checkpoint"]
     assert status(kube)["phase"] == "RUNNING"
@@ -1021,20 +1022,6 @@ def test_a_checkpoint_is_signed_every_n_entries_while_running() -> None:
 
 
 # -- image policy (issue 17) ---------------------------------------------------------------------
-def _controller_with(kube: FakeKube, clock: Clock, cfg: OperatorConfig) -> Controller:
-    ctrl = Controller(
-        kube,
-        cfg,
-        ledger_factory=lambda kube, ref: LedgerStore(kube, ref),
-        signer=SIGNER,
-        clock=clock,
-        children=ChildCache(clock=lambda: 0.0),
-        _creators=InlineExecutor(),
-    )
-    kube.watchers.append(ctrl.children.observe)
-    return ctrl
-
-
 def _custom(sid: str, image: str) -> dict[str, Any]:
     return {"id": sid, "actionType": "CUSTOM", "container": {"image": image, "command": ["x"]}}
 
@@ -1042,7 +1029,7 @@ def _custom(sid: str, image: str) -> dict[str, Any]:
 def test_an_image_outside_the_policy_refuses_the_execution_at_start() -> None:
     kube, clock = cluster([_custom("a", "docker.io/evil/tool:1")]), Clock()
     cfg = OperatorConfig(image_allow_prefixes=("ghcr.io/acme",))
-    _controller_with(kube, clock, cfg).reconcile(NS, NAME, UID)
+    controller(kube, clock, cfg=cfg).reconcile(NS, NAME, UID)
     ready = {c["type"]: c for c in status(kube)["conditions"]}["Ready"]
     assert status(kube)["phase"] == "FAILED" and ready["reason"] == "ImageNotAllowed"
     assert "spec.steps[0].container.image" in ready["message"]
@@ -1051,11 +1038,11 @@ def test_an_image_outside_the_policy_refuses_the_execution_at_start() -> None:
 
 def test_a_policy_tightened_after_the_start_creates_no_job_and_says_why() -> None:
     kube, clock = cluster([_custom("a", "docker.io/evil/tool:1")]), Clock()
-    _controller_with(kube, clock, CFG).reconcile(NS, NAME, UID)  # pinned under no policy
+    controller(kube, clock).reconcile(NS, NAME, UID)  # pinned under no policy
     for made in kube.objects_of(k.JOBS, NS):
         kube.delete(k.JOBS, NS, made["metadata"]["name"])
     strict = OperatorConfig(image_allow_prefixes=("ghcr.io/acme",))
-    ctrl = _controller_with(kube, clock, strict)
+    ctrl = controller(kube, clock, cfg=strict)
     clock.tick()
     ctrl.reconcile(NS, NAME, UID)
     steps = {s["stepId"]: s for s in status(kube)["steps"]}

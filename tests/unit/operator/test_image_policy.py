@@ -248,8 +248,8 @@ def _spec(*images: str | None) -> dict[str, Any]:
 def test_a_refused_image_makes_the_runbook_invalid_naming_the_field_and_the_rule() -> None:
     status = runbook_status(_spec(None, "ghcr.io/acme/ok:1", "busybox"), 4, NOW, image_policy=ACME)
     RunbookStatus.model_validate(status)
-    (cond,) = status["conditions"]
-    assert (cond["status"], cond["reason"]) == ("False", "ImageNotAllowed")
+    cond = status["conditions"][0]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("Valid", "False", "ImageNotAllowed")
     (problem,) = status["problems"]
     assert problem["field"] == "spec.steps[2].container.image"
     assert "'busybox'" in problem["reason"] and "not under an allowed prefix" in problem["reason"]
