@@ -67,15 +67,17 @@ class FairPool:
         with self._cond:
             return {key: len(queue) for key, queue in self._ring.items()}
 
-    def shutdown(self, wait: bool = True) -> None:
-        """No more calls; cancel those not started; with `wait`, let the running ones end."""
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """No more calls (as ThreadPoolExecutor.shutdown): the queued ones still run, or with
+        `cancel_futures` are cancelled; with `wait`, return once the workers have ended."""
         with self._cond:
             self._closed = True
-            for queue in self._ring.values():
-                for call in queue:
-                    call.future.cancel()
-            self._ring.clear()
-            self._queued = 0
+            if cancel_futures:
+                for queue in self._ring.values():
+                    for call in queue:
+                        call.future.cancel()
+                self._ring.clear()
+                self._queued = 0
             self._cond.notify_all()
             threads = list(self._threads)
         if wait:

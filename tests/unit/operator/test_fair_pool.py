@@ -191,7 +191,7 @@ def test_results_and_errors_reach_the_caller_and_a_cancelled_call_never_runs() -
     pool.shutdown()
 
 
-def test_shutdown_cancels_what_has_not_started_and_refuses_more() -> None:
+def test_shutdown_cancelling_what_has_not_started_refuses_more() -> None:
     pool = FairPool(1, "test")
     gate, started = threading.Event(), threading.Event()
 
@@ -202,9 +202,22 @@ def test_shutdown_cancels_what_has_not_started_and_refuses_more() -> None:
     running = pool.submit("a", hold)
     assert started.wait(TIMEOUT)
     queued = pool.submit("b", lambda: None)
-    pool.shutdown(wait=False)
+    pool.shutdown(wait=False, cancel_futures=True)  # what the operator does at exit
     gate.set()
     assert running.result(TIMEOUT) is True
     assert queued.cancelled()
     with pytest.raises(RuntimeError, match="after shutdown"):
         pool.submit("c", lambda: None)
+
+
+def test_shutdown_without_cancelling_runs_what_is_queued_then_ends_the_workers() -> None:
+    pool = FairPool(2, "test")
+    ran: list[str] = []
+    with parked(pool):
+        futures = [pool.submit(key, ran.append, key) for key in ("a", "b", "a")]
+        closing = threading.Thread(target=pool.shutdown)  # waits for the workers
+        closing.start()
+    closing.join(TIMEOUT)
+    assert not closing.is_alive()
+    assert all(f.done() and not f.cancelled() for f in futures)
+    assert sorted(ran) == ["a", "a", "b"]
