@@ -357,12 +357,15 @@ def test_an_image_outside_the_allow_list_makes_the_runbook_invalid(
         return status if status.get("conditions") else None
 
     refused = wait_for(lambda: valid("refused"), 60, 0.5, "the refused Runbook's status")
-    (cond,) = refused["conditions"]
+    conditions = {c["type"]: c for c in refused["conditions"]}
+    cond = conditions["Valid"]
     assert (cond["status"], cond["reason"]) == ("False", "ImageNotAllowed"), op.tail()
+    assert conditions["Stalled"]["status"] == "True"  # kstatus: an invalid Runbook is Failed
     (problem,) = refused["problems"]
     assert problem["field"] == "spec.steps[1].container.image"
     assert "'busybox:1.36'" in problem["reason"]
     assert "not under an allowed prefix" in problem["reason"]
     assert "registry.example/allowed/" in problem["reason"]
     accepted = wait_for(lambda: valid("accepted"), 60, 0.5, "the accepted Runbook's status")
-    assert accepted["conditions"][0]["status"] == "True" and accepted["problems"] == []
+    valid_condition = {c["type"]: c for c in accepted["conditions"]}["Valid"]
+    assert valid_condition["status"] == "True" and accepted["problems"] == []
