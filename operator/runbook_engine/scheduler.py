@@ -532,7 +532,9 @@ def _cancel(t: _Transition) -> None:
 
 def _launch(t: _Transition) -> None:
     """Start ready steps in definition order while slots are free."""
-    limit = t.request.max_parallel_steps or t.plan.definition.max_parallel_steps
+    limit = t.request.max_parallel_steps
+    if limit is None:  # 0 is a limit too: a shell may allow no new attempt (a namespace's cap)
+        limit = t.plan.definition.max_parallel_steps
     if len(t.running) >= limit or not t.ready:
         return
     still_ready: list[str] = []

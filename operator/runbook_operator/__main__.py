@@ -158,6 +158,7 @@ def main() -> int:
     elector.hold(on_lost=_stop_now)
     log.info("leading: lease %s (scope: %s) as %s", elector.where, scope, cfg.lease_identity)
     kopf_fixes.keep_namespace_listings()
+    kopf_fixes.free_bodies_without_daemons()
     # kopf logs every handled watch event at INFO ("Handler ... succeeded"): keep warnings.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # kopf's liveness server is only asked by our /healthz and /readyz now: no line per probe.

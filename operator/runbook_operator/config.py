@@ -71,6 +71,9 @@ class OperatorConfig:
     require_identity: bool = True
     """Refuse to start an execution without the creator stamped at admission (fail closed:
     without the chart's admission policies nobody could tell who started it)."""
+    max_running_jobs_per_namespace: int = 100
+    """Step Jobs running at once in one namespace (all its executions together); 0: no cap.
+    One operator serves every namespace: this keeps one tenant from taking all of it."""
     checkpoint_every: int = 50
     """Sign a checkpoint at least every this many ledger entries (and at every segment seal and
     terminal transition), so a rollback of the ledger is caught between two of them."""
@@ -232,4 +235,5 @@ def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
         executor_tolerations=_tolerations(env),
         require_identity=_bool(env, "RUNBOOK_REQUIRE_IDENTITY", True),
         checkpoint_every=_int(env, "RUNBOOK_CHECKPOINT_EVERY", 50, 1),
+        max_running_jobs_per_namespace=_int(env, "RUNBOOK_MAX_RUNNING_JOBS_PER_NAMESPACE", 100),
     )

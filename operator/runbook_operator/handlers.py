@@ -27,9 +27,11 @@ __all__ = ["configure"]
 log = logging.getLogger("runbook_operator")
 
 
-async def _call(memo: Any, fn: Any, *args: Any) -> Any:
-    """Run a blocking controller call on the operator's own thread pool."""
-    return await asyncio.get_running_loop().run_in_executor(memo.pool, fn, *args)
+async def _call(memo: Any, namespace: str | None, fn: Any, *args: Any) -> Any:
+    """Run a blocking controller call on the operator's reconcile workers, which serve
+    namespaces in turn (execution/fair_pool.py): 500 queued reconciles of one tenant do not
+    hold back another tenant's next one."""
+    return await asyncio.wrap_future(memo.pool.submit(namespace or "", fn, *args))
 
 
 def _wake(memo: Any, uid: str | None) -> None:
@@ -53,7 +55,7 @@ async def drive_execution(
     try:
         while True:
             waker.clear()
-            outcome = await _call(memo, memo.controller.reconcile, namespace, name, uid)
+            outcome = await _call(memo, namespace, memo.controller.reconcile, namespace, name, uid)
             if outcome.done:
                 return
             sleep = memo.cfg.resync_seconds
@@ -75,7 +77,9 @@ async def execution_changed(uid: str, body: Any, memo: Any, **_: Any) -> None:
             _wake(memo, uid)
     elif control.reconcile_after_finish(view):
         ref = view.ref
-        await _call(memo, memo.controller.reconcile, ref.namespace, ref.name, ref.uid)
+        await _call(
+            memo, ref.namespace, memo.controller.reconcile, ref.namespace, ref.name, ref.uid
+        )
 
 
 @kopf.on.delete(GROUP, VERSION, "runbookexecutions")
@@ -83,13 +87,13 @@ async def execution_deleted(
     namespace: str | None, name: str, uid: str, memo: Any, **_: Any
 ) -> None:
     """Cancel what still runs, write the last entries and a checkpoint, then release."""
-    await _call(memo, memo.controller.finalize, namespace, name, uid)
+    await _call(memo, namespace, memo.controller.finalize, namespace, name, uid)
 
 
 @kopf.on.resume(GROUP, VERSION, "runbooks")
 @kopf.on.create(GROUP, VERSION, "runbooks")
 @kopf.on.update(GROUP, VERSION, "runbooks", field="spec")
-async def runbook_changed(body: Any, memo: Any, **_: Any) -> None:
+async def runbook_changed(namespace: str | None, body: Any, memo: Any, **_: Any) -> None:
     """Validate a Runbook fully (cycles included) and report it in its Valid condition."""
     status = runbook_status_of(body, utcnow(), memo.cfg.image_policy)
-    await _call(memo, k.write_status, memo.kube, k.RUNBOOKS, dict(body), status)
+    await _call(memo, namespace, k.write_status, memo.kube, k.RUNBOOKS, dict(body), status)

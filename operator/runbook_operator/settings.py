@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -15,6 +14,7 @@ from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
 from runbook_operator.config import OperatorConfig
 from runbook_operator.execution.child_watch import ChildWatch
 from runbook_operator.execution.controller import JOB_CREATE_CONCURRENCY, Controller
+from runbook_operator.execution.fair_pool import FairPool
 from runbook_operator.kube import Kube
 from runbook_operator.ledger.checkpoint import Signer
 from runbook_operator.ledger.store import (
@@ -53,10 +53,12 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 
         loop.call_soon_threadsafe(set_waker)
 
+    memo.controller.wake = wake  # executions held by the namespace's cap, when a Job ends
     memo.child_watch = ChildWatch(kube, memo.controller.children, cfg.namespaces, wake)
     memo.child_watch.start()
     metrics.RUNNING_JOBS.set_function(memo.controller.children.running_jobs)
-    memo.pool = ThreadPoolExecutor(cfg.reconcile_workers, thread_name_prefix="reconcile")
+    # Reconcile workers serve namespaces in turn, not first come first served.
+    memo.pool = FairPool(cfg.reconcile_workers, "reconcile")
     start_http_server(cfg.metrics_port)
     log.info("runbook-operator started (namespaces: %s)", ", ".join(cfg.namespaces) or "all")
 

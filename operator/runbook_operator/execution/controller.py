@@ -1,20 +1,22 @@
 """The imperative shell of one reconcile: fetch, decide (`reconcile`), carry out.
 
-Synchronous (the kopf handlers run it on a thread pool). Effects go out in a crash-safe order:
+Synchronous (the kopf handlers run it on a fair thread pool). Effects go out in a crash-safe order:
 result ConfigMaps, then Jobs and ledger entries side by side (Events right after the ledger),
 then Job deletions, the checkpoint of a finished execution, and the status last. Every write is
 idempotent or guarded by a resourceVersion, so kopf's at-least-once delivery, an operator
 restart between two writes, or a concurrent edit leaves no duplicate Job and no gap in the
 ledger (docs/architecture.md walks through it).
+
+Fairness between namespaces: Jobs are created on a pool that serves namespaces in turn
+(execution/fair_pool.py), and a namespace's running step Jobs are capped
+(execution/job_cap.py): a reconcile starts at most the namespace's free slots, and an execution
+held by the cap is woken when a Job of its namespace ends.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -30,6 +32,9 @@ from runbook_operator.config import OperatorConfig
 from runbook_operator.execution import control, pinning
 from runbook_operator.execution.children import ChildCache
 from runbook_operator.execution.events import KubeEvent, event_manifest, kube_events
+from runbook_operator.execution.fair_pool import FairPool
+from runbook_operator.execution.job_cap import JobCap, Reservation
+from runbook_operator.execution.locks import KeyedLocks
 from runbook_operator.execution.pinning import Pinned
 from runbook_operator.execution.reconcile import (
     Effects,
@@ -46,7 +51,8 @@ from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import executor_identity, image_policy, observe, results
 
 JOB_CREATE_CONCURRENCY = 8
-"""Jobs one reconcile creates at once; the client's connection pool holds more than this."""
+"""Jobs created at once (all reconciles together, namespaces in turn); the client's connection
+pool holds more than this."""
 log = logging.getLogger("runbook_operator")
 MAX_CONFLICT_RETRIES = 5
 RETRY_AFTER_ERROR = timedelta(seconds=15)
@@ -80,31 +86,8 @@ class Outcome:
     wake_at: datetime | None = None
 
 
-@dataclass
-class _Locks:
-    """One lock per execution uid, kept only while someone holds or waits for it."""
-
-    _guard: threading.Lock = field(default_factory=threading.Lock)
-    _held: dict[str, tuple[threading.Lock, int]] = field(default_factory=dict)
-
-    @contextmanager
-    def hold(self, uid: str) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._held.get(uid) or (threading.Lock(), 0)
-            self._held[uid] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._held[uid]
-                if users == 1:
-                    del self._held[uid]
-                else:
-                    self._held[uid] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._held)
+def _nobody(uid: str) -> None:
+    """The default waker: a Controller without daemons to wake (tests, a one-off reconcile)."""
 
 
 @dataclass
@@ -115,13 +98,24 @@ class Controller:
     signer: Any = None
     clock: Callable[[], datetime] = utcnow
     children: ChildCache = field(default_factory=ChildCache)
+    wake: Callable[[str], None] = _nobody
+    """Wakes the daemon of the execution with this uid (set by the operator at start-up)."""
     _pinned: dict[str, Pinned] = field(default_factory=dict)
     _ledgers: dict[str, Ledger] = field(default_factory=dict)
     _rbac_ready: set[str] = field(default_factory=set)
-    _locks: _Locks = field(default_factory=_Locks)
-    _creators: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(JOB_CREATE_CONCURRENCY, "create-job")
+    _locks: KeyedLocks = field(default_factory=KeyedLocks)
+    _creators: FairPool = field(
+        default_factory=lambda: FairPool(JOB_CREATE_CONCURRENCY, "create-job")
     )
+    cap: JobCap = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cap = JobCap(
+            self.cfg.max_running_jobs_per_namespace,
+            running=self.children.running_jobs,
+            wake=lambda uid: self.wake(uid),
+        )
+        self.children.on_freed = self.cap.capacity_freed
 
     # -- entry points ----------------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str, uid: str) -> Outcome:
@@ -215,15 +209,24 @@ class Controller:
         state = load_state(pinned.plan, view.status, ref.execution_id, now)
         observed = self._observe(ref, bool(state.running) or state.status.terminal)
         reads = self._read_results(ref, wanted_reads(state, observed, ref))
-        world = World(view, pinned, chain, observed, reads, now, deleting)
-        effects = reconcile(world, state, self.cfg)
-        self._apply(view, ledger, chain, effects, now)
+        # The namespace's turn covers only the decision (pure): what it starts stays reserved
+        # until those Jobs are in the cache, so two reconciles never spend the same slot.
+        with self.cap.turn(ref.namespace, ref.uid) as turn:
+            world = World(view, pinned, chain, observed, reads, now, deleting, turn.free)
+            effects = reconcile(world, state, self.cfg)
+            turn.took(len(effects.create_jobs), held=effects.held)
+        reservation = self.cap.reservation(ref.namespace, turn)
+        try:
+            self._apply(view, ledger, chain, effects, now, reservation)
+        finally:
+            reservation.release()  # what is left: Jobs not made (a failure before them)
         return Outcome(done=effects.terminal, wake_at=effects.next_wakeup)
 
     def _forget(self, uid: str) -> None:
         """Free what is kept for an execution that is finished or gone."""
         self._pinned.pop(uid, None)
         self._ledgers.pop(uid, None)
+        self.cap.forget(uid)
         self.children.forget(uid)
 
     # -- fetching ------------------------------------------------------------------------------
@@ -295,7 +298,7 @@ class Controller:
             selector = f"{names.EXECUTION_UID_LABEL}={ref.uid}"
             jobs = self.kube.list(k.JOBS, ref.namespace, selector)
             pods = self.kube.list(k.PODS, ref.namespace, selector) if jobs else []
-            self.children.prime(ref.uid, jobs, pods)
+            self.children.prime(ref.uid, jobs, pods, ref.namespace)
             cached = (list(jobs), list(pods))
         return observe.observe_children(ref.uid, *cached)
 
@@ -327,6 +330,7 @@ class Controller:
         chain: AuditChain,
         effects: Effects,
         now: datetime,
+        reservation: Reservation,
     ) -> None:
         ref = view.ref
         # Result ConfigMaps before the Jobs whose pods mount them.
@@ -339,9 +343,11 @@ class Controller:
         # Jobs side by side (a fan-out makes hundreds), and the ledger meanwhile: the next step
         # starts one round trip after its dependency ended, not three. A Job made before its
         # STEP_STARTED entry is safe: its name is deterministic, so a replay after a crash
-        # adopts it and records the entry then.
+        # adopts it and records the entry then. The creators serve namespaces in turn: a
+        # fan-out of 1,000 Jobs here does not hold back another namespace's first Job.
         creating = [
-            self._creators.submit(self._create_job, ref, job) for job in effects.create_jobs
+            self._creators.submit(ref.namespace, self._create_job, ref, job, reservation)
+            for job in effects.create_jobs
         ]
         sealed = False
         if effects.entries:
@@ -349,6 +355,7 @@ class Controller:
             # Right after the ledger: a replay after a lost status write has no new entries,
             # so Events posted later in this reconcile would never be posted at all.
             self._post_events(view, effects.events, now)
+        self._post_events(view, effects.notices, now)  # no entry behind them: best effort
         for done in creating:
             done.result()
         for name in effects.delete_jobs:
@@ -365,7 +372,17 @@ class Controller:
         signed = ((previous.get("audit") or {}).get("checkpoint") or {}).get("count") or 0
         return len(chain.entries) - int(signed) >= self.cfg.checkpoint_every
 
-    def _create_job(self, ref: ExecutionRef, manifest: Mapping[str, Any]) -> None:
+    def _create_job(
+        self, ref: ExecutionRef, manifest: Mapping[str, Any], reservation: Reservation
+    ) -> None:
+        """Create one Job; its slot of the namespace's cap is let go once the cache counts it
+        (or when it is not made)."""
+        try:
+            self._create_one_job(ref, manifest)
+        finally:
+            reservation.release(1)
+
+    def _create_one_job(self, ref: ExecutionRef, manifest: Mapping[str, Any]) -> None:
         # Backstop: a policy tightened after the execution was pinned. The attempt is then
         # lost with the policy's reason (reconcile.observe names it).
         if why := image_policy.manifest_problem(manifest, self.cfg.image_policy):
@@ -448,4 +465,4 @@ class Controller:
         self._rbac_ready.add(namespace)
 
 
-__all__ = ["Controller", "Ledger", "Outcome"]
+__all__ = ["JOB_CREATE_CONCURRENCY", "Controller", "Ledger", "Outcome"]

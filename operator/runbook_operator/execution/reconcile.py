@@ -11,7 +11,7 @@ place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,7 @@ from runbook_engine.contract import StepExecutorResult
 from runbook_engine.driver import Actors, drive
 from runbook_engine.enums import ExecutionStatus, LogEventType, StepStatus
 from runbook_engine.limits import effective_output_limit
+from runbook_engine.model import ExecutionRequest
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
     AttemptFinished,
@@ -35,6 +36,7 @@ from runbook_engine.scheduler import (
 from runbook_engine.state import ExecutionState
 from runbook_operator import names
 from runbook_operator.config import OperatorConfig
+from runbook_operator.crd.conditions import condition
 from runbook_operator.execution import control
 from runbook_operator.execution.events import KubeEvent, kube_events
 from runbook_operator.execution.pinning import Pinned
@@ -61,6 +63,9 @@ class World:
     now: datetime
     deleting: bool = False
     """The finalizer runs this reconcile: the execution is cancelled by its deletion."""
+    start_budget: int | None = None
+    """At most this many new attempts may start (the free share of the namespace's cap on
+    running step Jobs, execution/job_cap.py); None: no cap."""
 
     @property
     def ref(self) -> ExecutionRef:
@@ -77,6 +82,10 @@ class Effects:
     events: tuple[KubeEvent, ...]
     next_wakeup: datetime | None
     state: ExecutionState
+    held: bool = False
+    """Steps were ready but the namespace's cap let none (or not all) of them start."""
+    notices: tuple[KubeEvent, ...] = ()
+    """Events that report no audit entry (waiting for the namespace's cap)."""
 
     @property
     def terminal(self) -> bool:
@@ -243,11 +252,77 @@ def failure_reason(state: ExecutionState, chain: AuditChain) -> str | None:
     return "Rejected" if rejected else "StepFailed"
 
 
+# -- the namespace's cap ----------------------------------------------------------------------
+THROTTLED = "Throttled"
+"""Condition type (and Event reason) of an execution whose ready steps wait for the namespace's
+cap on running step Jobs."""
+CAP_REASON = "NamespaceJobCap"
+
+
+def capped_request(
+    request: ExecutionRequest,
+    plan: Plan,
+    state: ExecutionState,
+    observations: Sequence[Observation],
+    budget: int | None,
+) -> ExecutionRequest:
+    """`request` with maxParallelSteps lowered so that at most `budget` new attempts start: the
+    attempts that stay running after this reconcile's observations, plus the budget. (An attempt
+    the engine finds timed out in this reconcile is stopped in it, so its slot may be re-used
+    a moment before its Job is gone.)"""
+    if budget is None:
+        return request
+    limit = request.max_parallel_steps or plan.definition.max_parallel_steps
+    ended = sum(1 for o in observations if isinstance(o, AttemptFinished | AttemptLost))
+    capped = max(0, len(state.running) - ended) + budget
+    if capped >= limit:
+        return request
+    return request.model_copy(update={"max_parallel_steps": capped})
+
+
+def waiting_for_cap(
+    request: ExecutionRequest, capped: ExecutionRequest, new: ExecutionState, now: datetime
+) -> int:
+    """How many steps could start now but did not, because the cap lowered the limit."""
+    if capped is request or new.status is not ExecutionStatus.RUNNING:
+        return 0
+    if len(new.running) < (capped.max_parallel_steps or 0):
+        return 0
+    return sum(
+        1 for sid in new.ready if (at := new.steps[sid].next_attempt_at) is None or at <= now
+    )
+
+
+def _throttled(
+    world: World, new: ExecutionState, status: dict[str, Any], waiting: int, cfg: OperatorConfig
+) -> tuple[dict[str, Any], tuple[KubeEvent, ...]]:
+    """The status with a Throttled condition, and an Event when the wait begins."""
+    ns = world.ref.namespace
+    message = (
+        f"{waiting} ready step(s) wait for namespace {ns}'s cap of "
+        f"{cfg.max_running_jobs_per_namespace} running step Jobs; they start as Jobs there end"
+    )
+    previous = world.view.status.get("conditions") or ()
+    throttled = condition(
+        THROTTLED, "True", CAP_REASON, message, world.view.generation, world.now, previous
+    )
+    status = {**status, "conditions": [*status.get("conditions", []), throttled]}
+    began = not any(c.get("type") == THROTTLED and c.get("status") == "True" for c in previous)
+    # Named after the attempts started so far: a replay of the same transition (a Conflict, a
+    # crash before the status) posts no second Event; the next wait, after more starts, does.
+    started = sum(s.attempt for s in new.steps.values())
+    key = f"{world.ref.uid}/{THROTTLED}/{started}"
+    events = (KubeEvent("Normal", THROTTLED, message, key),) if began else ()
+    return status, events
+
+
 def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effects:
     """Observe → drive → effects. `state` comes from `load_state`."""
     observations, deletes, stores = observe(world, state, cfg)
     view = world.view
     request = control.requested(world.pinned.request, view, deleting=world.deleting)
+    plan = world.pinned.plan
+    capped = capped_request(request, plan, state, observations, world.start_budget)
     actors = Actors(
         cfg.actor,
         request.started_by,
@@ -255,7 +330,7 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         requester=view.stamps.creator,
         controller=view.stamps.controller,
     )
-    step = drive(world.pinned.plan, request, state, world.chain, observations, world.now, actors)
+    step = drive(plan, capped, state, world.chain, observations, world.now, actors)
     new = step.state
     creates = [
         _job_for(world, new, a, cfg) for a in step.decision.actions if isinstance(a, StartAttempt)
@@ -278,6 +353,10 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         },
         failure_reason=failure_reason(new, world.chain),
     )
+    waiting = waiting_for_cap(request, capped, new, world.now)
+    notices: tuple[KubeEvent, ...] = ()
+    if waiting:
+        status, notices = _throttled(world, new, status, waiting, cfg)
     all_deletes = sorted({*deletes, *stops, *leftover_jobs(world, new)})
     return Effects(
         entries=step.entries,
@@ -288,4 +367,6 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         events=kube_events(step.entries),
         next_wakeup=step.decision.next_wakeup,
         state=new,
+        held=bool(waiting),
+        notices=notices,
     )

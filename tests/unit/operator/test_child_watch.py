@@ -137,4 +137,6 @@ def test_the_running_jobs_gauge_is_derived_from_the_cache() -> None:
     cache.prime(REF.uid, [job("a", 1), job("b", 1, conditions=["Complete"])], [])
     assert cache.running_jobs() == 1
     cache.forget(REF.uid)
-    assert cache.running_jobs() == 0
+    assert cache.running_jobs() == 1  # its execution is forgotten, the Job still runs
+    cache.observe("job", "DELETED", job("a", 1))
+    assert cache.running_jobs() == 0 and cache.size() == 0

@@ -10,8 +10,9 @@ runs the same controller on a real API server.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,8 @@ from runbook_operator.execution.controller import (
     Controller,
     Outcome,
 )
+from runbook_operator.execution.fair_pool import FairPool
+from runbook_operator.execution.reconcile import THROTTLED
 from runbook_operator.kube import STATUS_RETRIES
 from runbook_operator.ledger.checkpoint import Signer, checkpoint_problem, load_public_pem
 from runbook_operator.ledger.find import pinned_key
@@ -42,6 +45,7 @@ from runbook_operator.ledger.segments import (
 )
 from runbook_operator.ledger.store import LedgerStore
 from runbook_operator.ledger.verify import verify_ledger
+from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import results
 
 from .fakekube import Call, Crash, FakeKube, selected
@@ -52,6 +56,7 @@ CFG = OperatorConfig()
 SIGNER = Signer.generate()
 NS, NAME, UID = REF.namespace, REF.name, REF.uid
 CHAIN = ("a", "b", "c")
+TIMEOUT = 10
 
 
 # -- the world -----------------------------------------------------------------------------------
@@ -68,14 +73,17 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-class InlineExecutor(ThreadPoolExecutor):
+class InlineExecutor(FairPool):
     """Creates Jobs on the calling thread, so the order of calls is the same in every run
-    (a ThreadPoolExecutor by type, as the Controller's field asks; it never starts a thread)."""
+    (a FairPool by type, as the Controller's field asks; it never starts a thread)."""
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+    def __init__(self) -> None:
+        super().__init__(1, "inline")
+
+    def submit(self, key: str, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         done: Future[Any] = Future()
         try:
-            done.set_result(fn(*args, **kwargs))
+            done.set_result(fn(*args))
         except BaseException as exc:  # a Crash too: the Future carries it, as a thread's would
             done.set_exception(exc)
         return done
@@ -113,8 +121,9 @@ def controller(
     kube: FakeKube,
     clock: Clock,
     *,
-    creators: ThreadPoolExecutor | None = None,
+    creators: FairPool | None = None,
     cfg: OperatorConfig = CFG,
+    wake: Callable[[str], None] | None = None,
 ) -> Controller:
     """A new operator process: empty caches, fed by the watch of Jobs and pods."""
     ctrl = Controller(
@@ -126,6 +135,8 @@ def controller(
         children=ChildCache(clock=lambda: 0.0),
         _creators=creators or InlineExecutor(),
     )
+    if wake is not None:
+        ctrl.wake = wake
     kube.watchers.append(ctrl.children.observe)
     return ctrl
 
@@ -347,7 +358,7 @@ def test_one_reconcile_writes_results_jobs_ledger_events_then_status() -> None:
 
 def test_a_fan_out_on_the_job_thread_pool_still_writes_the_status_last() -> None:
     kube, clock = cluster([step(f"s{i}") for i in range(6)]), Clock()
-    pool = ThreadPoolExecutor(4, "test-create-job")
+    pool = FairPool(4, "test-create-job")
     try:
         ctrl = controller(kube, clock, creators=pool)
         mark = kube.mark()
@@ -703,6 +714,161 @@ def test_caches_are_freed_when_the_execution_ends() -> None:
     assert ctrl.reconcile(NS, NAME, UID).done
     assert status(kube)["phase"] == "COMPLETED"
     assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0}
+
+
+# == 7. fairness: the namespace's cap on running step Jobs ======================================
+OTHER = ExecutionRef(NS, "other", "fedcba9876543210-uid")
+
+
+def capped(cap: int) -> OperatorConfig:
+    return OperatorConfig(max_running_jobs_per_namespace=cap)
+
+
+def complete(job: dict[str, Any]) -> None:
+    job["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+
+
+def throttled(kube: FakeKube) -> dict[str, Any] | None:
+    found = [c for c in status(kube).get("conditions", []) if c["type"] == THROTTLED]
+    return found[0] if found else None
+
+
+def posted(kube: FakeKube, reason: str) -> list[str]:
+    return [
+        str(c.body["message"])
+        for c in kube.writes()
+        if c.resource == "events" and c.verb == "create" and c.body["reason"] == reason
+    ]
+
+
+def own_jobs(kube: FakeKube) -> list[str]:
+    return [n for n in kube.created(k.JOBS) if n.startswith(f"{NAME}-")]
+
+
+@pytest.mark.parametrize("ends", ["completes", "is deleted"])
+def test_at_the_cap_no_job_is_made_and_a_job_ending_there_wakes_the_execution(ends: str) -> None:
+    """Another execution's Job fills the namespace's cap of 1 (seen through the watch before
+    that execution is reconciled by this process): ours starts nothing, says why, and is
+    woken, not polled, when that Job ends."""
+    kube, clock = cluster([step("a")]), Clock()
+    woken: list[str] = []
+    ctrl = controller(kube, clock, cfg=capped(1), wake=woken.append)
+    theirs = kube.put(k.JOBS, NS, job("x", 1, ref=OTHER))["metadata"]["name"]
+
+    mark = kube.mark()
+    outcome = ctrl.reconcile(NS, NAME, UID)
+    assert own_jobs(kube) == [], "a Job was created beyond the namespace's cap"
+    assert outcome == Outcome(done=False, wake_at=None)  # nothing to poll for: a wake comes
+    assert status(kube)["phase"] == "RUNNING" and steps_of(kube) == {"a": "PENDING"}
+    cap = throttled(kube)
+    assert cap is not None and (cap["status"], cap["reason"]) == ("True", "NamespaceJobCap")
+    assert f"namespace {NS}'s cap of 1 running step Jobs" in cap["message"]
+    assert posted(kube, THROTTLED) == [cap["message"]]
+    assert_effect_order(kube.since(mark))
+    assert ctrl.cap.held() == {NS: [UID]}
+
+    clock.tick()
+    mark = kube.mark()
+    ctrl.reconcile(NS, NAME, UID)  # still held: nothing new to write, no second Event
+    assert writes(kube.since(mark)) == [], describe(kube.since(mark))
+    assert woken == []
+
+    if ends == "completes":
+        kube.edit(k.JOBS, NS, theirs, complete)
+    else:
+        kube.delete(k.JOBS, NS, theirs)
+    assert woken == [UID]
+    assert ctrl.cap.held() == {}
+
+    clock.tick()
+    ctrl.reconcile(NS, NAME, UID)
+    assert own_jobs(kube) == [job_of("a", 1)]
+    assert steps_of(kube) == {"a": "RUNNING"} and throttled(kube) is None
+    finish(kube, "a", 1)
+    clock.tick()
+    assert ctrl.reconcile(NS, NAME, UID).done
+    assert_ledger_sound(kube, checkpoint=True)
+    assert len(posted(kube, THROTTLED)) == 1
+
+
+def test_an_execution_starts_only_the_free_slots_and_the_rest_as_its_jobs_end() -> None:
+    kube, clock = cluster([step(s) for s in "abcd"]), Clock()
+    woken: list[str] = []
+    ctrl = controller(kube, clock, cfg=capped(2), wake=woken.append)
+    ctrl.reconcile(NS, NAME, UID)
+    assert own_jobs(kube) == [job_of("a", 1), job_of("b", 1)]
+    cap = throttled(kube)
+    assert cap is not None and cap["message"].startswith("2 ready step(s) wait")
+
+    finish(kube, "a", 1)  # its Job completes: a slot is free
+    assert woken == [UID]
+    clock.tick()
+    ctrl.reconcile(NS, NAME, UID)
+    assert own_jobs(kube)[2:] == [job_of("c", 1)]
+    assert steps_of(kube) == {"a": "SUCCEEDED", "b": "RUNNING", "c": "RUNNING", "d": "PENDING"}
+
+    finish(kube, "b", 1)
+    finish(kube, "c", 1)
+    clock.tick()
+    ctrl.reconcile(NS, NAME, UID)
+    assert own_jobs(kube)[3:] == [job_of("d", 1)] and throttled(kube) is None
+    finish(kube, "d", 1)
+    clock.tick()
+    assert ctrl.reconcile(NS, NAME, UID).done
+    assert status(kube)["phase"] == "COMPLETED"
+    assert_ledger_sound(kube, checkpoint=True)
+    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0}
+    assert ctrl.cap.held() == {}
+
+
+def test_a_held_reconcile_replayed_after_a_lost_status_posts_no_second_event() -> None:
+    kube, clock = cluster([step("a")]), Clock()
+    ctrl = controller(kube, clock, cfg=capped(1))
+    kube.put(k.JOBS, NS, job("x", 1, ref=OTHER))
+    kube.fail("patch", k.EXECUTIONS, subresource="status", error=k.KubeError(500, "x", "lost"))
+    ctrl.reconcile(NS, NAME, UID)
+    assert condition(kube, "Ready")["reason"] == "ReconcileError"
+    clock.tick()
+    ctrl.reconcile(NS, NAME, UID)
+    assert throttled(kube) is not None and own_jobs(kube) == []
+    stored = [e for e in kube.objects_of(k.EVENTS, NS) if e["reason"] == THROTTLED]
+    assert len(stored) == 1, stored
+
+
+def test_no_cap_starts_every_ready_step() -> None:
+    kube, clock = cluster([step(s) for s in "abcd"]), Clock()
+    ctrl = controller(kube, clock, cfg=capped(0))
+    ctrl.reconcile(NS, NAME, UID)
+    assert len(own_jobs(kube)) == 4 and throttled(kube) is None
+
+
+def test_two_executions_reconciled_at_once_share_the_cap_and_never_exceed_it() -> None:
+    """Both decide at the same moment on separate threads, with Jobs made on a real pool: the
+    namespace's turn makes the second see the slots the first just took."""
+    kube, clock = cluster([step(f"s{i}") for i in range(6)]), Clock()
+    kube.put(k.EXECUTIONS, NS, execution(ref=OTHER))
+    pool = FairPool(4, "test-create-job")
+    woken: list[str] = []
+    ctrl = controller(kube, clock, creators=pool, cfg=capped(4), wake=woken.append)
+    start = threading.Barrier(2)
+
+    def drive(ref: ExecutionRef) -> None:
+        start.wait(TIMEOUT)
+        ctrl.reconcile(ref.namespace, ref.name, ref.uid)
+
+    try:
+        threads = [threading.Thread(target=drive, args=(ref,)) for ref in (REF, OTHER)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+    finally:
+        pool.shutdown()
+    made = kube.created(k.JOBS)
+    assert len(made) == 4, made
+    assert ctrl.children.running_jobs(NS) == 4
+    assert sorted(ctrl.cap.held()[NS]) == sorted([REF.uid, OTHER.uid])
+    assert ctrl.cap.reserved(NS) == 0  # every slot taken for a Job went back once it was made
 
 
 # == the fake itself: the API rules the tests above rely on ======================================
