@@ -6,7 +6,7 @@ graph checks (cycles, unknown dependencies) live in `runbook_engine.plan`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     Field,
@@ -202,6 +202,8 @@ class RerunOf(CamelModel):
 
 MAX_RERUN_STEPS = 1000
 """`from`/`only` list at most this many step ids (a runbook holds at most 1,000 steps)."""
+StepIdRef = Annotated[str, Field(min_length=1, max_length=63)]
+"""A step id named by a request (bounded, so the CRD's CEL rules stay within their cost)."""
 
 
 class ExecutionRequest(CamelModel):
@@ -224,13 +226,13 @@ class ExecutionRequest(CamelModel):
         description="Re-run this finished execution: reuse the outputs of its SUCCEEDED steps "
         "and run the rest (docs/rerun.md)",
     )
-    rerun_from: list[str] = Field(
+    rerun_from: list[StepIdRef] = Field(
         default_factory=list,
         alias="from",
         max_length=MAX_RERUN_STEPS,
         description="Re-run: these steps and everything downstream of them",
     )
-    only: list[str] = Field(
+    only: list[StepIdRef] = Field(
         default_factory=list,
         max_length=MAX_RERUN_STEPS,
         description="Re-run: exactly these steps (their upstream steps must have SUCCEEDED)",
