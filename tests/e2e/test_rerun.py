@@ -1,8 +1,8 @@
 """Re-running an execution on the real cluster (issue 19): reuse what SUCCEEDED, run the rest.
 
 The parent fails deterministically (a VALIDATE step needs `input.ok: true`); the re-run, made
-with `runbookctl rerun` and new input, runs only the failed step and its dependents (no Job for
-the others) and both ledgers verify. A re-run of a running parent, and one whose reused result
+by another (impersonated) user with new input, runs only the failed step and its dependents (no
+Job for the others), records that user as its requester, and both ledgers verify. A re-run of a running parent, and one whose reused result
 was replaced by a cluster admin, are refused with a condition saying why.
 """
 
@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +27,14 @@ from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import results
 
 from .conftest import REPO_ROOT, Cluster, keep_ledger_anchors
-from .operator_env import OperatorProcess, Runbooks, shell_step, transform
+from .operator_env import (
+    GROUP,
+    OperatorProcess,
+    Runbooks,
+    shell_step,
+    transform,
+    wait_authorized,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -104,10 +112,47 @@ def _gated(rb: Runbooks) -> None:
     )  # fmt: skip
 
 
+def _grant(cluster: Cluster, namespace: str, user: str) -> None:
+    """`user` may create and read RunbookExecutions in the namespace (nothing else)."""
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    rule = client.V1PolicyRule(
+        api_groups=[GROUP], resources=["runbookexecutions"], verbs=["get", "list", "create"]
+    )
+    rbac.create_namespaced_role(
+        namespace, client.V1Role(metadata=client.V1ObjectMeta(name="rerunner"), rules=[rule])
+    )
+    subject = client.RbacV1Subject(kind="User", name=user, api_group="rbac.authorization.k8s.io")
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="rerunner"),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name="rerunner"
+            ),
+            subjects=[subject],
+        ),
+    )
+    wait_authorized(
+        cluster, namespace, user, verb="create", group=GROUP, resource="runbookexecutions"
+    )
+
+
 def _entries(cluster: Cluster, namespace: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
     meta = obj["metadata"]
     ref = ExecutionRef(namespace, meta["name"], meta["uid"])
     return LedgerStore(Kube.connect(cluster.kubeconfig), ref).load().entries
+
+
+def _made_as_rerun(rb: Runbooks, cluster: Cluster, create: Callable[[], str]) -> str:
+    """Create a re-run object (returns its name), again if a CRD without spec.rerunOf
+    (another checkout's, applied meanwhile on the shared cluster) pruned the field."""
+    for _ in range(5):
+        _our_crds(cluster)
+        name = create()
+        if "rerunOf" in rb.get(name)["spec"]:
+            return name
+        rb.delete(name)
+    raise AssertionError("spec.rerunOf was pruned five times: the CRD keeps being replaced")
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -133,15 +178,25 @@ def test_a_failed_execution_reruns_from_the_failed_step_and_refuses_a_tampered_p
         "SUCCEEDED", "SUCCEEDED", "FAILED", "SKIPPED",
     ]  # fmt: skip
 
-    _our_crds(cluster)
-    name = _created(
-        _ctl(cluster, "rerun", "case-1", "-n", rb.namespace, "--from", "gate", "-i", "ok=true")
-    )
-    assert name.startswith("case-1-rerun-")
+    # The re-run is made by another user than the parent's creator (impersonated): it is its
+    # own requester.
+    _grant(cluster, rb.namespace, "dana")
+    counter = iter(range(10))
+
+    def as_dana() -> str:
+        made = rb.as_user("dana").execute(
+            f"case-1-rerun-dana-{next(counter)}",
+            "gated",
+            rerunOf={"name": "case-1"},
+            input={"ok": True},
+            **{"from": ["gate"]},
+        )
+        return str(made["metadata"]["name"])
+
+    name = _made_as_rerun(rb, cluster, as_dana)
     again = rb.wait_phase(name, "COMPLETED", "FAILED", timeout=240)
     assert again["phase"] == "COMPLETED", [s.get("message") for s in again["steps"]]
     rerun = rb.get(name)
-    assert rerun["spec"]["rerunOf"] == {"name": "case-1"} and rerun["spec"]["from"] == ["gate"]
     new_steps = rb.steps(name)
     for sid in ("prepare", "side"):
         assert new_steps[sid]["status"] == "SUCCEEDED"
@@ -167,7 +222,9 @@ def test_a_failed_execution_reruns_from_the_failed_step_and_refuses_a_tampered_p
     assert link["checkpoint"]["head"] == status["audit"]["checkpoint"]["head"]
     assert link["inputSource"] == "given" and link["definition"] == "pinned"
     assert link["run"] == ["gate", "finish"] and link["reused"] == ["prepare", "side"]
-    assert first["details"]["authenticatedUser"]["username"]  # the re-run's own creator
+    assert first["details"]["authenticatedUser"]["username"] == "dana"
+    parent_first = _entries(cluster, rb.namespace, parent)[0]
+    assert parent_first["details"]["authenticatedUser"]["username"] != "dana"
     reused = [e["stepId"] for e in entries if e["eventType"] == "STEP_REUSED"]
     assert reused == ["prepare", "side"]
     for execution in ("case-1", name):
@@ -192,8 +249,11 @@ def test_a_failed_execution_reruns_from_the_failed_step_and_refuses_a_tampered_p
     )  # fmt: skip
     cluster.core.delete_namespaced_config_map(cm_name, rb.namespace)
     cluster.core.create_namespaced_config_map(rb.namespace, body)
-    _our_crds(cluster)
-    refused_name = _created(_ctl(cluster, "rerun", "case-1", "-n", rb.namespace, "-i", "ok=true"))
+    refused_name = _made_as_rerun(
+        rb,
+        cluster,
+        lambda: _created(_ctl(cluster, "rerun", "case-1", "-n", rb.namespace, "-i", "ok=true")),
+    )
     refused = rb.wait_phase(refused_name, "FAILED", "COMPLETED", timeout=120)
     assert refused["phase"] == "FAILED", refused
     stalled = _condition(refused, "Stalled")
@@ -213,8 +273,13 @@ def test_a_running_parent_cannot_be_rerun(cluster: Cluster, rb: Runbooks) -> Non
     proc = _ctl(cluster, "rerun", "slow-1", "-n", rb.namespace)
     assert proc.returncode == 1 and "is RUNNING: a re-run needs it COMPLETED" in proc.stderr
     # Made by hand (not through the CLI's check), the operator refuses it with a condition.
-    _our_crds(cluster)
-    rb.execute("slow-1-again", "slow", rerunOf={"name": "slow-1"})
+    _made_as_rerun(
+        rb,
+        cluster,
+        lambda: str(
+            rb.execute("slow-1-again", "slow", rerunOf={"name": "slow-1"})["metadata"]["name"]
+        ),
+    )
     refused = rb.wait_phase("slow-1-again", "FAILED", "COMPLETED", timeout=120)
     stalled = _condition(refused, "Stalled")
     assert stalled["reason"] == "ParentNotFinished", stalled

@@ -50,6 +50,13 @@ def test_default_reruns_what_did_not_succeed_and_its_descendants() -> None:
     assert got == Selection(run=("b", "d"), reused=("a", "c", "e"), not_selected=())
 
 
+def test_default_reruns_a_succeeded_step_downstream_of_one_that_did_not() -> None:
+    """c failed with skipOnFailure (SKIPPED), so d ran on and SUCCEEDED: d's inputs change
+    when c runs again, so d runs again too."""
+    got = select(diamond(), {"a": S, "b": S, "c": K, "d": S, "e": S})
+    assert got == Selection(run=("c", "d"), reused=("a", "b", "e"), not_selected=())
+
+
 def test_from_reruns_downstream_even_of_succeeded_steps() -> None:
     got = select(diamond(), {"a": S, "b": S, "c": S, "d": S, "e": F}, rerun_from=["c"])
     assert got == Selection(run=("c", "d"), reused=("a", "b"), not_selected=("e",))
