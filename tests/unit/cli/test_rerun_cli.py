@@ -204,3 +204,32 @@ def test_name_and_result_are_exclusive(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "not both" in proc.stderr
     proc = ctl("rerun")
     assert proc.returncode == 2
+
+
+def test_the_cluster_rerun_manifest_copies_the_request_but_not_the_input() -> None:
+    from runbookctl.cluster import rerun_manifest
+
+    parent = {
+        "metadata": {"name": "case-1", "namespace": "soc", "uid": "u"},
+        "spec": {
+            "runbookRef": {"name": "gated"},
+            "input": {"secret-ish": 1},
+            "legalBasis": "consent",
+            "dataLicenses": ["cc0"],
+            "paused": True,
+            "cancel": True,
+        },
+    }
+    made = rerun_manifest(parent, rerun_from=["gate"], only=[], latest=True, new_input=None)
+    assert made["metadata"] == {"generateName": "case-1-rerun-", "namespace": "soc"}
+    assert made["spec"] == {
+        "runbookRef": {"name": "gated"},
+        "legalBasis": "consent",
+        "dataLicenses": ["cc0"],
+        "rerunOf": {"name": "case-1"},
+        "from": ["gate"],
+        "latest": True,
+    }
+    given = rerun_manifest(parent, rerun_from=[], only=["x"], latest=False, new_input={"ok": 1})
+    assert given["spec"]["input"] == {"ok": 1} and given["spec"]["only"] == ["x"]
+    assert "from" not in given["spec"] and "latest" not in given["spec"]
