@@ -87,6 +87,8 @@ class LogEventType(StrEnum):
     """A pending or running step was cancelled with its execution."""
     CONTROL_REJECTED = "CONTROL_REJECTED"
     """A pause/resume/cancel request that cannot apply (e.g. pausing a finished execution)."""
+    STEP_REUSED = "STEP_REUSED"
+    """A re-run took this step's output from its parent execution instead of running it."""
     CHECKPOINT = "CHECKPOINT"
     """A signed checkpoint (size, head hash) written by the operator's ledger."""
 

@@ -6,7 +6,7 @@ graph checks (cycles, unknown dependencies) live in `runbook_engine.plan`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     Field,
@@ -14,6 +14,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from runbook_engine.container_env import (
@@ -193,6 +194,18 @@ class RunbookRef(CamelModel):
     name: str = Field(min_length=1, max_length=253)
 
 
+class RerunOf(CamelModel):
+    """The execution a re-run reuses (same namespace on a cluster; an execution id locally)."""
+
+    name: str = Field(min_length=1, max_length=253)
+
+
+MAX_RERUN_STEPS = 1000
+"""`from`/`only` list at most this many step ids (a runbook holds at most 1,000 steps)."""
+StepIdRef = Annotated[str, Field(min_length=1, max_length=63)]
+"""A step id named by a request (bounded, so the CRD's CEL rules stay within their cost)."""
+
+
 class ExecutionRequest(CamelModel):
     """What the user asks for: the RunbookExecution spec. `paused` and `cancel` are levels."""
 
@@ -208,6 +221,55 @@ class ExecutionRequest(CamelModel):
     max_parallel_steps: int | None = Field(
         default=None, ge=1, le=1000, description="Overrides the runbook's maxParallelSteps"
     )
+    rerun_of: RerunOf | None = Field(
+        default=None,
+        description="Re-run this finished execution: reuse the outputs of its SUCCEEDED steps "
+        "and run the rest (docs/rerun.md)",
+    )
+    rerun_from: list[StepIdRef] = Field(
+        default_factory=list,
+        alias="from",
+        max_length=MAX_RERUN_STEPS,
+        description="Re-run: these steps and everything downstream of them",
+    )
+    only: list[StepIdRef] = Field(
+        default_factory=list,
+        max_length=MAX_RERUN_STEPS,
+        description="Re-run: exactly these steps (their upstream steps must have SUCCEEDED)",
+    )
+    latest: bool = Field(
+        default=False,
+        description="Re-run: use the Runbook as it is now, not the definition the parent pinned",
+    )
+
+    @model_validator(mode="after")
+    def _rerun_options(self) -> ExecutionRequest:
+        """`from`, `only` and `latest` mean something only for a re-run, and not together."""
+        if self.rerun_of is None:
+            given = [
+                wire
+                for wire, value in (
+                    ("from", self.rerun_from),
+                    ("only", self.only),
+                    ("latest", self.latest),
+                )
+                if value
+            ]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for a re-run (set rerunOf)")
+        if self.rerun_from and self.only:
+            raise ValueError("from and only: give one of them (only runs exactly its steps)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_rerun(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """No re-run keys in a request that is not a re-run, so a pinned request of a plain
+        execution reads (and hashes) as it did before re-runs existed."""
+        data = handler(self)
+        if self.rerun_of is None and isinstance(data, dict):
+            for key in ("rerunOf", "rerun_of", "from", "rerun_from", "only", "latest"):
+                data.pop(key, None)
+        return data
 
     @field_validator("input", mode="before")
     @classmethod

@@ -416,9 +416,32 @@ def _start(t: _Transition) -> None:
         inputHash=input_hash,
         **request.provenance(),
         stepCount=len(plan.order),
+        **_rerun_details(t.old),
     )
+    _record_reused(t)
     t.set_status(ExecutionStatus.RUNNING, "started")
-    t.changes.update(started_at=t.now)
+    t.changes.update(started_at=t.now, rerun=None)
+
+
+def _rerun_details(state: ExecutionState) -> dict[str, Any]:
+    """A re-run's first entry links its parent (runbook_engine.rerun.RerunLink.wire)."""
+    return {"rerunOf": dict(state.rerun)} if state.rerun is not None else {}
+
+
+def _record_reused(t: _Transition) -> None:
+    """One STEP_REUSED entry per step a re-run took from its parent, in definition order."""
+    if t.old.rerun is None:
+        return
+    for sid in t.plan.order:
+        step = t.step(sid)
+        if step.reused_from is not None:
+            t.emit(
+                f"step/{sid}/reused",
+                LogEventType.STEP_REUSED,
+                sid,
+                fromExecution=step.reused_from,
+                outputHash=step.output_hash,
+            )
 
 
 def _reject(t: _Transition, problems: list[Problem]) -> None:
@@ -433,8 +456,11 @@ def _reject(t: _Transition, problems: list[Problem]) -> None:
         problems=[{"field": p.field, "reason": p.reason} for p in problems],
         legalBasis=asked["legalBasis"],
         dataLicenses=asked["dataLicenses"],
+        **_rerun_details(t.old),
     )
     for sid in t.plan.order:
+        if t.step(sid).status.terminal:
+            continue  # a re-run's reused or not-selected step: already ended
         t.finish_step(
             t.step(sid).with_outcome(
                 StepStatus.SKIPPED,
@@ -446,7 +472,7 @@ def _reject(t: _Transition, problems: list[Problem]) -> None:
     t.ready.clear()
     t.waiting.clear()
     t.set_status(ExecutionStatus.FAILED, "rejected")
-    t.changes.update(finished_at=now, message=f"rejected: {text}")
+    t.changes.update(finished_at=now, message=f"rejected: {text}", rerun=None)
     t.emit("failed", LogEventType.EXECUTION_FAILED, None, reason="rejected", message=text)
 
 

@@ -42,6 +42,8 @@ class StepState:
     """For SKIPPED: the failed/blocked dependency that stopped it (None: its own skipOnFailure)."""
     output_hash: str | None = None
     """For SUCCEEDED: SHA-256 of the output's canonical JSON (as in the STEP_SUCCEEDED entry)."""
+    reused_from: str | None = None
+    """For a re-run: the execution whose output this SUCCEEDED step reuses (it did not run)."""
 
     # Transitions. The step's identity and its attempt history (attempt count, first and latest
     # start) carry over; what describes the previous status (retry time, message, blocking
@@ -115,6 +117,8 @@ class StepState:
             out["blockedBy"] = self.blocked_by
         if self.output_hash is not None:
             out["outputHash"] = self.output_hash
+        if self.reused_from is not None:
+            out["reusedFrom"] = self.reused_from
         return out
 
     @classmethod
@@ -134,6 +138,7 @@ class StepState:
             message=data.get("message"),
             blocked_by=data.get("blockedBy"),
             output_hash=data.get("outputHash"),
+            reused_from=data.get("reusedFrom"),
         )
 
 
@@ -159,6 +164,9 @@ class ExecutionState:
     """KPI name → position of the step that set it (later steps win; see runbook_engine.kpis)."""
     pauses: int = 0
     resumes: int = 0
+    rerun: Mapping[str, Any] | None = None
+    """For a re-run before it starts: the link to its parent that the first ledger entry
+    records (runbook_engine.rerun). Not on the wire: once started, the ledger holds it."""
     # Derived indexes (rebuilt by `runbook_engine.scheduler.reindex` after loading from wire):
     ready: tuple[str, ...] = ()
     """PENDING steps whose dependencies are all done, in definition order."""

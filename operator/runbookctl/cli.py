@@ -155,22 +155,36 @@ async def _drive(runner: LocalRunner, plan: Plan, live_tty: bool) -> int | None:
     return received[0] if received else None
 
 
-def _final_document(runner: LocalRunner, ledger: Path | None) -> dict[str, Any]:
+def _final_document(
+    runner: LocalRunner, ledger: Path | None, runbook: Path | None = None
+) -> dict[str, Any]:
     final = runner.state.to_wire()
     final["auditHead"] = runner.chain.head
     final["auditEntries"] = len(runner.chain.entries)
+    # What `runbookctl rerun` needs to run it again: the request (its input is checked against
+    # the ledger's inputHash) and the runbook file.
+    final["request"] = runner.request.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if runbook is not None:
+        final["runbook"] = str(runbook.resolve())
     if ledger:
         final["ledger"] = str(ledger)
     return final
 
 
-def _print_final(runner: LocalRunner, output: Output, ledger: Path | None, live_tty: bool) -> None:
+def _print_final(
+    runner: LocalRunner,
+    output: Output,
+    ledger: Path | None,
+    live_tty: bool,
+    runbook: Path | None = None,
+) -> None:
     state = runner.state
     if output is Output.json:
-        sys.stdout.write(json.dumps(_final_document(runner, ledger), indent=2, default=str) + "\n")
+        document = _final_document(runner, ledger, runbook)
+        sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
         return
     if output is Output.yaml:
-        sys.stdout.write(yaml.safe_dump(_final_document(runner, ledger), sort_keys=False))
+        sys.stdout.write(yaml.safe_dump(_final_document(runner, ledger, runbook), sort_keys=False))
         return
     out = Console()
     if not (live_tty and out.is_terminal):  # the live table already shows the final steps
@@ -282,7 +296,7 @@ def run(
     finally:
         if sink:
             sink.close()
-    _print_final(runner, output, ledger, live_tty)
+    _print_final(runner, output, ledger, live_tty, runbook)
     raise typer.Exit(_exit_code(runner.state.status, signum))
 
 
@@ -478,6 +492,168 @@ def keygen(
         )
     )
     typer.echo(f"wrote {private} and {public}")
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _usage_error(f"{what} {path}: {exc.strerror or exc}")
+    except (json.JSONDecodeError, RecursionError) as exc:
+        _usage_error(f"{what} {path}: not JSON ({exc})")
+
+
+def _ledger_entries(ledger: Path) -> list[dict[str, Any]]:
+    chains, damaged = _ledger_chains(ledger)
+    if damaged:
+        line = damaged[0]
+        _fail_rerun("LedgerTampered", f"{ledger}:{line.number}: {line.damage}")
+    return [line.entry for lines in chains.values() for line in lines]
+
+
+def _fail_rerun(reason: str, message: str) -> NoReturn:
+    err.print(f"error: re-run refused ({reason}): {message}", markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+def _local_path(given: Path | None, result: dict[str, Any], key: str, flag: str) -> Path:
+    if given is not None:
+        return given
+    recorded = result.get(key)
+    if not isinstance(recorded, str):
+        _usage_error(f"the result file names no {key}: give {flag}")
+    return Path(recorded)
+
+
+@app.command()
+def rerun(
+    name: Annotated[
+        str | None, typer.Argument(help="Cluster: the RunbookExecution to re-run")
+    ] = None,
+    rerun_from: Annotated[
+        list[str] | None,
+        typer.Option("--from", help="Run this step and everything downstream (repeatable)"),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run exactly this step (repeatable)"),
+    ] = None,
+    latest: Annotated[
+        bool,
+        typer.Option("--latest", help="Use the runbook as it is now, not the one the parent ran"),
+    ] = False,
+    input_file: Annotated[
+        Path | None,
+        typer.Option("--input-file", "-f", help="New input (default: the parent's)"),
+    ] = None,
+    input_pairs: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="key=value of a new input")
+    ] = None,
+    result: Annotated[
+        Path | None,
+        typer.Option("--result", help="Local mode: the parent's `runbookctl run -o json` output"),
+    ] = None,
+    runbook: Annotated[
+        Path | None,
+        typer.Option("--runbook", help="Local mode: the runbook file (default: the result's)"),
+    ] = None,
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            "--ledger",
+            help="Local mode: the parent's ledger (default: the result's); the re-run's chain "
+            "is appended to it",
+        ),
+    ] = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="Local mode: final state format")
+    ] = Output.table,
+    isolation: Annotated[
+        Isolation, typer.Option("--isolation", help="Local mode: process or inline")
+    ] = Isolation.process,
+    execution_id: Annotated[
+        str | None, typer.Option("--execution-id", help="Local mode: the re-run's id")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+    namespace: cluster.NamespaceOpt = None,
+    context: cluster.ContextOpt = None,
+    kubeconfig: cluster.KubeconfigOpt = None,
+) -> None:
+    """Re-run a finished execution, reusing what SUCCEEDED: NAME on a cluster (creates a
+    RunbookExecution with spec.rerunOf), or --result FILE locally (runs it here).
+
+    Default: every step that did not SUCCEED and its descendants; --from S: S and downstream;
+    --only S: exactly S (its inputs must exist). docs/rerun.md."""
+    new_input = _build_input(input_file, input_pairs or []) if input_file or input_pairs else None
+    steps_from, steps_only = list(rerun_from or []), list(only or [])
+    if (result is None) == (name is None):
+        _usage_error("give an execution NAME (cluster) or --result FILE (local), not both")
+    if name is not None:
+        cluster.create_rerun(
+            name,
+            rerun_from=steps_from,
+            only=steps_only,
+            latest=latest,
+            new_input=new_input,
+            namespace=namespace,
+            context=context,
+            kubeconfig=kubeconfig,
+        )
+        return
+    assert result is not None
+    from runbook_engine.rerun import RerunRefused
+    from runbook_engine.timeutil import utcnow
+    from runbookctl.rerun import prepare
+
+    parent_doc = _load_json(result, "--result")
+    if not isinstance(parent_doc, dict):
+        _usage_error(f"--result {result}: not a JSON object")
+    runbook_path = _local_path(runbook, parent_doc, "runbook", "--runbook")
+    ledger_path = _local_path(ledger, parent_doc, "ledger", "--ledger")
+    plan = _load(runbook_path)
+    new_id = execution_id or f"{parent_doc.get('executionId', 'run')}-rerun-{os.urandom(3).hex()}"
+    try:
+        prepared = prepare(
+            plan,
+            parent_doc,
+            _ledger_entries(ledger_path),
+            execution_id=new_id,
+            now=utcnow(),
+            new_input=new_input,
+            rerun_from=steps_from,
+            only=steps_only,
+            latest=latest,
+            overrides={"startedBy": os.environ.get("USER") or "runbookctl"},
+        )
+    except RerunRefused as refused:
+        _fail_rerun(refused.reason, str(refused))
+    sink = _open_ledger(ledger_path, new_id)
+    live_tty = not quiet and err.is_terminal
+    runner = LocalRunner(
+        plan,
+        prepared.request,
+        isolation=isolation,
+        base_dir=runbook_path.resolve().parent,
+        sinks=[sink] if sink else [],
+        initial_state=prepared.state,
+    )
+    if not quiet:
+        selection = prepared.link.selection
+        err.print(
+            f"re-run of {prepared.link.parent_execution_id}: running "
+            f"{', '.join(selection.run)}; reusing {', '.join(selection.reused) or 'nothing'}",
+            markup=False,
+            highlight=False,
+        )
+        if not live_tty:
+            runner.sinks.append(lambda e: err.print(event_line(e), markup=False, highlight=False))
+    try:
+        signum = asyncio.run(_drive(runner, plan, live_tty))
+    finally:
+        if sink:
+            sink.close()
+    _print_final(runner, output, ledger_path, live_tty, runbook_path)
+    raise typer.Exit(_exit_code(runner.state.status, signum))
 
 
 # Cluster commands; `verify` (registered there) runs verify_cmd for a local --ledger file.

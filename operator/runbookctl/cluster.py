@@ -390,3 +390,79 @@ def register(app: typer.Typer, local_verify: Callable[..., None]) -> None:
     app.command()(logs)
     app.command("verify")(verify)
     app.command()(output)
+
+
+RERUN_SPEC_KEYS = (
+    "runbookRef",
+    "legalBasis",
+    "dataLicenses",
+    "authorityIds",
+    "tenantId",
+    "startedBy",
+    "maxParallelSteps",
+)
+"""What a re-run copies from its parent's spec (its input only when none is given)."""
+
+
+def rerun_manifest(
+    parent: dict[str, Any],
+    *,
+    rerun_from: list[str],
+    only: list[str],
+    latest: bool,
+    new_input: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The RunbookExecution that re-runs `parent` (named `<parent>-rerun-<random>`). Without
+    `new_input` it has no spec.input: the operator then uses the parent's (and records so)."""
+    meta = parent["metadata"]
+    spec = {k: v for k, v in (parent.get("spec") or {}).items() if k in RERUN_SPEC_KEYS}
+    spec["rerunOf"] = {"name": meta["name"]}
+    if rerun_from:
+        spec["from"] = list(rerun_from)
+    if only:
+        spec["only"] = list(only)
+    if latest:
+        spec["latest"] = True
+    if new_input is not None:
+        spec["input"] = new_input
+    prefix = f"{str(meta['name'])[:200]}-rerun-"
+    return {
+        "apiVersion": "runbook-operator.dev/v1alpha1",
+        "kind": "RunbookExecution",
+        "metadata": {"generateName": prefix, "namespace": meta.get("namespace")},
+        "spec": spec,
+    }
+
+
+def create_rerun(
+    name: str,
+    *,
+    rerun_from: list[str],
+    only: list[str],
+    latest: bool,
+    new_input: dict[str, Any] | None,
+    namespace: str | None,
+    context: str | None,
+    kubeconfig: Path | None,
+) -> None:
+    """Create the re-run object on the cluster and print its name; the operator checks the
+    rest (parent finished, outputs untampered) and says so in the new object's conditions."""
+    from runbook_operator.kube import EXECUTIONS
+
+    if rerun_from and only:
+        _fail("give --from or --only, not both", 2)
+    with _errors():
+        target = Target(kubeconfig, context, namespace)
+        parent = target.execution(name)
+        phase = (parent.get("status") or {}).get("phase")
+        if phase not in {str(p) for p in ExecutionStatus if p.terminal}:
+            _fail(
+                f"runbookexecution {name!r} is {phase or 'not started'}: a re-run needs it "
+                "COMPLETED, FAILED or CANCELLED",
+                1,
+            )
+        manifest = rerun_manifest(
+            parent, rerun_from=rerun_from, only=only, latest=latest, new_input=new_input
+        )
+        made = target.kube.create(EXECUTIONS, target.namespace, manifest)
+    typer.echo(f"runbookexecution/{made['metadata']['name']} created (re-run of {name})")

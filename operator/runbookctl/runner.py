@@ -170,11 +170,14 @@ class LocalRunner:
         actor: str = "runbookctl",
         max_output_bytes: int | None = None,
         identity: Identity | None = None,
+        initial_state: ExecutionState | None = None,
     ) -> None:
         self.plan = plan
         self.request = request
         self.execution_id = (
-            execution_id or f"{plan.definition.id.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
+            execution_id
+            or (initial_state.execution_id if initial_state is not None else None)
+            or f"{plan.definition.id.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
         )
         self.isolation = Isolation(isolation)
         self.registry = registry
@@ -192,7 +195,10 @@ class LocalRunner:
         )
         """Largest output an attempt may return: the runbook's limit under this shell's cap."""
         self.chain = AuditChain(self.execution_id)
-        self.state: ExecutionState = new_execution(plan, self.execution_id, clock())
+        self.state: ExecutionState = initial_state or new_execution(
+            plan, self.execution_id, clock()
+        )
+        """A re-run starts from its prepared state (runbook_engine.rerun.rerun_execution)."""
         self._wake = asyncio.Event()
         self._control_actor: str | None = None
         self._warnings: list[str] = []

@@ -44,6 +44,10 @@ class StepStatusEntry(CamelModel):
         default=None, description="SHA-256 of the output's canonical JSON (SUCCEEDED steps)"
     )
     job_name: str | None = Field(default=None, description="Job of the current/last attempt")
+    reused_from: str | None = Field(
+        default=None,
+        description="Re-run: the execution whose output this SUCCEEDED step reuses (no Job ran)",
+    )
 
 
 class AuditHead(CamelModel):

@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from runbook_engine.audit import AuditChain
 from runbook_engine.contract import StepExecutorResult
 from runbook_engine.driver import Actors, record
+from runbook_engine.model import ExecutionRequest
 from runbook_engine.problems import Problem
 from runbook_engine.timeutil import utcnow
 from runbook_operator import kube as k
 from runbook_operator import metrics, names
 from runbook_operator.config import OperatorConfig
 from runbook_operator.execution import control, pinning
+from runbook_operator.execution import rerun as rerun_start
 from runbook_operator.execution.children import ChildCache
 from runbook_operator.execution.events import KubeEvent, event_manifest, kube_events
 from runbook_operator.execution.fair_pool import FairPool
@@ -47,6 +49,7 @@ from runbook_operator.execution.reconcile import (
 from runbook_operator.execution.status import execution_status, with_ready_false
 from runbook_operator.execution.view import ExecutionView
 from runbook_operator.ledger import continuity
+from runbook_operator.ledger.segments import LedgerError
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import executor_identity, image_policy, observe, results
 
@@ -207,6 +210,13 @@ class Controller:
         if chain is None:
             return Outcome(done=True)
         state = load_state(pinned.plan, view.status, ref.execution_id, now)
+        copies: tuple[dict[str, Any], ...] = ()
+        if view.spec.get("rerunOf") and rerun_start.is_fresh(state, view.status):
+            started = self._rerun_start(view, pinned, now)
+            if isinstance(started, pinning.Refusal):
+                self._refuse(view, started, now)
+                return Outcome(done=True)
+            state, copies = started.state, started.configmaps
         observed = self._observe(ref, bool(state.running) or state.status.terminal)
         reads = self._read_results(ref, wanted_reads(state, observed, ref))
         # The namespace's turn covers only the decision (pure): what it starts stays reserved
@@ -215,12 +225,61 @@ class Controller:
             world = World(view, pinned, chain, observed, reads, now, deleting, turn.free)
             effects = reconcile(world, state, self.cfg)
             turn.took(len(effects.create_jobs), held=effects.held)
+        if copies:  # the reused results first: downstream Jobs mount them
+            effects = replace(effects, result_configmaps=(*copies, *effects.result_configmaps))
         reservation = self.cap.reservation(ref.namespace, turn)
         try:
             self._apply(view, ledger, chain, effects, now, reservation)
         finally:
             reservation.release()  # what is left: Jobs not made (a failure before them)
         return Outcome(done=effects.terminal, wake_at=effects.next_wakeup)
+
+    def _rerun_start(
+        self, view: ExecutionView, pinned: Pinned, now: datetime
+    ) -> rerun_start.RerunStart | pinning.Refusal:
+        """Read the parent (object, verified ledger, results of the steps to reuse) and
+        prepare the re-run's start, or say why it is refused."""
+        request = pinning.parse_request(view.spec)  # the re-run options are in the spec only
+        if isinstance(request, pinning.Refusal):
+            return request
+        assert request.rerun_of is not None
+        namespace = view.ref.namespace
+        try:
+            parent = self.kube.get(k.EXECUTIONS, namespace, request.rerun_of.name)
+        except k.NotFound:
+            parent = None
+        problem = rerun_start.parent_problem(request, parent, namespace)
+        if problem is not None or parent is None:
+            assert problem is not None
+            return problem
+        wanted = rerun_start.reused_reads(pinned.plan, request, parent)
+        if isinstance(wanted, pinning.Refusal):
+            return wanted
+        pref = rerun_start.parent_ref(parent)
+        try:
+            chain = self.ledger_factory(self.kube, pref).load()
+        except LedgerError as exc:
+            return pinning.Refusal("ParentLedgerTampered", (Problem("spec.rerunOf", f"{exc}"),))
+        rewritten = continuity.rewritten(
+            chain.entries, (parent.get("status") or {}).get("audit") or {}
+        )
+        if rewritten is not None:
+            return pinning.Refusal(
+                "ParentLedgerTampered", (Problem("spec.rerunOf", f"parent's {rewritten}"),)
+            )
+        read: dict[str, StepExecutorResult | str] = {}
+        for sid, cm_name in wanted.items():
+            try:
+                cm = self.kube.get(k.CONFIGMAPS, namespace, cm_name)
+                read[sid] = results.read_configmap(
+                    cm, owner_uid=pref.uid, output_limit=self.cfg.max_output_bytes
+                )
+            except k.NotFound:
+                read[sid] = f"the parent's result ConfigMap {cm_name} is gone"
+            except results.ResultError as exc:
+                read[sid] = str(exc)
+        facts = rerun_start.ParentFacts(parent, chain.entries, read)
+        return rerun_start.prepare(pinned, request, view.ref, view.spec, facts, now)
 
     def _forget(self, uid: str) -> None:
         """Free what is kept for an execution that is finished or gone."""
@@ -259,11 +318,48 @@ class Controller:
             return request
         if self.cfg.require_identity and view.stamps.creator is None:
             return pinning.unauthenticated()
+        if request.rerun_of is not None:
+            return self._pin_rerun(view, request)
         try:
             runbook = self.kube.get(k.RUNBOOKS, view.ref.namespace, request.runbook_ref.name)
         except k.NotFound:
             runbook = None
         return pinning.pin(runbook, request, view.ref, self.cfg.image_policy)
+
+    def _pin_rerun(
+        self, view: ExecutionView, request: ExecutionRequest
+    ) -> dict[str, Any] | pinning.Refusal:
+        """A re-run pins the parent's definition (or, with `latest`, the Runbook as it is now)
+        and, without spec.input, the parent's input."""
+        assert request.rerun_of is not None
+        namespace = view.ref.namespace
+        try:
+            parent = self.kube.get(k.EXECUTIONS, namespace, request.rerun_of.name)
+        except k.NotFound:
+            parent = None
+        problem = rerun_start.parent_problem(request, parent, namespace)
+        if problem is not None or parent is None:
+            assert problem is not None
+            return problem
+        pref = rerun_start.parent_ref(parent)
+        cm_name = names.definition_configmap(pref.name, pref.uid)
+        try:
+            parent_pin = pinning.pinned_from_configmap(
+                self.kube.get(k.CONFIGMAPS, namespace, cm_name)
+            )
+        except (k.NotFound, ValueError, KeyError) as exc:
+            reason = f"the parent's pinned definition {cm_name} cannot be read: {exc}"
+            return pinning.Refusal("ParentDefinitionLost", (Problem("spec.rerunOf", reason),))
+        effective = rerun_start.effective_request(request, view.spec, parent_pin)
+        runbook: dict[str, Any] | None
+        if request.latest:
+            try:
+                runbook = self.kube.get(k.RUNBOOKS, namespace, request.runbook_ref.name)
+            except k.NotFound:
+                runbook = None
+        else:
+            runbook = rerun_start.pinned_runbook(parent_pin, request.runbook_ref.name)
+        return pinning.pin(runbook, effective, view.ref, self.cfg.image_policy)
 
     def _ledger(self, ref: ExecutionRef) -> Ledger:
         ledger = self._ledgers.get(ref.uid)

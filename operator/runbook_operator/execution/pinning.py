@@ -140,6 +140,8 @@ def refusal_events(refusal: Refusal, request: ExecutionRequest | None) -> tuple[
     if request is not None:
         details["legalBasis"] = str(request.legal_basis) if request.legal_basis else None
         details["dataLicenses"] = [str(x) for x in request.data_licenses]
+        if request.rerun_of is not None:  # a refused re-run still names its parent
+            details["rerunOf"] = {"name": request.rerun_of.name}
     return (
         AuditEvent("rejected", LogEventType.EXECUTION_REJECTED, None, details),
         AuditEvent(

@@ -120,7 +120,7 @@ def execution_status(
     """The whole status subresource; `extra` carries definitionHash/definitionRef/checkpoint."""
     wire = state.to_wire(with_outputs=False)
     for entry in wire["steps"]:
-        if entry["attempt"] > 0:
+        if entry["attempt"] > 0 and "reusedFrom" not in entry:  # a reused step had no Job
             entry["jobName"] = names.job_name(ref.name, ref.uid, entry["stepId"], entry["attempt"])
     wire.update(
         progress=progress(state),

@@ -205,6 +205,8 @@ class Sim:
     max_iterations: int = 5_000
     deliver_late_results: bool = False
     stop_when_terminal: bool = True
+    initial: ExecutionState | None = None
+    """Start from this state (a re-run's) instead of a new execution."""
     _queue: list[tuple[datetime, int, int, Any]] = field(default_factory=list, init=False)
     _seq: int = field(default=0, init=False)
     _pending: dict[tuple[str, int], datetime] = field(default_factory=dict, init=False)
@@ -218,7 +220,7 @@ class Sim:
 
     def run(self) -> SimResult:
         request = self.request or request_for(self.plan)
-        state = new_execution(self.plan, self.execution_id, self.start)
+        state = self.initial or new_execution(self.plan, self.execution_id, self.start)
         result = SimResult(self.plan, [], AuditChain(self.execution_id), 0, 0)
         actors = Actors(self.actor_id, started_by=request.started_by)
         for control in self.controls:
