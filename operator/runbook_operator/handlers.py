@@ -93,3 +93,38 @@ async def runbook_changed(body: Any, memo: Any, **_: Any) -> None:
     """Validate a Runbook fully (cycles included) and report it in its Valid condition."""
     status = runbook_status_of(body, utcnow(), memo.cfg.image_policy)
     await _call(memo, k.write_status, memo.kube, k.RUNBOOKS, dict(body), status)
+
+
+def _scheduled(spec: Any, **_: Any) -> bool:
+    return bool((spec or {}).get("schedule"))
+
+
+@kopf.daemon(GROUP, VERSION, "runbooktriggers", when=_scheduled, cancellation_timeout=5.0)
+async def drive_schedule(namespace: str | None, name: str, uid: str, memo: Any, **_: Any) -> None:
+    """Fire a scheduled trigger: tick (triggers/scheduler.py), then sleep until its next fire
+    time, a spec change, or the resync interval (which also prunes its history)."""
+    waker = memo.trigger_wakers.setdefault(uid, asyncio.Event())
+    try:
+        while True:
+            waker.clear()
+            wake_at = None
+            try:
+                wake_at = await _call(memo, memo.scheduler.tick, namespace, name)
+            except k.KubeError as exc:
+                log.warning("trigger %s/%s: schedule tick failed: %s", namespace, name, exc)
+            sleep = memo.cfg.resync_seconds
+            if wake_at is not None:
+                wait = (wake_at - memo.scheduler.clock()).total_seconds()
+                sleep = min(sleep, max(0.0, wait))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), timeout=sleep + 0.01)
+    finally:
+        memo.trigger_wakers.pop(uid, None)
+
+
+@kopf.on.update(GROUP, VERSION, "runbooktriggers", field="spec")
+async def trigger_spec_changed(uid: str, memo: Any, **_: Any) -> None:
+    """A changed schedule (cron, zone, suspend, limits): tick now, not at the old next fire."""
+    event = memo.trigger_wakers.get(uid)
+    if event is not None:
+        event.set()

@@ -23,6 +23,7 @@ from runbook_operator.ledger.store import (
     publish_public_key,
 )
 from runbook_operator.names import ExecutionRef
+from runbook_operator.triggers.scheduler import Scheduler
 
 GROUP = API_GROUP
 VERSION = API_VERSION_NAME
@@ -43,6 +44,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     memo.controller = Controller(kube, cfg, _ledger_factory, signer)
     memo.kube = kube
     memo.wakers = {}
+    memo.scheduler = Scheduler(kube)
+    memo.trigger_wakers = {}
     loop = asyncio.get_running_loop()
 
     def wake(uid: str) -> None:  # called from the watch threads

@@ -24,6 +24,7 @@ from runbook_engine.enums import DataLicense, LegalBasis
 from runbook_engine.model import RunbookRef
 from runbook_engine.wire import CamelModel
 from runbook_operator.crd.resources import Condition, ObjectMeta
+from runbook_operator.triggers.schedule import Schedule
 
 LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 """Prometheus label names (the only keys `match` can compare)."""
@@ -136,6 +137,12 @@ class ScheduleSource(CamelModel):
     )
     catch_up: CatchUp = Field(default_factory=CatchUp)
 
+    @model_validator(mode="after")
+    def _evaluable(self) -> ScheduleSource:
+        # The cron syntax and the zone as the scheduler reads them (triggers/schedule.py)
+        Schedule.parse(self.cron, self.timezone)
+        return self
+
 
 class RateLimit(CamelModel):
     per_minute: int = Field(ge=1, le=10_000, description="Executions started per rolling minute")
@@ -220,6 +227,11 @@ class RunbookTriggerStatus(CamelModel):
     last_triggered: str | None = Field(default=None, description="When it last started a run")
     last_execution: str | None = Field(default=None, description="The execution it last started")
     next_fire: str | None = Field(default=None, description="Next scheduled time (schedules)")
+    last_schedule_time: str | None = Field(
+        default=None,
+        description="The newest scheduled time handled, started or skipped (schedules): "
+        "the next pass considers only times after it",
+    )
     active: list[ActiveExecution] = Field(
         default_factory=list, max_length=MAX_ACTIVE_LISTED, description="Executions running"
     )

@@ -19,10 +19,12 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from runbook_engine.timeutil import format_time
 from runbook_operator.names import dns_part, short_hash
 
 ALLOW = "Allow"
@@ -279,3 +281,27 @@ def execution_name(trigger: str, trigger_uid: str, scheduled: datetime) -> str:
         stamp += at.strftime("%S")
     digest = short_hash(trigger_uid, at.isoformat(), length=6)
     return f"{dns_part(trigger, NAME_PREFIX_MAX)}-{stamp}-{digest}"
+
+
+def schedule_event(
+    trigger: str, namespace: str, schedule: Schedule, cron: str, scheduled: datetime
+) -> dict[str, Any]:
+    """What a scheduled run is about: the document `spec.input`'s JMESPath expressions read,
+    and (in the execution's trigger-event annotation) what its ledger records.
+
+    `scheduledTime` is the time the schedule named (UTC, RFC 3339), not when the run started:
+    a caught-up run knows which slot it stands for. `scheduledTimeLocal` is the same instant in
+    the schedule's zone, with its offset.
+    """
+    at = _aware(scheduled).astimezone(UTC)
+    return {
+        "kind": "schedule",
+        "scheduledTime": format_time(at),
+        "scheduledTimeLocal": at.astimezone(schedule.zone).isoformat(),
+        "trigger": {
+            "name": trigger,
+            "namespace": namespace,
+            "cron": cron,
+            "timezone": schedule.zone.key,
+        },
+    }

@@ -1,0 +1,147 @@
+"""Scheduled RunbookTriggers on the real cluster (issue 20): the session's operator (this
+checkout) fires an every-minute schedule at each minute boundary, exactly once, with the
+scheduled time in the input and the ledger; Forbid skips while its run is still active;
+historyLimit prunes the finished runs. Polls with deadlines; no fixed sleeps.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from runbook_engine.timeutil import format_time, parse_time
+from runbook_operator.triggers.schedule import execution_name, next_fire
+
+from .conftest import wait_for
+from .operator_env import GROUP, VERSION, Runbooks, shell_step, transform
+
+pytestmark = pytest.mark.e2e
+
+TRIGGER_LABEL = f"{GROUP}/trigger"
+
+
+def make_trigger(rb: Runbooks, name: str, runbook: str, **spec: Any) -> dict[str, Any]:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RunbookTrigger",
+        "metadata": {"name": name},
+        "spec": {"runbookRef": {"name": runbook}, **spec},
+    }
+    return rb.custom.create_namespaced_custom_object(  # type: ignore[no-any-return]
+        GROUP, VERSION, rb.namespace, "runbooktriggers", body
+    )
+
+
+def trigger_status(rb: Runbooks, name: str) -> dict[str, Any]:
+    body = rb.custom.get_namespaced_custom_object(
+        GROUP, VERSION, rb.namespace, "runbooktriggers", name
+    )
+    return dict(body.get("status") or {})
+
+
+def executions_of(rb: Runbooks, trigger: str) -> dict[str, dict[str, Any]]:
+    listed = rb.custom.list_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        rb.namespace,
+        "runbookexecutions",
+        label_selector=f"{TRIGGER_LABEL}={trigger}",
+    )
+    return {item["metadata"]["name"]: item for item in listed["items"]}
+
+
+def first_fire(trigger: dict[str, Any]) -> datetime:
+    spec = trigger["spec"]["schedule"]
+    created = parse_time(trigger["metadata"]["creationTimestamp"])
+    at = next_fire(spec["cron"], spec.get("timezone", "UTC"), created)
+    assert at is not None
+    return at
+
+
+def test_an_every_minute_schedule_fires_once_per_minute_and_forbid_skips_while_active(
+    rb: Runbooks,
+) -> None:
+    rb.runbook("stamp", [transform("echo", expressions={"slot": "input.slot"})])
+    rb.runbook("linger", [shell_step("long", "import time; time.sleep(600)")])
+    every = make_trigger(
+        rb,
+        "every-minute",
+        "stamp",
+        schedule={"cron": "* * * * *", "timezone": "Europe/Berlin"},
+        input={"slot": "scheduledTime", "zone": "trigger.timezone"},
+        historyLimit={"succeeded": 0, "failed": 5},
+    )
+    forbid = make_trigger(
+        rb,
+        "forbid",
+        "linger",
+        schedule={"cron": "* * * * *", "concurrencyPolicy": "Forbid"},
+    )
+
+    # A trigger's first scheduled time is the first boundary after its creation.
+    first = first_fire(every)
+    second = first + timedelta(minutes=1)
+    wait_for(lambda: trigger_status(rb, "every-minute").get("nextFire"), 60, 0.5, "armed")
+    uid = every["metadata"]["uid"]
+    expected = [execution_name("every-minute", uid, at) for at in (first, second)]
+
+    # Every execution the trigger ever had (history pruning deletes finished ones).
+    seen: dict[str, dict[str, Any]] = {}
+
+    def observe() -> dict[str, dict[str, Any]]:
+        current = executions_of(rb, "every-minute")
+        for name, body in current.items():
+            seen.setdefault(name, body)
+        return current
+
+    # Exactly one execution per boundary, named for its scheduled time, created after it.
+    wait_for(lambda: expected[0] in observe(), 100, 0.5, f"{expected[0]} at {first}")
+    wait_for(lambda: expected[1] in observe(), 100, 0.5, f"{expected[1]} at {second}")
+    assert sorted(seen) == sorted(expected), sorted(seen)
+    for name, at in zip(expected, (first, second), strict=True):
+        body = seen[name]
+        created = parse_time(body["metadata"]["creationTimestamp"])
+        assert created >= at - timedelta(seconds=1), (name, created, at)
+        assert body["spec"]["input"] == {"slot": format_time(at), "zone": "Europe/Berlin"}
+        assert body["spec"]["startedBy"].endswith("/every-minute")
+        annotations = body["metadata"]["annotations"]
+        assert annotations[f"{GROUP}/triggered-by"] == "every-minute"
+
+    # The ledger's first entry records the trigger and the scheduled time.
+    status = rb.wait(
+        expected[1], lambda s: bool((s.get("audit") or {}).get("recent")), 120, "a ledger"
+    )
+    entry = status["audit"]["recent"][0]
+    assert entry["eventType"] == "EXECUTION_STARTED", entry
+    recorded = entry["details"]["trigger"]
+    assert recorded["name"] == "every-minute"
+    assert recorded["event"]["scheduledTime"] == format_time(second)
+    assert recorded["event"]["timezone"] == "Europe/Berlin"
+
+    counts = trigger_status(rb, "every-minute")
+    assert counts["lastScheduleTime"] >= format_time(second)
+    assert counts["nextFire"] > counts["lastScheduleTime"]
+
+    # historyLimit.succeeded 0: the first run, once completed, is deleted by the trigger (at
+    # its next tick: a fire time or the resync interval).
+    wait_for(lambda: expected[0] not in observe(), 150, 0.5, f"{expected[0]} pruned")
+    assert trigger_status(rb, "every-minute")["counts"]["started"] >= 2
+
+    # Forbid: its first run lingers, so the next boundary is skipped and counted, not started.
+    forbid_first = wait_for(lambda: sorted(executions_of(rb, "forbid")), 100, 0.5, "forbid's run")
+    forbid_at = first_fire(forbid)
+    assert forbid_first == [execution_name("forbid", forbid["metadata"]["uid"], forbid_at)], (
+        forbid_first
+    )
+    wait_for(
+        lambda: (trigger_status(rb, "forbid").get("skipped") or {}).get("concurrencyPolicy"),
+        100,
+        0.5,
+        "forbid skipped a boundary",
+    )
+    forbid_status = trigger_status(rb, "forbid")
+    assert forbid_status["lastScheduleTime"] >= format_time(forbid_at + timedelta(minutes=1))
+    assert sorted(executions_of(rb, "forbid")) == forbid_first
+    assert forbid_status["counts"]["started"] == 1
