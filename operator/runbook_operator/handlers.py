@@ -25,6 +25,8 @@ from runbook_operator.settings import GROUP, VERSION, configure
 
 __all__ = ["configure"]
 log = logging.getLogger("runbook_operator")
+TRIGGER_RESYNC_SECONDS = 10.0
+"""How often a trigger's status follows its executions (active, history) without an event."""
 
 
 async def _call(memo: Any, fn: Any, *args: Any) -> Any:
@@ -95,6 +97,20 @@ async def runbook_changed(body: Any, memo: Any, **_: Any) -> None:
     await _call(memo, k.write_status, memo.kube, k.RUNBOOKS, dict(body), status)
 
 
+@kopf.on.resume(GROUP, VERSION, "runbooktriggers")
+@kopf.on.create(GROUP, VERSION, "runbooktriggers")
+@kopf.on.update(GROUP, VERSION, "runbooktriggers", field="spec")
+async def trigger_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Conditions, running executions and history of a RunbookTrigger (triggers/controller)."""
+    await _call(memo, memo.triggers.reconcile, namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, "runbooktriggers", interval=TRIGGER_RESYNC_SECONDS)
+async def trigger_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """The same, periodically: executions finish without the trigger changing."""
+    await _call(memo, memo.triggers.reconcile, namespace, name)
+
+
 def _scheduled(spec: Any, **_: Any) -> bool:
     return bool((spec or {}).get("schedule"))
 
@@ -102,7 +118,7 @@ def _scheduled(spec: Any, **_: Any) -> bool:
 @kopf.daemon(GROUP, VERSION, "runbooktriggers", when=_scheduled, cancellation_timeout=5.0)
 async def drive_schedule(namespace: str | None, name: str, uid: str, memo: Any, **_: Any) -> None:
     """Fire a scheduled trigger: tick (triggers/scheduler.py), then sleep until its next fire
-    time, a spec change, or the resync interval (which also prunes its history)."""
+    time, a spec change, or the resync interval. (History and conditions: trigger_changed.)"""
     waker = memo.trigger_wakers.setdefault(uid, asyncio.Event())
     try:
         while True:

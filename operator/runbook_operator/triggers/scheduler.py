@@ -9,10 +9,11 @@ the status then moves on. All API calls go through kube.py.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,7 +21,11 @@ from pydantic import ValidationError
 from runbook_engine.identity import Identity
 from runbook_engine.timeutil import format_time, parse_time, utcnow
 from runbook_operator import kube as k
-from runbook_operator.execution.stamps import control_annotations
+from runbook_operator.execution.stamps import (
+    TRIGGER_EVENT,
+    TRIGGER_EVENT_LIMIT,
+    control_annotations,
+)
 from runbook_operator.triggers import plan as trigger_plan
 from runbook_operator.triggers.alert import InputError, map_input
 from runbook_operator.triggers.model import RunbookTriggerSpec, parse_spec
@@ -31,7 +36,7 @@ from runbook_operator.triggers.schedule import (
     plan,
     schedule_event,
 )
-from runbook_operator.triggers.status import CountsDelta, history_to_delete, with_counts
+from runbook_operator.triggers.status import CountsDelta, with_counts
 
 log = logging.getLogger("runbook_operator.triggers")
 
@@ -48,10 +53,30 @@ class Outcome:
     duplicates: int = 0
     cancelled: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
-    deleted: list[str] = field(default_factory=list)
 
     def skip(self, reason: str, count: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+
+def handled_until(trigger: Mapping[str, Any], mine: Sequence[Mapping[str, Any]]) -> datetime:
+    """The newest scheduled time already handled: status.lastScheduleTime, or the newest
+    scheduled time an execution of this trigger records (a status lost to a restore, or pruned
+    by an older CRD, must not start old times again), or the trigger's creation."""
+    meta = trigger.get("metadata") or {}
+    candidates = [parse_time(str(meta["creationTimestamp"]))]
+    recorded = (trigger.get("status") or {}).get("lastScheduleTime")
+    if recorded:
+        candidates.append(parse_time(str(recorded)))
+    for body in mine:
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        raw = str(annotations.get(TRIGGER_EVENT) or "")[:TRIGGER_EVENT_LIMIT]
+        try:
+            event = json.loads(raw) if raw else {}
+            if isinstance(event, dict) and event.get("kind") == "schedule":
+                candidates.append(parse_time(str(event["scheduledTime"])))
+        except (ValueError, KeyError):
+            continue
+    return max(candidates)
 
 
 class Scheduler:
@@ -93,8 +118,7 @@ class Scheduler:
             if trigger_plan.started_by(body, name)
         ]
         started = [trigger_plan.Started.of(body) for body in mine]
-        status = trigger.get("status") or {}
-        since = parse_time(str(status.get("lastScheduleTime") or meta["creationTimestamp"]))
+        since = handled_until(trigger, mine)
         decision = plan(
             schedule,
             since=since,
@@ -111,13 +135,6 @@ class Scheduler:
             self._cancel(namespace, execution, outcome)
         for at in decision.start:
             self._start(trigger, spec, schedule, at, outcome)
-        finished = [s for s in started if not s.active]
-        limits = spec.history_limit
-        for execution in history_to_delete(
-            finished, limits.succeeded, limits.failed, now, timedelta(0)
-        ):
-            self.kube.delete(k.EXECUTIONS, namespace, execution)
-            outcome.deleted.append(execution)
         fields: dict[str, Any] = {
             "nextFire": format_time(decision.next_fire) if decision.next_fire else None
         }

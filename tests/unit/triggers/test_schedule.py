@@ -457,3 +457,31 @@ def test_walking_in_passes_sees_the_same_times_as_one_walk(
         assert result.last_scheduled is not None
         since = result.last_scheduled
     assert stepped == whole
+
+
+# --- where the shell resumes -------------------------------------------------------------------
+
+
+def test_handled_until_takes_the_newest_of_status_executions_and_creation() -> None:
+    import json
+
+    from runbook_operator.execution.stamps import TRIGGER_EVENT
+    from runbook_operator.triggers.scheduler import handled_until
+
+    trigger = {"metadata": {"creationTimestamp": "2026-05-01T00:00:00Z"}, "status": {}}
+    assert handled_until(trigger, []) == utc(2026, 5, 1)
+
+    def execution(event: object) -> dict[str, object]:
+        return {"metadata": {"annotations": {TRIGGER_EVENT: json.dumps(event)}}}
+
+    mine = [
+        execution({"kind": "schedule", "scheduledTime": "2026-05-01T06:00:00.000Z"}),
+        execution({"kind": "schedule", "scheduledTime": "2026-05-01T05:00:00.000Z"}),
+        execution({"kind": "alert", "scheduledTime": "2026-09-01T00:00:00.000Z"}),
+        {"metadata": {"annotations": {TRIGGER_EVENT: "not json"}}},
+        execution({"kind": "schedule"}),
+    ]
+    # The status was lost (a restore, a CRD without the field): the executions still tell.
+    assert handled_until(trigger, mine) == utc(2026, 5, 1, 6)
+    trigger["status"] = {"lastScheduleTime": "2026-05-01T07:00:00.000Z"}
+    assert handled_until(trigger, mine) == utc(2026, 5, 1, 7)
