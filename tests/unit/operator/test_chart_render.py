@@ -101,9 +101,13 @@ def env_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 OPERATOR_GRANTS = {
     (GROUP, "runbooks"): {"get", "list", "watch", "patch"},
-    (GROUP, "runbookexecutions"): {"get", "list", "watch", "patch"},
+    # create: scheduled triggers start executions; delete: historyLimit (docs/triggers.md)
+    (GROUP, "runbookexecutions"): {"get", "list", "watch", "patch", "create", "delete"},
     (GROUP, "runbooks/status"): {"patch"},
     (GROUP, "runbookexecutions/status"): {"patch"},
+    # fire: the custom verb admission asks of whoever creates a triggered execution
+    (GROUP, "runbooktriggers"): {"get", "list", "watch", "patch", "fire"},
+    (GROUP, "runbooktriggers/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "configmaps"): {"get", "list", "create", "update"},
