@@ -120,9 +120,13 @@ def test_an_every_minute_schedule_fires_once_per_minute_and_forbid_skips_while_a
     assert recorded["event"]["scheduledTime"] == format_time(second)
     assert recorded["event"]["timezone"] == "Europe/Berlin"
 
-    counts = trigger_status(rb, "every-minute")
-    assert counts["lastScheduleTime"] >= format_time(second)
-    assert counts["nextFire"] > counts["lastScheduleTime"]
+    # lastTriggered/nextFire (lastScheduleTime is not read here: the shared cluster's CRD may
+    # be replaced meanwhile by a checkout whose schema prunes it; the scheduler does not rely on
+    # it alone, see scheduler.handled_until).
+    status = trigger_status(rb, "every-minute")
+    assert status["lastTriggered"] >= format_time(second)
+    assert status["lastExecution"] in expected
+    assert status["nextFire"] >= format_time(second + timedelta(minutes=1))
 
     # historyLimit.succeeded 0: the first run, once completed, is deleted by the trigger (at
     # its next tick: a fire time or the resync interval).
@@ -142,6 +146,6 @@ def test_an_every_minute_schedule_fires_once_per_minute_and_forbid_skips_while_a
         "forbid skipped a boundary",
     )
     forbid_status = trigger_status(rb, "forbid")
-    assert forbid_status["lastScheduleTime"] >= format_time(forbid_at + timedelta(minutes=1))
+    assert forbid_status["nextFire"] >= format_time(forbid_at + timedelta(minutes=2))
     assert sorted(executions_of(rb, "forbid")) == forbid_first
     assert forbid_status["counts"]["started"] == 1
