@@ -6,16 +6,26 @@ historyLimit prunes the finished runs. Polls with deadlines; no fixed sleeps.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from runbook_engine.timeutil import format_time, parse_time
 from runbook_operator.triggers.schedule import execution_name, next_fire
 
-from .conftest import wait_for
-from .operator_env import GROUP, VERSION, Runbooks, shell_step, transform
+from .conftest import Cluster, wait_for
+from .operator_env import (
+    GROUP,
+    VERSION,
+    Runbooks,
+    _install_admission_policies,
+    shell_step,
+    transform,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -60,9 +70,29 @@ def first_fire(trigger: dict[str, Any]) -> datetime:
     return at
 
 
-def test_an_every_minute_schedule_fires_once_per_minute_and_forbid_skips_while_active(
-    rb: Runbooks,
+def _triggers_stamped(cluster: Cluster) -> bool:
+    """A dry-run RunbookTrigger comes back stamped: this checkout's policies are in force."""
+    probe = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RunbookTrigger",
+        "metadata": {"name": f"probe-{uuid.uuid4().hex[:8]}"},
+        "spec": {"runbookRef": {"name": "x"}, "schedule": {"cron": "* * * * *"}},
+    }
+    try:
+        made = client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
+            GROUP, VERSION, "default", "runbooktriggers", probe, dry_run="All"
+        )
+    except ApiException:
+        return False
+    return f"{GROUP}/created-by" in ((made.get("metadata") or {}).get("annotations") or {})
+
+
+def test_an_every_minute_schedule_fires_once_per_minute_forbid_skips_and_replace_cancels(
+    cluster: Cluster, rb: Runbooks
 ) -> None:
+    # On a shared cluster another checkout's admission policies may be in force: apply ours.
+    _install_admission_policies(cluster)
+    wait_for(lambda: _triggers_stamped(cluster), 60, 0.5, "triggers stamped at admission")
     rb.runbook("stamp", [transform("echo", expressions={"slot": "input.slot"})])
     rb.runbook("linger", [shell_step("long", "import time; time.sleep(600)")])
     every = make_trigger(
@@ -80,6 +110,12 @@ def test_an_every_minute_schedule_fires_once_per_minute_and_forbid_skips_while_a
         schedule={"cron": "* * * * *", "concurrencyPolicy": "Forbid"},
     )
 
+    replace = make_trigger(
+        rb,
+        "replace",
+        "linger",
+        schedule={"cron": "* * * * *", "concurrencyPolicy": "Replace"},
+    )
     # A trigger's first scheduled time is the first boundary after its creation.
     first = first_fire(every)
     second = first + timedelta(minutes=1)
@@ -149,3 +185,20 @@ def test_an_every_minute_schedule_fires_once_per_minute_and_forbid_skips_while_a
     assert forbid_status["nextFire"] >= format_time(forbid_at + timedelta(minutes=2))
     assert sorted(executions_of(rb, "forbid")) == forbid_first
     assert forbid_status["counts"]["started"] == 1
+
+    # Replace: at its second boundary the lingering first run is cancelled (by the operator,
+    # stamped as the controller) and the second one started.
+    replace_uid = replace["metadata"]["uid"]
+    replace_at = first_fire(replace)
+    old_run, new_run = (
+        execution_name("replace", replace_uid, at)
+        for at in (replace_at, replace_at + timedelta(minutes=1))
+    )
+    wait_for(lambda: new_run in executions_of(rb, "replace"), 100, 0.5, f"{new_run} started")
+    rb.wait_phase(old_run, "CANCELLED", timeout=120)
+    cancelled = rb.get(old_run)
+    assert cancelled["spec"]["cancel"] is True
+    assert cancelled["metadata"]["annotations"][f"{GROUP}/control-of"] == "paused=false,cancel=true"
+    assert sorted(executions_of(rb, "replace")) == sorted([old_run, new_run])
+    assert rb.get(new_run)["spec"].get("cancel") is not True
+    assert (trigger_status(rb, "replace").get("counts") or {}).get("cancelled") == 1
