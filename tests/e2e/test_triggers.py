@@ -22,7 +22,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from .conftest import Cluster, wait_for
-from .operator_env import GROUP, VERSION, Runbooks, shell_step, wait_authorized
+from .operator_env import (
+    GROUP,
+    VERSION,
+    Runbooks,
+    _install_admission_policies,
+    shell_step,
+    wait_authorized,
+)
 from .trigger_env import Process, http, post_alerts, rfc3339, start_alertmanager, start_receiver
 
 pytestmark = pytest.mark.e2e
@@ -39,9 +46,28 @@ def receiver(cluster: Cluster, project_crds: None, tmp_path: Path) -> Iterator[s
     print(f"--- receiver log (tail) ---\n{proc.tail(80)}")
 
 
+def _trigger_stamped(cluster: Cluster) -> bool:
+    probe = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RunbookTrigger",
+        "metadata": {"name": f"probe-{uuid.uuid4().hex[:8]}"},
+        "spec": {"runbookRef": {"name": "x"}, "schedule": {"cron": "* * * * *"}},
+    }
+    try:
+        made = client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
+            GROUP, VERSION, "default", "runbooktriggers", probe, dry_run="All"
+        )
+    except ApiException:
+        return False
+    return f"{GROUP}/created-by" in ((made.get("metadata") or {}).get("annotations") or {})
+
+
 @pytest.fixture
 def armed(cluster: Cluster, rb: Runbooks) -> Runbooks:
-    """A long-running runbook and the token Secret in the test's namespace."""
+    """A long-running runbook and the token Secret in the test's namespace; this checkout's
+    admission policies applied again (on a shared cluster another checkout's may be in force)."""
+    _install_admission_policies(cluster)
+    wait_for(lambda: _trigger_stamped(cluster), 60, 0.5, "triggers stamped at admission")
     rb.runbook("answer-alert", [shell_step("long", "import time; time.sleep(600)")])
     cluster.core.create_namespaced_secret(
         rb.namespace,
@@ -219,7 +245,9 @@ def test_a_wrong_token_or_a_bad_message_is_refused_and_creates_nothing(
     assert status == 401 and "token" in body["error"], body
     status, body = http("POST", url, message)
     assert status == 401, body
-    status, body = http("POST", url, {"version": "4"}, {"Authorization": f"Bearer {TOKEN}"})
+    status, body = http(
+        "POST", url, {"version": "4", "status": "firing"}, {"Authorization": f"Bearer {TOKEN}"}
+    )
     assert status == 422 and "alerts" in body["error"], body
     status, body = http("POST", url, raw=b"{" * 100, headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 400, body
@@ -275,20 +303,37 @@ def test_only_the_receiver_may_create_an_execution_naming_a_trigger(
     rb = armed
     make_trigger(rb, "high-error-rate")
     tenant = f"tenant-{uuid.uuid4().hex[:6]}"
-    client.RbacAuthorizationV1Api(cluster.api).create_namespaced_role_binding(
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    # `admin` in the namespace plus every verb on the runbook kinds, as the chart's aggregated
+    # roles give it: everything but the custom verb `fire`.
+    rbac.create_namespaced_role(
         rb.namespace,
-        client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="tenant-admin"),
-            role_ref=client.V1RoleRef(
-                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="admin"
-            ),
-            subjects=[
-                client.RbacV1Subject(
-                    kind="User", name=tenant, api_group="rbac.authorization.k8s.io"
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="runbooks"),
+            rules=[
+                client.V1PolicyRule(
+                    api_groups=[GROUP],
+                    resources=["runbooks", "runbookexecutions", "runbooktriggers"],
+                    verbs=["get", "list", "watch", "create", "update", "patch", "delete"],
                 )
             ],
         ),
     )
+    for kind, role in (("ClusterRole", "admin"), ("Role", "runbooks")):
+        rbac.create_namespaced_role_binding(
+            rb.namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name=f"tenant-{role}"),
+                role_ref=client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind=kind, name=role
+                ),
+                subjects=[
+                    client.RbacV1Subject(
+                        kind="User", name=tenant, api_group="rbac.authorization.k8s.io"
+                    )
+                ],
+            ),
+        )
     wait_authorized(
         cluster, rb.namespace, tenant, verb="create", resource="runbookexecutions", group=GROUP
     )
