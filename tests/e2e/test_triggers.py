@@ -30,6 +30,8 @@ from .operator_env import (
     shell_step,
     wait_authorized,
 )
+from .test_gitops_health import Judge, judged
+from .test_gitops_health import judge as judge  # the fixture (kstatus and gopher-lua)
 from .trigger_env import Process, http, post_alerts, rfc3339, start_alertmanager, start_receiver
 
 pytestmark = pytest.mark.e2e
@@ -371,3 +373,46 @@ def test_only_the_receiver_may_create_an_execution_naming_a_trigger(
     as_tenant.custom.create_namespaced_custom_object(
         GROUP, VERSION, rb.namespace, "runbookexecutions", plain
     )
+
+
+def _armed_status(rb: Runbooks, name: str) -> dict[str, Any]:
+    def settled() -> dict[str, Any] | None:
+        obj = rb.custom.get_namespaced_custom_object(
+            GROUP, VERSION, rb.namespace, "runbooktriggers", name
+        )
+        status = obj.get("status") or {}
+        done = status.get("observedGeneration") == obj["metadata"]["generation"] and status.get(
+            "conditions"
+        )
+        return obj if done else None
+
+    return wait_for(settled, 60, 0.5, f"trigger {name}: status of its generation")  # type: ignore[no-any-return]
+
+
+def test_trigger_health_on_live_objects(
+    armed: Runbooks, cluster: Cluster, namespace: str, judge: Judge
+) -> None:
+    """kstatus (the real library) and Argo CD's health.lua (gopher-lua, and lupa) on triggers
+    as the operator left them; RUNBOOK_CAPTURE_ARGOCD_FIXTURES=1 records them as fixtures."""
+    rb = armed
+    make_trigger(rb, "armed")
+    make_trigger(rb, "suspended", suspend=True)
+    make_trigger(rb, "no-runbook", runbookRef={"name": "missing"})
+    make_trigger(
+        rb,
+        "invalid",
+        alertmanager={"matchRegex": {"severity": "(("}, "tokenSecretRef": {"name": "am-token"}},
+    )
+    cases = {
+        "armed": ("Current", "Healthy"),
+        "suspended": ("Current", "Suspended"),
+        "no-runbook": ("InProgress", "Progressing"),
+        "invalid": ("Failed", "Degraded"),
+    }
+    for case, (kstatus, health) in cases.items():
+        obj = _armed_status(rb, case)
+        judged(judge, "RunbookTrigger", case, obj, kstatus, health)
+    # Where no operator watches: no status at all.
+    unseen = Runbooks(cluster, namespace)
+    made = make_trigger(unseen, "unseen")
+    judged(judge, "RunbookTrigger", "no-status", made, "Current", "Progressing")
