@@ -147,3 +147,20 @@ def test_history_keeps_the_newest_and_the_rate_window() -> None:
         "bad-old",
     ]
     assert history_to_delete(runs, 0, 5, NOW, timedelta(minutes=1)) == ["ok-old", "ok-mid"]
+
+
+def test_the_first_ledger_entry_records_the_trigger_and_no_other_does() -> None:
+    from runbook_engine.audit import AuditEvent
+    from runbook_engine.driver import Actors, with_identity
+    from runbook_engine.enums import LogEventType
+    from runbook_engine.identity import Identity
+
+    trigger = {"name": "t", "createdBy": "alice", "event": {"fingerprint": "f"}}
+    actors = Actors("operator", requester=Identity.from_wire({"username": "sa"}), trigger=trigger)
+    started = with_identity(AuditEvent("k", LogEventType.EXECUTION_STARTED), actors)
+    assert started.details["trigger"] == trigger
+    assert started.details["authenticatedUser"]["username"] == "sa"
+    step = with_identity(AuditEvent("s", LogEventType.STEP_STARTED, "a"), actors)
+    assert "trigger" not in step.details
+    plain = with_identity(AuditEvent("k", LogEventType.EXECUTION_STARTED), Actors("operator"))
+    assert "trigger" not in plain.details

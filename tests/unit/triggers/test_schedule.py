@@ -485,3 +485,13 @@ def test_handled_until_takes_the_newest_of_status_executions_and_creation() -> N
     assert handled_until(trigger, mine) == utc(2026, 5, 1, 6)
     trigger["status"] = {"lastScheduleTime": "2026-05-01T07:00:00.000Z"}
     assert handled_until(trigger, mine) == utc(2026, 5, 1, 7)
+
+
+def test_runbookctl_triggers_computes_next_fire_with_the_planner() -> None:
+    """`runbookctl triggers` falls back on the planner when status.nextFire is not there yet."""
+    from runbookctl.cluster import _next_fire
+
+    compute = _next_fire()
+    assert compute is not None
+    spec = {"cron": "0 6 * * 1-5", "timezone": "Europe/Berlin"}
+    assert compute(spec, utc(2026, 12, 4, 14)) == berlin(2026, 12, 7, 6, 0)  # Friday → Monday
