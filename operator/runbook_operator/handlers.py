@@ -128,6 +128,8 @@ async def drive_schedule(namespace: str | None, name: str, uid: str, memo: Any, 
                 wake_at = await _call(memo, memo.scheduler.tick, namespace, name)
             except k.KubeError as exc:
                 log.warning("trigger %s/%s: schedule tick failed: %s", namespace, name, exc)
+            except Exception:  # one trigger's surprise must not end its schedule for good
+                log.exception("trigger %s/%s: schedule tick failed", namespace, name)
             sleep = memo.cfg.resync_seconds
             if wake_at is not None:
                 wait = (wake_at - memo.scheduler.clock()).total_seconds()

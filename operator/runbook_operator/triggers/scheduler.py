@@ -203,7 +203,10 @@ class Scheduler:
             "metadata": {"annotations": control_annotations(who, bool(spec.get("paused")), True)},
             "spec": {"cancel": True},
         }
-        self.kube.patch(k.EXECUTIONS, namespace, execution, patch)
+        try:
+            self.kube.patch(k.EXECUTIONS, namespace, execution, patch)
+        except k.NotFound:
+            return  # deleted meanwhile: nothing left to replace
         outcome.cancelled.append(execution)
 
     def _record(
