@@ -15,7 +15,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from runbook_engine.timeutil import format_time, parse_time
+from runbook_operator.kube import Kube
 from runbook_operator.triggers.schedule import execution_name, next_fire
+from runbook_operator.triggers.scheduler import Scheduler
 
 from .conftest import Cluster, wait_for
 from .operator_env import (
@@ -202,3 +204,79 @@ def test_an_every_minute_schedule_fires_once_per_minute_forbid_skips_and_replace
     assert sorted(executions_of(rb, "replace")) == sorted([old_run, new_run])
     assert rb.get(new_run)["spec"].get("cancel") is not True
     assert (trigger_status(rb, "replace").get("counts") or {}).get("cancelled") == 1
+
+
+def test_catch_up_after_downtime_and_a_second_operator_start_nothing_twice(
+    cluster: Cluster, namespace: str
+) -> None:
+    """The scheduler against the real apiserver with a fake clock, in a namespace no operator
+    watches: five hours of downtime start only the newest catchUp.maxRuns runs; a second
+    operator (another Scheduler), and one that lost the status, start nothing again."""
+    _install_admission_policies(cluster)
+    wait_for(lambda: _triggers_stamped(cluster), 60, 0.5, "triggers stamped at admission")
+    custom = client.CustomObjectsApi(cluster.api)
+    trigger = custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "runbooktriggers",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "RunbookTrigger",
+            "metadata": {"name": "hourly"},
+            "spec": {
+                "runbookRef": {"name": "absent"},
+                "schedule": {"cron": "0 * * * *", "catchUp": {"maxRuns": 2}},
+                "input": {"slot": "scheduledTime"},
+            },
+        },
+    )
+    uid = trigger["metadata"]["uid"]
+    created = parse_time(trigger["metadata"]["creationTimestamp"])
+    hours = [next_fire("0 * * * *", "UTC", created)]
+    for _ in range(4):
+        hours.append(hours[-1] + timedelta(hours=1))
+    later = hours[-1] + timedelta(minutes=10)  # the operator was down for five boundaries
+    kube = Kube.connect(cluster.kubeconfig)
+
+    def run(at: datetime) -> datetime | None:
+        return Scheduler(kube, clock=lambda: at).tick(namespace, "hourly")
+
+    def names() -> list[str]:
+        listed = custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "runbookexecutions", label_selector=f"{TRIGGER_LABEL}=hourly"
+        )
+        return sorted(item["metadata"]["name"] for item in listed["items"])
+
+    assert run(later) == hours[-1] + timedelta(hours=1)
+    newest = sorted(execution_name("hourly", uid, at) for at in hours[-2:])
+    assert names() == newest
+    status = custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "runbooktriggers", "hourly"
+    )["status"]
+    assert status["skipped"] == {"catchUpLimit": 3}
+    assert status["counts"]["started"] == 2
+    run_input = custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "runbookexecutions", newest[-1]
+    )["spec"]["input"]
+    assert run_input == {"slot": format_time(hours[-1])}
+
+    def counts() -> dict[str, int]:
+        body = custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "runbooktriggers", "hourly"
+        )
+        return dict((body.get("status") or {}).get("counts") or {})
+
+    # A second operator at the same moment: nothing new, nothing counted twice.
+    run(later + timedelta(seconds=5))
+    assert names() == newest
+    assert counts()["started"] == 2 and counts().get("duplicates", 0) == 0
+    # One whose trigger status was lost (a restore): the executions tell where it stood, so it
+    # does not even try the handled times again (were it to, their names would meet
+    # AlreadyExists and count as duplicates).
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "runbooktriggers", "hourly", {"status": None}
+    )
+    run(later + timedelta(seconds=10))
+    assert names() == newest
+    assert counts().get("duplicates", 0) == 0 and counts().get("started", 0) == 0
