@@ -36,6 +36,7 @@ from .operator_env import (
 )
 from .test_gitops_health import Judge, judged
 from .test_gitops_health import judge as judge  # the fixture (kstatus and gopher-lua)
+from .test_runbookctl_cluster import ctl
 from .trigger_env import Process, http, post_alerts, rfc3339, start_alertmanager, start_receiver
 
 pytestmark = pytest.mark.e2e
@@ -267,6 +268,11 @@ def test_an_alert_through_two_alertmanagers_starts_one_execution_and_resolving_c
             == "paused=false,cancel=true"
         )
         assert len(executions_of(rb, "high-error-rate")) == 1
+        # `kubectl runbook triggers` shows its last firing.
+        listed = ctl(rb.cluster, "triggers", "-n", rb.namespace)
+        assert listed.returncode == 0, listed.stderr
+        (row,) = [line for line in listed.stdout.splitlines() if "high-error-rate" in line]
+        assert "alertmanager" in row and " ago" in row, listed.stdout
         wait_for(
             lambda: (
                 (trigger_status(rb, "high-error-rate").get("counts") or {}).get("cancelled") == 1

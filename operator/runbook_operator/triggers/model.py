@@ -46,7 +46,8 @@ def compile_label_regex(pattern: str) -> Any:
     options = re2.Options()
     options.log_errors = False
     options.max_mem = REGEX_MEMORY
-    try:
+    try:  # alone first: `a)|(b` is refused, though `^(?:a)|(b)$` would compile unanchored
+        re2.compile(pattern, options)
         return re2.compile(f"^(?:{pattern})$", options)
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args else str(exc)

@@ -180,3 +180,8 @@ def test_occurrences_narrow_alerts_to_the_one_they_are_for() -> None:
 def test_malformed_messages_are_refused(broken: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         alert.Notification.model_validate(broken)
+
+
+def test_a_pattern_cannot_break_out_of_its_anchors() -> None:
+    with pytest.raises(ValidationError, match="unexpected"):
+        source(matchRegex={"severity": "a)|(b"})
