@@ -73,6 +73,7 @@ trap 'exit 130' INT TERM
 # ------------------------------------------------------------------ 2-4
 phase tools
 nice hack/cluster/build-tools.sh
+nice hack/cluster/build-tools.sh alertmanager   # test-only: tests/e2e/test_triggers.py
 nice hack/kstatus/build.sh >/dev/null   # test-only: kstatus + gopher-lua (tests/e2e/test_gitops_health.py)
 
 phase image

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the path of a binary built by build-tools.sh, building it first if needed:
-#   hack/cluster/bin-path.sh kubectl|kube-apiserver|...|helm|kwok|coredns|etcd|kind|workflow-controller
+#   hack/cluster/bin-path.sh kubectl|kube-apiserver|...|helm|kwok|coredns|etcd|kind|workflow-controller|alertmanager
 #   hack/cluster/bin-path.sh argo-crds   (the directory of Argo Workflows' CRDs, for make bench)
 # e.g. HELM="$(hack/cluster/bin-path.sh helm)"; "$HELM" lint charts/...
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,6 +19,7 @@ case "$name" in
   etcd) tool=etcd; path="$(tool_dir etcd "${ETCD_VERSION}")/etcd" ;;
   kind) tool=kind; path="$(tool_dir kind "${KIND_VERSION}")/kind" ;;
   workflow-controller) tool=argo; path="$(tool_dir argo "${ARGO_VERSION}")/workflow-controller" ;;
+  alertmanager) tool=alertmanager; path="$(tool_dir alertmanager "${ALERTMANAGER_VERSION}")/alertmanager" ;;
   *) die "unknown binary: $name" ;;
 esac
 [[ -x "$path" ]] || "${CLUSTER_HACK_DIR}/build-tools.sh" "$tool" >&2

@@ -3,10 +3,10 @@
 # caches them under $RUNBOOK_CACHE/bin/<tool>-<version>-<go>-<hash>/. A second run with
 # the same inputs finds the ".complete" stamp and returns at once.
 #
-#   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [coredns] [etcd] [kind] [argo]
+#   hack/cluster/build-tools.sh [kubernetes] [kwok] [helm] [coredns] [etcd] [kind] [argo] [alertmanager]
 #   (default: kubernetes kwok helm coredns; etcd unless ETCD_SOURCE=debian, kind only for
 #   `make kind-up` when no kind is on PATH, argo only for `make bench`: Argo Workflows'
-#   workflow-controller, the benchmark's peer)
+#   workflow-controller, the benchmark's peer; alertmanager only for the RunbookTrigger e2e tests)
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null || die "go is required (Go >= 1.24)"
@@ -78,11 +78,38 @@ build_argo() {
     workflow-controller
 }
 
+# Alertmanager: a test-only peer of the RunbookTrigger e2e tests (tests/e2e/test_triggers.py).
+# Its module ships the web UI's sources but not the built ui/app/dist that ui/web.go embeds (and
+# go refuses overlays inside the module cache), so it builds from a copy of the module with a
+# placeholder page there, through a `replace` in a copy of go.mod (the tests use only its API).
+build_alertmanager() {
+  local out; out="$(tool_dir alertmanager "${ALERTMANAGER_VERSION}")"
+  [[ -f "${out}/.complete" ]] && { log "alertmanager ${ALERTMANAGER_VERSION}: cached in ${out}"; return; }
+  log "alertmanager ${ALERTMANAGER_VERSION}: building into ${out}"
+  local t0=${SECONDS} dir="${CLUSTER_HACK_DIR}/tools/alertmanager" mod src
+  rm -rf "${out}.tmp"; mkdir -p "${out}.tmp"
+  mod="$(cd "${dir}" && go list -m -f '{{.Dir}}' github.com/prometheus/alertmanager)"
+  [[ -d "${mod}" ]] || die "alertmanager: module directory not found"
+  src="$(mktemp -d)"
+  cp -r "${mod}/." "${src}/"; chmod -R u+w "${src}"
+  for ui in elm mantine; do
+    mkdir -p "${src}/ui/app/dist/${ui}"; cp "${dir}/ui-placeholder.html" "${src}/ui/app/dist/${ui}/index.html"
+  done
+  cp "${dir}/go.mod" "${out}.tmp/build.mod"; cp "${dir}/go.sum" "${out}.tmp/build.sum"
+  echo "replace github.com/prometheus/alertmanager => ${src}" >> "${out}.tmp/build.mod"
+  (cd "${dir}" && CGO_ENABLED=0 go build -trimpath -modfile "${out}.tmp/build.mod" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}" \
+      -o "${out}.tmp/alertmanager" github.com/prometheus/alertmanager/cmd/alertmanager) \
+    || { rm -rf "${src}"; die "alertmanager: build failed"; }
+  rm -rf "${src}" "${out}.tmp/build.mod" "${out}.tmp/build.sum"
+  finish_build "${out}" alertmanager "${t0}"
+}
+
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(kubernetes kwok helm coredns $([[ "${ETCD_SOURCE:-go}" == go ]] && echo etcd))
 for t in "${targets[@]}"; do
   case "$t" in
-    kubernetes|kwok|helm|coredns|etcd|kind|argo) "build_${t}" ;;
+    kubernetes|kwok|helm|coredns|etcd|kind|argo|alertmanager) "build_${t}" ;;
     *) die "unknown tool: $t" ;;
   esac
 done

@@ -34,6 +34,9 @@ class Actors:
     """The authenticated creator of the execution (`started_by` is only what it claimed)."""
     controller: Identity | None = None
     """The authenticated user behind the latest pause/resume/cancel."""
+    trigger: Mapping[str, Any] | None = None
+    """The trigger that started the execution (name, its creator, the event), when one did:
+    recorded beside the requester so the ledger says why the service account started it."""
 
 
 def _requester(actors: Actors) -> str | None:
@@ -57,6 +60,10 @@ IDENTITY_RULES: Mapping[LogEventType, Callable[[Actors], Identity | None]] = Map
 """Event type → the authenticated user it records in `details.authenticatedUser`."""
 
 
+TRIGGER_EVENTS = frozenset({LogEventType.EXECUTION_STARTED, LogEventType.EXECUTION_REJECTED})
+"""Events that record the trigger behind the execution (the first entry of its ledger)."""
+
+
 ACTOR_RULES: Mapping[LogEventType, Callable[[Actors], str | None]] = MappingProxyType(
     {
         LogEventType.EXECUTION_STARTED: _requester,
@@ -78,9 +85,14 @@ def with_identity(event: AuditEvent, actors: Actors) -> AuditEvent:
     """The event with the authenticated user who caused it, when the shell knows one."""
     rule = IDENTITY_RULES.get(event.event_type)
     who = rule(actors) if rule else None
-    if who is None:
+    details = dict(event.details)
+    if who is not None:
+        details["authenticatedUser"] = who.wire()
+    if actors.trigger is not None and event.event_type in TRIGGER_EVENTS:
+        details["trigger"] = dict(actors.trigger)
+    if details == event.details:
         return event
-    return replace(event, details={**event.details, "authenticatedUser": who.wire()})
+    return replace(event, details=details)
 
 
 def record(

@@ -25,6 +25,8 @@ from runbook_operator.settings import GROUP, VERSION, configure
 
 __all__ = ["configure"]
 log = logging.getLogger("runbook_operator")
+TRIGGER_RESYNC_SECONDS = 10.0
+"""How often a trigger's status follows its executions (active, history) without an event."""
 
 
 async def _call(memo: Any, namespace: str | None, fn: Any, *args: Any) -> Any:
@@ -97,3 +99,54 @@ async def runbook_changed(namespace: str | None, body: Any, memo: Any, **_: Any)
     """Validate a Runbook fully (cycles included) and report it in its Valid condition."""
     status = runbook_status_of(body, utcnow(), memo.cfg.image_policy)
     await _call(memo, namespace, k.write_status, memo.kube, k.RUNBOOKS, dict(body), status)
+
+
+@kopf.on.resume(GROUP, VERSION, "runbooktriggers")
+@kopf.on.create(GROUP, VERSION, "runbooktriggers")
+@kopf.on.update(GROUP, VERSION, "runbooktriggers", field="spec")
+async def trigger_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Conditions, running executions and history of a RunbookTrigger (triggers/controller)."""
+    await _call(memo, namespace, memo.triggers.reconcile, namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, "runbooktriggers", interval=TRIGGER_RESYNC_SECONDS)
+async def trigger_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """The same, periodically: executions finish without the trigger changing."""
+    await _call(memo, namespace, memo.triggers.reconcile, namespace, name)
+
+
+def _scheduled(spec: Any, **_: Any) -> bool:
+    return bool((spec or {}).get("schedule"))
+
+
+@kopf.daemon(GROUP, VERSION, "runbooktriggers", when=_scheduled, cancellation_timeout=5.0)
+async def drive_schedule(namespace: str | None, name: str, uid: str, memo: Any, **_: Any) -> None:
+    """Fire a scheduled trigger: tick (triggers/scheduler.py), then sleep until its next fire
+    time, a spec change, or the resync interval. (History and conditions: trigger_changed.)"""
+    waker = memo.trigger_wakers.setdefault(uid, asyncio.Event())
+    try:
+        while True:
+            waker.clear()
+            wake_at = None
+            try:
+                wake_at = await _call(memo, namespace, memo.scheduler.tick, namespace, name)
+            except k.KubeError as exc:
+                log.warning("trigger %s/%s: schedule tick failed: %s", namespace, name, exc)
+            except Exception:  # one trigger's surprise must not end its schedule for good
+                log.exception("trigger %s/%s: schedule tick failed", namespace, name)
+            sleep = memo.cfg.resync_seconds
+            if wake_at is not None:
+                wait = (wake_at - memo.scheduler.clock()).total_seconds()
+                sleep = min(sleep, max(0.0, wait))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), timeout=sleep + 0.01)
+    finally:
+        memo.trigger_wakers.pop(uid, None)
+
+
+@kopf.on.update(GROUP, VERSION, "runbooktriggers", field="spec")
+async def trigger_spec_changed(uid: str, memo: Any, **_: Any) -> None:
+    """A changed schedule (cron, zone, suspend, limits): tick now, not at the old next fire."""
+    event = memo.trigger_wakers.get(uid)
+    if event is not None:
+        event.set()

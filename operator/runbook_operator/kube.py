@@ -48,6 +48,7 @@ class Resource:
 
 RUNBOOKS = Resource(API_VERSION, "runbooks")
 EXECUTIONS = Resource(API_VERSION, "runbookexecutions")
+TRIGGERS = Resource(API_VERSION, "runbooktriggers")
 JOBS = Resource("batch/v1", "jobs")
 PODS = Resource("v1", "pods")
 CONFIGMAPS = Resource("v1", "configmaps")

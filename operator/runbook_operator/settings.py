@@ -23,6 +23,8 @@ from runbook_operator.ledger.store import (
     publish_public_key,
 )
 from runbook_operator.names import ExecutionRef
+from runbook_operator.triggers.controller import TriggerController
+from runbook_operator.triggers.scheduler import Scheduler
 
 GROUP = API_GROUP
 VERSION = API_VERSION_NAME
@@ -42,7 +44,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     publish_ledger_anchor(kube, cfg.operator_namespace, cfg.public_key_configmap, cfg.namespaces)
     memo.controller = Controller(kube, cfg, _ledger_factory, signer)
     memo.kube = kube
+    memo.triggers = TriggerController(kube)
     memo.wakers = {}
+    memo.scheduler = Scheduler(kube)
+    memo.trigger_wakers = {}
     loop = asyncio.get_running_loop()
 
     def wake(uid: str) -> None:  # called from the watch threads

@@ -152,6 +152,44 @@ def get(
         _emit(data, output, lambda: cluster_view.executions_table(objs, _now()))
 
 
+def _next_fire() -> cluster_view.NextFire:
+    """The schedule module's `next_fire(schedule, now)` when this build has it (else `-`)."""
+    try:
+        from runbook_operator.triggers import schedule  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    from runbook_operator.triggers.model import ScheduleSource
+
+    def next_fire(spec: dict[str, Any], now: datetime) -> datetime | None:
+        source = ScheduleSource.model_validate(spec)
+        found = schedule.next_fire(source.cron, source.timezone, now)
+        return found if isinstance(found, datetime) else None
+
+    return next_fire
+
+
+def triggers(
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: FormatOpt = Format.table,
+) -> None:
+    """List RunbookTriggers: runbook, source (alertmanager or cron), ready, running executions,
+    last and next firing."""
+    from runbook_operator.kube import TRIGGERS
+
+    with _errors():
+        target = Target(kubeconfig, context, namespace)
+        objs = sorted(
+            target.kube.list(TRIGGERS, target.namespace), key=lambda o: str(o["metadata"]["name"])
+        )
+        if not objs and output is Format.table:
+            err.print(f"No runbook triggers in namespace {target.namespace}.", markup=False)
+            return
+        data = {"apiVersion": "v1", "kind": "List", "items": objs}
+        _emit(data, output, lambda: cluster_view.triggers_table(objs, _now(), _next_fire()))
+
+
 def status(
     name: NameArg,
     namespace: NamespaceOpt = None,
@@ -384,6 +422,7 @@ def register(app: typer.Typer, local_verify: Callable[..., None]) -> None:
     global _local_verify
     _local_verify = local_verify
     app.command()(get)
+    app.command()(triggers)
     app.command()(status)
     for action in (ControlAction.PAUSE, ControlAction.RESUME, ControlAction.CANCEL):
         app.command(action.lower())(_control(action))

@@ -150,3 +150,58 @@ def result_source(obj: Mapping[str, Any], step_id: str) -> tuple[str, str | None
     if step.get("status") != "SUCCEEDED" or not step.get("jobName"):
         raise LookupError(f"step {step_id!r} is {step.get('status', 'PENDING')}: it has no output")
     return str(step["jobName"]), step.get("outputHash")
+
+
+NextFire = Any
+"""`(schedule spec dict, now) -> datetime | None`, or None where schedules are not known."""
+
+
+def trigger_row(
+    obj: Mapping[str, Any], now: datetime, next_fire: NextFire = None
+) -> dict[str, str]:
+    """name, runbook, source, ready, active, last, next, age: the columns of `runbookctl triggers`.
+    `last`/`next` are ages and countdowns (`3m ago`, `in 2h`); `-` when none."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    schedule = spec.get("schedule")
+    if schedule:
+        source = f"cron {schedule.get('cron', '')}"
+        if schedule.get("timezone"):
+            source += f" ({schedule['timezone']})"
+    elif spec.get("alertmanager") is not None:
+        source = "alertmanager"
+    else:
+        source = "-"
+    ready = next(
+        (str(c.get("status")) for c in status.get("conditions") or [] if c.get("type") == "Ready"),
+        "-",
+    )
+    last = _time(status.get("lastTriggered"))
+    upcoming = _time(status.get("nextFire"))
+    if upcoming is None and schedule and next_fire is not None and not spec.get("suspend"):
+        try:
+            upcoming = next_fire(schedule, now)
+        except (ValueError, TypeError, KeyError):
+            upcoming = None
+    return {
+        "name": str(meta.get("name", "")),
+        "runbook": str((spec.get("runbookRef") or {}).get("name", "")),
+        "source": source,
+        "ready": "suspended" if spec.get("suspend") else ready,
+        "active": str(status.get("activeCount", 0)),
+        "last": f"{age(status.get('lastTriggered'), now)} ago" if last else "-",
+        "next": f"in {age(now.isoformat(), upcoming)}" if upcoming else "-",
+        "age": age(meta.get("creationTimestamp"), now),
+    }
+
+
+def triggers_table(
+    objs: Sequence[Mapping[str, Any]], now: datetime, next_fire: NextFire = None
+) -> Table:
+    table = Table(box=None, pad_edge=False)
+    columns = ("NAME", "RUNBOOK", "SOURCE", "READY", "ACTIVE", "LAST", "NEXT", "AGE")
+    for column in columns:
+        table.add_column(column)
+    for obj in objs:
+        row = trigger_row(obj, now, next_fire)
+        table.add_row(*(row[c.lower()] for c in columns))
+    return table

@@ -19,7 +19,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CUSTOMIZATIONS = REPO_ROOT / "charts" / "runbook-operator" / "argocd" / "resource_customizations"
 GROUP = "runbook-operator.dev"
-KINDS = ("Runbook", "RunbookExecution")
+KINDS = ("Runbook", "RunbookExecution", "RunbookTrigger")
 HEALTH_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 
 _SANDBOX = """

@@ -37,6 +37,13 @@ INTENDED = {
         "no-status": "Progressing",
         "paused-after-restart": "Suspended",
     },
+    "RunbookTrigger": {
+        "armed": "Healthy",
+        "suspended": "Suspended",
+        "no-runbook": "Progressing",
+        "invalid": "Degraded",
+        "no-status": "Progressing",
+    },
     "Runbook": {
         "valid": "Healthy",
         "invalid": "Degraded",
@@ -165,3 +172,19 @@ def test_the_sandbox_refuses_what_argocd_does_not_give_a_script(
         monkeypatch.setattr(argocd_lua, "CUSTOMIZATIONS", tmp_path)
         with pytest.raises(lupa.lua51.LuaError):
             health("RunbookExecution", obj)
+
+
+def test_a_trigger_whose_new_generation_is_not_yet_armed_is_progressing() -> None:
+    behind = copy.deepcopy(fixture("RunbookTrigger", "testdata/armed.yaml"))
+    behind["metadata"]["generation"] = 2
+    assert health("RunbookTrigger", behind) == {
+        "status": "Progressing",
+        "message": "Waiting for the operator to arm generation 2",
+    }
+    assert kstatus(behind) == "InProgress"
+
+
+def test_a_suspended_trigger_with_an_invalid_spec_is_degraded_not_suspended() -> None:
+    broken = copy.deepcopy(fixture("RunbookTrigger", "testdata/invalid.yaml"))
+    broken["spec"]["suspend"] = True
+    assert health("RunbookTrigger", broken)["status"] == "Degraded"

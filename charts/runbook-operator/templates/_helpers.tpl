@@ -75,6 +75,26 @@ API call is in runbook_operator/kube.py's callers, kopf's own calls are noted):
 - apiGroups: ["runbook-operator.dev"]
   resources: ["runbooks/status", "runbookexecutions/status"]
   verbs: ["patch"]
+# RunbookTriggers: the operator sets their conditions, lists their executions and deletes the
+# finished ones beyond historyLimit (docs/triggers.md).
+- apiGroups: ["runbook-operator.dev"]
+  resources: ["runbooktriggers"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["runbook-operator.dev"]
+  resources: ["runbooktriggers/status"]
+  verbs: ["patch"]
+- apiGroups: ["runbook-operator.dev"]
+  resources: ["runbookexecutions"]
+  verbs: ["delete"]
+# Scheduled RunbookTriggers: the operator starts their executions (create, stamped triggered-by:
+# the admission policy asks for the custom verb fire on the trigger) and cancels the running one
+# on Replace (patch, above). docs/triggers.md, "Schedules".
+- apiGroups: ["runbook-operator.dev"]
+  resources: ["runbookexecutions"]
+  verbs: ["create"]
+- apiGroups: ["runbook-operator.dev"]
+  resources: ["runbooktriggers"]
+  verbs: ["fire"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]

@@ -18,6 +18,7 @@ from runbook_operator.crd.resources import (
     RunbookStatus,
 )
 from runbook_operator.crd.rules import RUNBOOK_SPEC_RULES, execution_spec_rules, with_rules
+from runbook_operator.triggers.model import SOURCE_RULE, RunbookTriggerSpec, RunbookTriggerStatus
 
 _KEEP = {
     "type",
@@ -219,7 +220,32 @@ def generate_crds() -> dict[str, dict[str, Any]]:
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
     )
+    trigger_spec = model_schema(RunbookTriggerSpec)
+    trigger_spec["x-kubernetes-validations"] = [SOURCE_RULE]
+    trigger = _crd(
+        "RunbookTrigger",
+        "runbooktriggers",
+        ["rbt"],
+        trigger_spec,
+        model_schema(RunbookTriggerStatus),
+        [
+            {"name": "Runbook", "type": "string", "jsonPath": ".spec.runbookRef.name"},
+            {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule.cron"},
+            {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+            {"name": "Active", "type": "integer", "jsonPath": ".status.activeCount"},
+            {"name": "Last", "type": "date", "jsonPath": ".status.lastTriggered"},
+            {
+                "name": "Ready",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+            },
+            {"name": "Next", "type": "string", "jsonPath": ".status.nextFire", "priority": 1},
+            {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
     return {
         "runbook-operator.dev_runbooks.yaml": runbook,
         "runbook-operator.dev_runbookexecutions.yaml": execution,
+        "runbook-operator.dev_runbooktriggers.yaml": trigger,
     }

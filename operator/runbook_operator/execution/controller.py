@@ -533,7 +533,10 @@ class Controller:
         if chain is None:
             return
         actors = Actors(
-            self.cfg.actor, request.started_by if request else None, requester=view.stamps.creator
+            self.cfg.actor,
+            request.started_by if request else None,
+            requester=view.stamps.creator,
+            trigger=view.stamps.trigger,
         )
         entries = record(chain, pinning.refusal_events(refusal, request), actors, now)
         if entries:

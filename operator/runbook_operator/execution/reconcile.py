@@ -329,6 +329,7 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         control.actor(view, deleting=world.deleting),
         requester=view.stamps.creator,
         controller=view.stamps.controller,
+        trigger=view.stamps.trigger,
     )
     step = drive(plan, capped, state, world.chain, observations, world.now, actors)
     new = step.state

@@ -9,8 +9,10 @@ field the user writes (`spec.startedBy` stays, recorded as what the user *claime
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from runbook_engine.identity import Identity
 from runbook_operator.apigroup import API_GROUP
@@ -23,6 +25,22 @@ CONTROL_BY_UID = f"{API_GROUP}/control-by-uid"
 CONTROL_BY_GROUPS = f"{API_GROUP}/control-by-groups"
 CONTROL_OF = f"{API_GROUP}/control-of"
 """`paused=<bool>,cancel=<bool>`: the controls the stamped user set (stale once they differ)."""
+
+
+TRIGGERED_BY = f"{API_GROUP}/triggered-by"
+"""The RunbookTrigger that created the execution (its name, same namespace)."""
+TRIGGER_CREATED_BY = f"{API_GROUP}/trigger-created-by"
+"""Who created that trigger, copied from the trigger's own created-by stamp."""
+TRIGGER_EVENT = f"{API_GROUP}/trigger-event"
+"""The event that fired it, as JSON (an alert: fingerprint, startsAt, labels, generatorURL)."""
+TRIGGER_LABEL = f"{API_GROUP}/trigger"
+"""Label (the trigger's name as a label value): the trigger lists its executions by it."""
+TRIGGER_ANNOTATIONS = (TRIGGERED_BY, TRIGGER_CREATED_BY, TRIGGER_EVENT)
+"""Only holders of the custom verb `fire` on runbooktriggers (the receiver's and the operator's
+roles) may create an execution carrying these or TRIGGER_LABEL, and nobody may change them:
+the chart's admission policy `execution-identity` checks both (docs/security.md)."""
+TRIGGER_EVENT_LIMIT = 16_384
+"""Characters of the event annotation read back (the receiver writes far less)."""
 
 
 def control_of(paused: bool, cancel: bool) -> str:
@@ -47,6 +65,8 @@ class Stamps:
 
     creator: Identity | None
     controller: Identity | None
+    trigger: Mapping[str, Any] | None = None
+    """The trigger that created it (name, its creator, the event), when admission let one."""
 
     @classmethod
     def of(cls, annotations: Mapping[str, str], paused: bool, cancel: bool) -> Stamps:
@@ -54,7 +74,23 @@ class Stamps:
         if annotations.get(CONTROL_OF) == control_of(paused, cancel):
             controller = _identity(annotations, CONTROL_BY, CONTROL_BY_UID, CONTROL_BY_GROUPS)
         creator = _identity(annotations, CREATED_BY, CREATED_BY_UID, CREATED_BY_GROUPS)
-        return cls(creator, controller)
+        return cls(creator, controller, _trigger(annotations))
+
+
+def _trigger(annotations: Mapping[str, str]) -> dict[str, Any] | None:
+    name = annotations.get(TRIGGERED_BY)
+    if not name:
+        return None
+    raw = (annotations.get(TRIGGER_EVENT) or "")[:TRIGGER_EVENT_LIMIT]
+    try:
+        event: Any = json.loads(raw) if raw else None
+    except ValueError:
+        event = {"unparsed": raw}
+    return {
+        "name": name,
+        "createdBy": annotations.get(TRIGGER_CREATED_BY) or None,
+        "event": event,
+    }
 
 
 def control_annotations(who: Identity, paused: bool, cancel: bool) -> dict[str, str]:

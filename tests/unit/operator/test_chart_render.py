@@ -101,9 +101,13 @@ def env_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 OPERATOR_GRANTS = {
     (GROUP, "runbooks"): {"get", "list", "watch", "patch"},
-    (GROUP, "runbookexecutions"): {"get", "list", "watch", "patch"},
+    # create: scheduled triggers start executions; delete: historyLimit (docs/triggers.md)
+    (GROUP, "runbookexecutions"): {"get", "list", "watch", "patch", "create", "delete"},
     (GROUP, "runbooks/status"): {"patch"},
     (GROUP, "runbookexecutions/status"): {"patch"},
+    # fire: the custom verb admission asks of whoever creates a triggered execution
+    (GROUP, "runbooktriggers"): {"get", "list", "watch", "patch", "fire"},
+    (GROUP, "runbooktriggers/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "configmaps"): {"get", "list", "create", "update"},
@@ -202,6 +206,7 @@ def test_aggregated_roles_can_be_left_out() -> None:
     assert {d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"} == {
         "rel-runbook-operator",
         "rel-runbook-operator-ledger-anchor-reader",  # verifiers read the trust anchor
+        "rel-runbook-operator-triggers",  # the trigger receiver (its own identity)
     }
     namespaced = render(
         'watchNamespaces=["team-a"]',
@@ -210,6 +215,58 @@ def test_aggregated_roles_can_be_left_out() -> None:
         "signing.verifiers=null",
     )
     assert not [d for d in namespaced if d["kind"].startswith("Cluster")]
+
+
+# --- the trigger receiver ---------------------------------------------------------------------
+
+RECEIVER_GRANTS = {
+    (GROUP, "runbooktriggers"): {"get", "fire"},
+    (GROUP, "runbooktriggers/status"): {"patch"},
+    (GROUP, "runbookexecutions"): {"get", "list", "create", "patch"},
+    ("", "secrets"): {"get"},
+}
+"""docs/triggers.md: read triggers and the Secret one names, create and cancel executions."""
+
+
+def test_the_receiver_has_its_own_identity_service_and_exactly_its_verbs() -> None:
+    docs = render()
+    assert grants(find(docs, "ClusterRole", "rel-runbook-operator-triggers")["rules"]) == (
+        RECEIVER_GRANTS
+    )
+    deploy = find(docs, "Deployment", "rel-runbook-operator-triggers", "ops")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "rel-runbook-operator-triggers"
+    assert pod["containers"][0]["command"] == ["python", "-m", "runbook_operator.triggers"]
+    assert deploy["spec"]["replicas"] == 1
+    service = find(docs, "Service", "rel-runbook-operator-triggers", "ops")
+    assert service["metadata"]["labels"]["app.kubernetes.io/component"] == "triggers"
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "triggers"
+    namespaced = render('watchNamespaces=["team-a","team-b"]')
+    for ns in ("team-a", "team-b"):
+        role = find(namespaced, "Role", "rel-runbook-operator-triggers", ns)
+        assert grants(role["rules"]) == RECEIVER_GRANTS
+
+
+def test_only_the_receiver_and_the_operator_hold_the_verb_fire() -> None:
+    """The receiver starts alert runs, the operator scheduled ones (docs/schedules.md); the
+    aggregated admin/edit/view roles never get it."""
+    holders = set()
+    for doc in render() + render('watchNamespaces=["team-a"]'):
+        for rule in doc.get("rules") or []:
+            if "fire" in rule["verbs"] or "*" in rule["verbs"]:
+                holders.add(doc["metadata"]["name"])
+    assert holders == {"rel-runbook-operator-triggers", "rel-runbook-operator"}
+
+
+def test_token_secrets_are_made_where_listed() -> None:
+    docs = render('triggers.tokenSecret.namespaces=["team-a"]')
+    secret = find(docs, "Secret", "alertmanager-token", "team-a")
+    assert len(secret["data"]["token"]) >= 48
+    assert not [
+        d
+        for d in render()
+        if d["kind"] == "Secret" and d["metadata"]["name"] == "alertmanager-token"
+    ]
 
 
 # --- step images ------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""RunbookTrigger: runbooks that start themselves (Alertmanager webhooks, schedules)."""
