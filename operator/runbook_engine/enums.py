@@ -89,6 +89,11 @@ class LogEventType(StrEnum):
     """A pause/resume/cancel request that cannot apply (e.g. pausing a finished execution)."""
     CHECKPOINT = "CHECKPOINT"
     """A signed checkpoint (size, head hash) written by the operator's ledger."""
+    APPROVAL_REQUESTED = "APPROVAL_REQUESTED"
+    """An APPROVAL step started waiting: approvers, quorum, deadline, instructions."""
+    APPROVAL_DECISION = "APPROVAL_DECISION"
+    """One person's decision on an APPROVAL step: who, groups, decision, comment, time, and
+    whether it counted (or why it was refused)."""
 
 
 class ControlAction(StrEnum):
