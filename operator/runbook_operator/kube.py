@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -48,6 +48,10 @@ class Resource:
 
 RUNBOOKS = Resource(API_VERSION, "runbooks")
 EXECUTIONS = Resource(API_VERSION, "runbookexecutions")
+APPROVALS = Resource(API_VERSION, "runbookapprovals")
+SUBJECT_ACCESS_REVIEWS = Resource(
+    "authorization.k8s.io/v1", "subjectaccessreviews", namespaced=False
+)
 JOBS = Resource("batch/v1", "jobs")
 PODS = Resource("v1", "pods")
 CONFIGMAPS = Resource("v1", "configmaps")
@@ -311,6 +315,30 @@ class Kube:
         review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
         made = self.call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review)
         return dict((made.get("status") or {}).get("userInfo") or {})
+
+    def allowed(
+        self,
+        user: str,
+        groups: Sequence[str],
+        uid: str | None,
+        attributes: Mapping[str, str],
+    ) -> bool:
+        """Does RBAC (the apiserver's authorizers) allow `user` these resourceAttributes?
+        A SubjectAccessReview: the operator's answer is the apiserver's."""
+        spec: dict[str, Any] = {
+            "user": user,
+            "groups": list(groups),
+            "resourceAttributes": dict(attributes),
+        }
+        if uid:
+            spec["uid"] = uid
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": spec,
+        }
+        made = self.create(SUBJECT_ACCESS_REVIEWS, None, review)
+        return bool((made.get("status") or {}).get("allowed"))
 
     def create_or_get(
         self, res: Resource, namespace: str | None, body: Mapping[str, Any]

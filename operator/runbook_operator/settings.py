@@ -43,6 +43,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     memo.controller = Controller(kube, cfg, _ledger_factory, signer)
     memo.kube = kube
     memo.wakers = {}
+    memo.driven = {}  # (namespace, name) → uid of the execution a daemon drives
     loop = asyncio.get_running_loop()
 
     def wake(uid: str) -> None:  # called from the watch threads

@@ -28,7 +28,7 @@ from runbook_engine.limits import MAX_OUTPUT_LIMIT_BYTES, MIN_OUTPUT_LIMIT_BYTES
 from runbook_engine.model import ExecutionRequest, RunbookRef
 from runbook_engine.plan import Plan
 from runbook_engine.problems import InvalidRunbook, problems_from_pydantic
-from runbookctl import cluster
+from runbookctl import cluster, cluster_approvals
 from runbookctl.files import load_plan, read_yaml_documents
 from runbookctl.ledger import JsonlLedger, Line, has_chain, read_lines
 from runbookctl.local_approval import LocalApprover
@@ -530,6 +530,7 @@ def keygen(
 
 # Cluster commands; `verify` (registered there) runs verify_cmd for a local --ledger file.
 cluster.register(app, local_verify=verify_cmd)
+cluster_approvals.register(app)
 
 
 def main() -> None:

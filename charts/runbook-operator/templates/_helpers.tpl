@@ -73,8 +73,12 @@ API call is in runbook_operator/kube.py's callers, kopf's own calls are noted):
   resources: ["runbooks", "runbookexecutions"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["runbook-operator.dev"]
-  resources: ["runbooks/status", "runbookexecutions/status"]
+  resources: ["runbooks/status", "runbookexecutions/status", "runbookapprovals/status"]
   verbs: ["patch"]
+# Decisions on APPROVAL steps: read, and a verdict written on each (docs/approvals.md).
+- apiGroups: ["runbook-operator.dev"]
+  resources: ["runbookapprovals"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]

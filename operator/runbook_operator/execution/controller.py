@@ -22,12 +22,14 @@ from typing import Any, Protocol
 from runbook_engine.audit import AuditChain
 from runbook_engine.contract import StepExecutorResult
 from runbook_engine.driver import Actors, record
+from runbook_engine.plan import Plan
 from runbook_engine.problems import Problem
+from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import utcnow
 from runbook_operator import kube as k
 from runbook_operator import metrics, names
 from runbook_operator.config import OperatorConfig
-from runbook_operator.execution import control, pinning
+from runbook_operator.execution import approvals, control, pinning
 from runbook_operator.execution.children import ChildCache
 from runbook_operator.execution.events import KubeEvent, event_manifest, kube_events
 from runbook_operator.execution.pinning import Pinned
@@ -215,10 +217,55 @@ class Controller:
         state = load_state(pinned.plan, view.status, ref.execution_id, now)
         observed = self._observe(ref, bool(state.running) or state.status.terminal)
         reads = self._read_results(ref, wanted_reads(state, observed, ref))
-        world = World(view, pinned, chain, observed, reads, now, deleting)
+        received, authorized = self._decisions(view, pinned.plan, state, chain)
+        world = World(view, pinned, chain, observed, reads, now, deleting, received, authorized)
         effects = reconcile(world, state, self.cfg)
         self._apply(view, ledger, chain, effects, now)
+        gates = approvals.gates(pinned.plan)
+        if gates:
+            metrics.approvals_pending(
+                ref.namespace, ref.name, gates, approvals.awaiting(pinned.plan, effects.state)
+            )
         return Outcome(done=effects.terminal, wake_at=effects.next_wakeup)
+
+    def _decisions(
+        self, view: ExecutionView, plan: Plan, state: ExecutionState, chain: AuditChain
+    ) -> tuple[tuple[approvals.Received, ...], dict[str, bool]]:
+        """The execution's RunbookApprovals (only when its runbook has an APPROVAL step), and
+        RBAC's answer for those that need one (no approvers listed: the verb `approve`)."""
+        if not approvals.gates(plan):
+            return (), {}
+        ref = view.ref
+        received = approvals.for_execution(self.kube.list(k.APPROVALS, ref.namespace), ref.name)
+        authorized = {}
+        for r in approvals.to_review(plan, state, received, chain):
+            assert r.who is not None
+            authorized[r.name] = self.kube.allowed(
+                r.who.username, r.who.groups, r.who.uid, approvals.approve_attributes(ref)
+            )
+        return tuple(received), authorized
+
+    def judge_late(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """A RunbookApproval for an execution no daemon drives (finished or absent): refused
+        as not waiting, so its author sees why it never counted."""
+        execution = str(((body.get("spec") or {}).get("executionRef") or {}).get("name") or "")
+        try:
+            phase = (self.kube.get(k.EXECUTIONS, namespace, execution).get("status") or {}).get(
+                "phase"
+            )
+        except k.NotFound:
+            phase = None
+        status = approvals.late_verdict(body, execution, phase, self.clock())
+        if status is not None:
+            self._write_verdict(namespace, str(body["metadata"]["name"]), status)
+
+    def _write_verdict(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            self.kube.patch(
+                k.APPROVALS, namespace, name, {"status": dict(status)}, subresource="status"
+            )
+        except k.NotFound:
+            return
 
     def _forget(self, uid: str) -> None:
         """Free what is kept for an execution that is finished or gone."""
@@ -353,6 +400,9 @@ class Controller:
             done.result()
         for name in effects.delete_jobs:
             self.kube.delete(k.JOBS, ref.namespace, name)
+        # After the ledger: a verdict is what the ledger recorded.
+        for name, verdict in effects.approval_verdicts:
+            self._write_verdict(ref.namespace, name, verdict)
         status = effects.status
         if effects.terminal or sealed or self._checkpoint_due(chain, view.status):
             status = self._checkpoint(ledger, chain, status, now)

@@ -12,7 +12,7 @@ place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from runbook_engine.scheduler import (
 from runbook_engine.state import ExecutionState
 from runbook_operator import names
 from runbook_operator.config import OperatorConfig
-from runbook_operator.execution import control
+from runbook_operator.execution import approvals, control
 from runbook_operator.execution.events import KubeEvent, kube_events
 from runbook_operator.execution.pinning import Pinned
 from runbook_operator.execution.status import execution_status
@@ -61,6 +61,10 @@ class World:
     now: datetime
     deleting: bool = False
     """The finalizer runs this reconcile: the execution is cancelled by its deletion."""
+    approvals: tuple[approvals.Received, ...] = ()
+    """The RunbookApprovals naming this execution (read only when its runbook has a gate)."""
+    authorized: Mapping[str, bool] = field(default_factory=dict)
+    """RunbookApproval name → may its user `approve` this execution (SubjectAccessReview)."""
 
     @property
     def ref(self) -> ExecutionRef:
@@ -77,6 +81,8 @@ class Effects:
     events: tuple[KubeEvent, ...]
     next_wakeup: datetime | None
     state: ExecutionState
+    approval_verdicts: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """(RunbookApproval name, status) to write: each gets its verdict once."""
 
     @property
     def terminal(self) -> bool:
@@ -247,6 +253,17 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
     """Observe → drive → effects. `state` comes from `load_state`."""
     observations, deletes, stores = observe(world, state, cfg)
     view = world.view
+    creator = view.stamps.creator
+    plan = world.pinned.plan
+    observations += approvals.observations(
+        plan,
+        state,
+        world.approvals,
+        world.chain,
+        world.authorized,
+        creator.username if creator else None,
+        world.ref.name,
+    )
     request = control.requested(world.pinned.request, view, deleting=world.deleting)
     actors = Actors(
         cfg.actor,
@@ -278,6 +295,9 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         },
         failure_reason=failure_reason(new, world.chain),
     )
+    waiting = approvals.awaiting(plan, new)
+    if waiting or view.status.get("awaitingApproval"):
+        status["awaitingApproval"] = waiting  # None removes it (a merge patch)
     all_deletes = sorted({*deletes, *stops, *leftover_jobs(world, new)})
     return Effects(
         entries=step.entries,
@@ -288,4 +308,7 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         events=kube_events(step.entries),
         next_wakeup=step.decision.next_wakeup,
         state=new,
+        approval_verdicts=tuple(
+            approvals.verdicts(plan, new, world.approvals, world.chain, world.now)
+        ),
     )
