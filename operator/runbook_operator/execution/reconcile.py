@@ -11,7 +11,7 @@ place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -152,7 +152,10 @@ def observe(
     deletes: list[str] = []
     stores: list[dict[str, Any]] = []
     limit = output_limit(world, cfg)
+    gates = approvals.gates(world.pinned.plan)
     for sid, attempt in _running(state):
+        if sid in gates:  # waits for decisions, not a Job (approvals.observations)
+            continue
         name = names.job_name(world.ref.name, world.ref.uid, sid, attempt)
         outcome = world.observed.outcome(name)
         if isinstance(outcome, Running):
@@ -202,6 +205,27 @@ def _inline_configmap(
     labels = names.labels(world.ref.name, world.ref.uid, "result", step_id=sid, attempt=attempt)
     owner = world.ref.owner(controller=False)
     return results.configmap(names.result_configmap(job), raw, sha, labels, owner)
+
+
+def _approval_results(
+    world: World, entries: Sequence[Mapping[str, Any]], state: ExecutionState
+) -> list[dict[str, Any]]:
+    """An APPROVAL step that succeeded has an output (the decisions) but no Job: it is stored
+    in the result ConfigMap its attempt would have had, so dependents' Jobs mount it as any
+    other upstream output (and `runbookctl output` reads it). Deterministic: a replay writes
+    the same ConfigMap."""
+    out = []
+    for entry in entries:
+        sid = entry.get("stepId")
+        if entry["eventType"] != LogEventType.STEP_SUCCEEDED or sid not in approvals.gates(
+            world.pinned.plan
+        ):
+            continue
+        attempt = state.steps[sid].attempt
+        job = names.job_name(world.ref.name, world.ref.uid, sid, attempt)
+        result = StepExecutorResult(success=True, output=dict(state.outputs[sid]))
+        out.append(_inline_configmap(world, sid, attempt, job, result))
+    return out
 
 
 def leftover_jobs(world: World, state: ExecutionState) -> list[str]:
@@ -295,6 +319,7 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         },
         failure_reason=failure_reason(new, world.chain),
     )
+    stores += _approval_results(world, step.entries, new)
     waiting = approvals.awaiting(plan, new)
     if waiting or view.status.get("awaitingApproval"):
         status["awaitingApproval"] = waiting  # None removes it (a merge patch)
