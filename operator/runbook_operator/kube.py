@@ -49,9 +49,7 @@ class Resource:
 RUNBOOKS = Resource(API_VERSION, "runbooks")
 EXECUTIONS = Resource(API_VERSION, "runbookexecutions")
 APPROVALS = Resource(API_VERSION, "runbookapprovals")
-SUBJECT_ACCESS_REVIEWS = Resource(
-    "authorization.k8s.io/v1", "subjectaccessreviews", namespaced=False
-)
+LOCAL_ACCESS_REVIEWS = Resource("authorization.k8s.io/v1", "localsubjectaccessreviews")
 JOBS = Resource("batch/v1", "jobs")
 PODS = Resource("v1", "pods")
 CONFIGMAPS = Resource("v1", "configmaps")
@@ -323,8 +321,9 @@ class Kube:
         uid: str | None,
         attributes: Mapping[str, str],
     ) -> bool:
-        """Does RBAC (the apiserver's authorizers) allow `user` these resourceAttributes?
-        A SubjectAccessReview: the operator's answer is the apiserver's."""
+        """Does RBAC (the apiserver's authorizers) allow `user` these resourceAttributes (in
+        their namespace)? A LocalSubjectAccessReview: the answer is the apiserver's, and a
+        Role in a watched namespace may grant asking it."""
         spec: dict[str, Any] = {
             "user": user,
             "groups": list(groups),
@@ -332,12 +331,14 @@ class Kube:
         }
         if uid:
             spec["uid"] = uid
+        namespace = attributes["namespace"]
         review = {
             "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
+            "kind": "LocalSubjectAccessReview",
+            "metadata": {"namespace": namespace},
             "spec": spec,
         }
-        made = self.create(SUBJECT_ACCESS_REVIEWS, None, review)
+        made = self.create(LOCAL_ACCESS_REVIEWS, namespace, review)
         return bool((made.get("status") or {}).get("allowed"))
 
     def create_or_get(

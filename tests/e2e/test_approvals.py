@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -21,7 +22,7 @@ from runbook_engine.identity import Identity
 from runbook_operator.kube import Kube
 from runbookctl.cluster_approvals import approval_manifest
 
-from .conftest import Cluster, wait_for
+from .conftest import REPO_ROOT, Cluster, keep_ledger_anchors, wait_for
 from .operator_env import OperatorProcess, Runbooks, impersonating, transform, wait_authorized
 
 pytestmark = pytest.mark.e2e
@@ -101,11 +102,31 @@ def verdict(cluster: Cluster, namespace: str, name: str, timeout: float = 30) ->
     return wait_for(judged, timeout, 0.3, f"verdict on {name}")  # type: ignore[no-any-return]
 
 
+def ensure_crds(cluster: Cluster) -> None:
+    """This checkout's CRDs once more: on a shared cluster another checkout's session may have
+    replaced them with a version whose status schema prunes `awaitingApproval`."""
+    ext = client.ApiextensionsV1Api(cluster.api)
+    for plural in ("runbookexecutions", "runbookapprovals"):
+        for _ in range(10):  # conflicts: others' writes (kopf, the trust anchor)
+            body = yaml.safe_load((REPO_ROOT / "crds" / f"{GROUP}_{plural}.yaml").read_text())
+            current = ext.read_custom_resource_definition(body["metadata"]["name"])
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            keep_ledger_anchors(body, current)
+            try:
+                ext.replace_custom_resource_definition(body["metadata"]["name"], body)
+                break
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                time.sleep(0.5)
+
+
 @pytest.fixture
 def rb(cluster: Cluster, own_operator: tuple[OperatorProcess, str]) -> Runbooks:
     """A namespace watched by this test's own operator only (the shared e2e-op-* namespaces
     may be driven by other sessions' operators, built from other checkouts)."""
     op, ns = own_operator
+    ensure_crds(cluster)
     grant(cluster, ns)
     return Runbooks(cluster, ns, op.tail)
 
@@ -113,7 +134,14 @@ def rb(cluster: Cluster, own_operator: tuple[OperatorProcess, str]) -> Runbooks:
 def start(rb: Runbooks, name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
     rb.runbook(name, steps)
     made = rb.as_user(REQUESTER, GROUP_OF[REQUESTER]).execute(name, name)
-    rb.wait(name, lambda s: s.get("awaitingApproval") == "gate", 120, "waiting at the gate")
+    rb.wait(
+        name,
+        lambda s: s.get("awaitingApproval") == "gate" or s.get("phase") in ("FAILED", "COMPLETED"),
+        120,
+        "waiting at the gate",
+    )
+    status = rb.status(name)
+    assert status.get("awaitingApproval") == "gate", status
     return made
 
 
@@ -207,3 +235,44 @@ def test_the_operator_killed_while_waiting_loses_no_decision(
     assert status["phase"] == "COMPLETED", status
     output = rb.output("survives", "gate")
     assert [d["user"] for d in output["decisions"]] == [SAM, SUE]
+
+
+def test_no_approvers_listed_needs_the_verb_approve(cluster: Cluster, rb: Runbooks) -> None:
+    """The operator asks the apiserver (LocalSubjectAccessReview) whether the decider holds
+    the custom verb `approve` on this runbookexecution: creating RunbookApprovals (edit) is
+    not enough; the approver role's rule is."""
+    ns = rb.namespace
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    rbac.create_namespaced_role(
+        ns,
+        {
+            "metadata": {"name": "approver"},
+            "rules": [
+                {
+                    "apiGroups": [GROUP],
+                    "resources": ["runbookexecutions"],
+                    "verbs": ["approve"],
+                }
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        ns,
+        {
+            "metadata": {"name": "approver"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "approver",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": SUE}],
+        },
+    )
+    wait_authorized(cluster, ns, SUE, verb="approve", resource="runbookexecutions", group=GROUP)
+    open_gate = {**gate(), "config": {"instructions": "anyone with the verb"}}
+    start(rb, "open", [transform("prepare"), open_gate])
+    refused = verdict(cluster, ns, decide(cluster, ns, SAM, "open", "approve"))
+    assert (refused["verdict"], refused["code"]) == ("Refused", "NotEligible"), refused
+    assert "verb `approve`" in refused["reason"]
+    assert verdict(cluster, ns, decide(cluster, ns, SUE, "open", "approve"))["verdict"] == "Counted"
+    assert rb.wait_phase("open", "COMPLETED", "FAILED", timeout=60)["phase"] == "COMPLETED"

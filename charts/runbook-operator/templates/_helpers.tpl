@@ -79,6 +79,11 @@ API call is in runbook_operator/kube.py's callers, kopf's own calls are noted):
 - apiGroups: ["runbook-operator.dev"]
   resources: ["runbookapprovals"]
   verbs: ["get", "list", "watch"]
+# "May this user approve this execution?" (no approvers listed): a LocalSubjectAccessReview
+# in the execution's namespace. It reveals RBAC answers there, nothing else.
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["localsubjectaccessreviews"]
+  verbs: ["create"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
