@@ -29,6 +29,14 @@ demo: setup ## run the Rapid Attribution runbook locally and show its report
 	  --started-by demo@example.org --ledger $(OUT)/demo-ledger.jsonl -o json > $(OUT)/demo-result.json
 	$(BIN)/python -c "import json,sys; r=json.load(open('$(OUT)/demo-result.json')); print(r['outputs']['generate_report'].get('markdown','(no markdown)')); print('phase:', r['phase'], '| kpis:', json.dumps(r['kpis']))"
 	$(BIN)/runbookctl verify --ledger $(OUT)/demo-ledger.jsonl
+	@echo "--- the same runbook with an APPROVAL before acting on the block (approved by flag) ---"
+	$(BIN)/runbookctl run examples/rapid-attribution/runbook-with-approval.yaml \
+	  --input-file examples/rapid-attribution/input.json \
+	  --legal-basis legitimate_interests --data-license internal_use_only \
+	  --started-by demo@example.org --approve approve_block \
+	  --ledger $(OUT)/demo-ledger.jsonl -o json < /dev/null > $(OUT)/demo-approval-result.json
+	$(BIN)/python -c "import json; r=json.load(open('$(OUT)/demo-approval-result.json')); print('phase:', r['phase'], '| approved by:', r['outputs']['act_on_recommendation']['approvedBy'])"
+	$(BIN)/runbookctl verify --ledger $(OUT)/demo-ledger.jsonl
 
 demo-cluster: setup ## one command from a fresh machine: cluster, operator (Helm), the Rapid Attribution run on it, its report and verified ledger
 	bash hack/demo-cluster.sh

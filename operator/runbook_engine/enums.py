@@ -91,6 +91,11 @@ class LogEventType(StrEnum):
     """A re-run took this step's output from its parent execution instead of running it."""
     CHECKPOINT = "CHECKPOINT"
     """A signed checkpoint (size, head hash) written by the operator's ledger."""
+    APPROVAL_REQUESTED = "APPROVAL_REQUESTED"
+    """An APPROVAL step started waiting: approvers, quorum, deadline, instructions."""
+    APPROVAL_DECISION = "APPROVAL_DECISION"
+    """One person's decision on an APPROVAL step: who, groups, decision, comment, time, and
+    whether it counted (or why it was refused)."""
 
 
 class ControlAction(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from runbook_engine.approval import APPROVAL, config_problems
 from runbook_engine.model import RunbookDefinition, RunbookStep
 from runbook_engine.problems import InvalidRunbook, Problem
 
@@ -71,6 +72,19 @@ def find_cycle(dependencies: Mapping[str, Collection[str]], order: list[str]) ->
     return None
 
 
+def approval_step_problems(step: RunbookStep, where: str) -> list[Problem]:
+    """An APPROVAL step: a valid approval config, decided once (no retries)."""
+    problems = config_problems(step.config, f"{where}.config")
+    if step.max_attempts > 1:
+        problems.append(
+            Problem(
+                f"{where}.retryPolicy",
+                "an APPROVAL step is decided once: a reject or a timeout is final (remove it)",
+            )
+        )
+    return problems
+
+
 def graph_problems(
     definition: RunbookDefinition, known_action_types: Collection[str] | None = None
 ) -> list[Problem]:
@@ -91,7 +105,9 @@ def graph_problems(
         else:
             first_index[step.id] = i
     for i, step in enumerate(steps):
-        if known_action_types is not None and step.action_type not in known_action_types:
+        if step.action_type == APPROVAL:
+            problems.extend(approval_step_problems(step, f"steps[{i}]"))
+        elif known_action_types is not None and step.action_type not in known_action_types:
             known = ", ".join(sorted(known_action_types))
             problems.append(
                 Problem(

@@ -19,6 +19,7 @@ from typing import Any
 
 from immutables import Map, MapMutation
 
+from runbook_engine import approval
 from runbook_engine.audit import AuditEvent
 from runbook_engine.canonical import canonical_json, canonical_sha256
 from runbook_engine.contract import StepExecutorResult
@@ -55,7 +56,21 @@ class AttemptLost:
     ran_on: Mapping[str, str] | None = None
 
 
-Observation = AttemptFinished | AttemptLost
+@dataclass(frozen=True, slots=True)
+class ApprovalObserved:
+    """Every decision a shell holds for a waiting APPROVAL step, in `approval.in_order` order
+    (the scheduler re-evaluates them all; the ledger deduplicates what it recorded before)."""
+
+    step_id: str
+    attempt: int
+    decisions: tuple[approval.ApprovalDecision, ...]
+    requester: str | None
+    """The authenticated creator of the execution (excluded unless allowRequester)."""
+    execution: str = "this execution"
+    ran_on: Mapping[str, str] | None = None
+
+
+Observation = AttemptFinished | AttemptLost | ApprovalObserved
 
 # --- actions (what the shell must do) ---------------------------------------------------------
 
@@ -76,7 +91,17 @@ class StopAttempt:
     """``timeout`` or ``cancelled``."""
 
 
-Action = StartAttempt | StopAttempt
+@dataclass(frozen=True, slots=True)
+class AwaitApproval:
+    """An APPROVAL step started waiting: the shell asks for decisions (no Job, no process)
+    and reports them with `ApprovalObserved` until the step ends or `deadline` passes."""
+
+    step_id: str
+    attempt: int
+    deadline: datetime
+
+
+Action = StartAttempt | StopAttempt | AwaitApproval
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +221,8 @@ class _Transition:
         self.actions: list[Action] = []
         self.events: list[AuditEvent] = []
         self.warnings: list[str] = []
+        self.evaluations: dict[str, approval.Evaluation] = {}
+        """APPROVAL step → the evaluation of this call's decisions (its output at a timeout)."""
 
     # reads
     def step(self, sid: str) -> StepState:
@@ -496,7 +523,9 @@ def _fold(t: _Transition, observation: Observation) -> None:
     current = t.step(observation.step_id)
     if current.status is not StepStatus.RUNNING or current.attempt != observation.attempt:
         return
-    if isinstance(observation, AttemptLost):
+    if isinstance(observation, ApprovalObserved):
+        _decide(t, current, observation)
+    elif isinstance(observation, AttemptLost):
         t.attempt_failed(current, clip_message(f"lost: {observation.reason}"))
     elif observation.result.success:
         # The audit hashes output and KPIs (RFC 8785): a result it cannot hash (NaN, an int
@@ -521,13 +550,80 @@ def _fold(t: _Transition, observation: Observation) -> None:
         )
 
 
+def _is_approval(t: _Transition, sid: str) -> bool:
+    return t.plan.steps[sid].action_type == approval.APPROVAL
+
+
+def _decide(t: _Transition, current: StepState, observation: ApprovalObserved) -> None:
+    """Evaluate a waiting APPROVAL step's decisions: record each (counted or refused, and
+    why), then end the step when they approve or reject it."""
+    sid = current.step_id
+    if not _is_approval(t, sid):
+        t.warnings.append(f"decisions for step {sid!r}, which is not an APPROVAL step, ignored")
+        return
+    spec = t.plan.steps[sid]
+    config = approval.parse_config(spec.config)
+    opened = current.attempt_started_at or t.now
+    evaluation = approval.evaluate(
+        config,
+        observation.decisions,
+        step_id=sid,
+        requester=observation.requester,
+        opened_at=opened,
+        deadline=approval.deadline_of(opened, spec.timeout_ms),
+        execution=observation.execution,
+    )
+    t.evaluations[sid] = evaluation
+    for decision, verdict in evaluation.verdicts:
+        t.emit(
+            f"step/{sid}/{current.attempt}/decision/{decision.id}",
+            LogEventType.APPROVAL_DECISION,
+            sid,
+            **decision.wire(),
+            **verdict.wire(),
+        )
+    _end_approval(t, current, evaluation, timed_out=False)
+
+
+def _end_approval(
+    t: _Transition, current: StepState, evaluation: approval.Evaluation, *, timed_out: bool
+) -> None:
+    """Approved (or timed out with onTimeout: approve): SUCCEEDED, the decisions its output.
+    Rejected (or timed out with onTimeout: reject): given up at once, no retry."""
+    if evaluation.outcome == "approved" or (
+        timed_out
+        and evaluation.outcome == "waiting"
+        and _on_timeout(t, current.step_id) == "approve"
+    ):
+        output = evaluation.output(timed_out=timed_out)
+        output_hash = hashlib.sha256(canonical_json(output)).hexdigest()
+        t.succeeded(current, StepExecutorResult(success=True, output=output), output_hash)
+    elif evaluation.outcome == "rejected":
+        rejection = evaluation.rejection
+        assert rejection is not None
+        comment = f": {rejection.comment}" if rejection.comment else ""
+        t.give_up(current, clip_message(f"rejected by {rejection.user}{comment}"))
+    elif timed_out:
+        timeout_ms = t.plan.steps[current.step_id].timeout_ms
+        t.give_up(current, f"no decision within {timeout_ms} ms (onTimeout: reject)")
+
+
+def _on_timeout(t: _Transition, sid: str) -> str:
+    return approval.parse_config(t.plan.steps[sid].config).on_timeout
+
+
 def _expire(t: _Transition) -> None:
-    """Running attempts past their deadline are stopped and count as failed attempts."""
+    """Running attempts past their deadline are stopped and count as failed attempts; a
+    waiting APPROVAL step takes its `onTimeout` outcome instead."""
     for sid in sorted(t.running, key=t.plan.position.__getitem__):
         current = t.step(sid)
         timeout_ms = t.plan.steps[sid].timeout_ms
         started = current.attempt_started_at
         if started is not None and t.now >= started + timedelta(milliseconds=timeout_ms):
+            if _is_approval(t, sid):
+                seen = t.evaluations.get(sid) or approval.Evaluation("waiting")
+                _end_approval(t, current, seen, timed_out=True)
+                continue
             t.actions.append(StopAttempt(sid, current.attempt, "timeout"))
             t.attempt_failed(current, f"timed out after {timeout_ms} ms")
 
@@ -535,7 +631,7 @@ def _expire(t: _Transition) -> None:
 def _cancel(t: _Transition) -> None:
     for sid in t.plan.order:
         current = t.step(sid)
-        if current.status is StepStatus.RUNNING:
+        if current.status is StepStatus.RUNNING and not _is_approval(t, sid):
             t.actions.append(StopAttempt(sid, current.attempt, "cancelled"))
         if current.status in (StepStatus.RUNNING, StepStatus.PENDING):
             was = str(current.status)
@@ -580,7 +676,12 @@ def _launch(t: _Transition) -> None:
         t.running.add(sid)
         t._remaining().pop(sid, None)
         deadline = t.now + timedelta(milliseconds=spec.timeout_ms)
-        t.actions.append(StartAttempt(sid, attempt, spec.timeout_ms, deadline))
+        waits = spec.action_type == approval.APPROVAL
+        t.actions.append(
+            AwaitApproval(sid, attempt, deadline)
+            if waits
+            else StartAttempt(sid, attempt, spec.timeout_ms, deadline)
+        )
         t.emit(
             f"step/{sid}/{attempt}/started",
             LogEventType.STEP_STARTED,
@@ -589,6 +690,13 @@ def _launch(t: _Transition) -> None:
             actionType=spec.action_type,
             deadline=format_time(deadline),
         )
+        if waits:
+            t.emit(
+                f"step/{sid}/{attempt}/approval-requested",
+                LogEventType.APPROVAL_REQUESTED,
+                sid,
+                **approval.request_details(approval.parse_config(spec.config), deadline),
+            )
     t.ready = still_ready
 
 

@@ -54,6 +54,7 @@ async def drive_execution(
     if view.finished and not view.control_requested:
         return
     waker = memo.wakers.setdefault(uid, asyncio.Event())
+    memo.driven[(namespace, name)] = uid
     try:
         while True:
             waker.clear()
@@ -68,6 +69,8 @@ async def drive_execution(
                 await asyncio.wait_for(waker.wait(), timeout=sleep + 0.01)
     finally:
         memo.wakers.pop(uid, None)
+        if memo.driven.get((namespace, name)) == uid:
+            del memo.driven[(namespace, name)]
 
 
 @kopf.on.event(GROUP, VERSION, "runbookexecutions")
@@ -150,3 +153,19 @@ async def trigger_spec_changed(uid: str, memo: Any, **_: Any) -> None:
     event = memo.trigger_wakers.get(uid)
     if event is not None:
         event.set()
+
+
+@kopf.on.event(GROUP, VERSION, "runbookapprovals")
+async def approval_changed(
+    namespace: str | None, body: Any, memo: Any, type: str | None, **_: Any
+) -> None:
+    """A decision: wake the execution it names, which judges it; one for an execution no
+    daemon drives (finished, absent) is refused here so its author sees why."""
+    if type == "DELETED" or (body.get("status") or {}).get("verdict"):
+        return
+    execution = ((body.get("spec") or {}).get("executionRef") or {}).get("name")
+    uid = memo.driven.get((namespace, execution))
+    if uid is not None:
+        _wake(memo, uid)
+    else:
+        await _call(memo, namespace, memo.controller.judge_late, namespace, dict(body))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -49,6 +49,8 @@ class Resource:
 RUNBOOKS = Resource(API_VERSION, "runbooks")
 EXECUTIONS = Resource(API_VERSION, "runbookexecutions")
 TRIGGERS = Resource(API_VERSION, "runbooktriggers")
+APPROVALS = Resource(API_VERSION, "runbookapprovals")
+LOCAL_ACCESS_REVIEWS = Resource("authorization.k8s.io/v1", "localsubjectaccessreviews")
 JOBS = Resource("batch/v1", "jobs")
 PODS = Resource("v1", "pods")
 CONFIGMAPS = Resource("v1", "configmaps")
@@ -312,6 +314,33 @@ class Kube:
         review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
         made = self.call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review)
         return dict((made.get("status") or {}).get("userInfo") or {})
+
+    def allowed(
+        self,
+        user: str,
+        groups: Sequence[str],
+        uid: str | None,
+        attributes: Mapping[str, str],
+    ) -> bool:
+        """Does RBAC (the apiserver's authorizers) allow `user` these resourceAttributes (in
+        their namespace)? A LocalSubjectAccessReview: the answer is the apiserver's, and a
+        Role in a watched namespace may grant asking it."""
+        spec: dict[str, Any] = {
+            "user": user,
+            "groups": list(groups),
+            "resourceAttributes": dict(attributes),
+        }
+        if uid:
+            spec["uid"] = uid
+        namespace = attributes["namespace"]
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "LocalSubjectAccessReview",
+            "metadata": {"namespace": namespace},
+            "spec": spec,
+        }
+        made = self.create(LOCAL_ACCESS_REVIEWS, namespace, review)
+        return bool((made.get("status") or {}).get("allowed"))
 
     def create_or_get(
         self, res: Resource, namespace: str | None, body: Mapping[str, Any]

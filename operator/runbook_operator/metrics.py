@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -27,6 +29,12 @@ RECONCILE_SECONDS = Histogram(
     "runbook_reconcile_seconds",
     "Time of one reconcile of an execution",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+APPROVALS_PENDING = Gauge(
+    "runbook_approvals_pending",
+    "APPROVAL steps waiting for decisions",
+    ["namespace", "execution", "step"],
 )
 
 _PHASE_EVENTS = {
@@ -55,3 +63,16 @@ def observe(effects: Effects) -> None:
             STEP_ATTEMPTS.labels(_ATTEMPT_EVENTS[kind]).inc()
         if kind == E.STEP_SUCCEEDED:
             STEP_SECONDS.observe(float(entry["details"].get("durationMs", 0)) / 1000)
+
+
+def approvals_pending(
+    namespace: str, execution: str, gates: Iterable[str], waiting: str | None
+) -> None:
+    """Level, not count: 1 per waiting APPROVAL step; a step's series goes when it ends."""
+    now_waiting = set((waiting or "").split(",")) - {""}
+    for step in gates:
+        if step in now_waiting:
+            APPROVALS_PENDING.labels(namespace, execution, step).set(1)
+        else:
+            with contextlib.suppress(KeyError):
+                APPROVALS_PENDING.remove(namespace, execution, step)

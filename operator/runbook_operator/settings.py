@@ -48,6 +48,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     memo.wakers = {}
     memo.scheduler = Scheduler(kube)
     memo.trigger_wakers = {}
+    memo.driven = {}  # (namespace, name) → uid of the execution a daemon drives
     loop = asyncio.get_running_loop()
 
     def wake(uid: str) -> None:  # called from the watch threads

@@ -19,16 +19,19 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 
+from runbook_engine.approval import APPROVAL
 from runbook_engine.audit import verify
 from runbook_engine.documents import depth_problem
 from runbook_engine.enums import DataLicense, ExecutionStatus, LegalBasis, LogEventType
+from runbook_engine.identity import local_identity
 from runbook_engine.limits import MAX_OUTPUT_LIMIT_BYTES, MIN_OUTPUT_LIMIT_BYTES, clip_message
 from runbook_engine.model import ExecutionRequest, RunbookRef
 from runbook_engine.plan import Plan
 from runbook_engine.problems import InvalidRunbook, problems_from_pydantic
-from runbookctl import cluster
+from runbookctl import cluster, cluster_approvals
 from runbookctl.files import load_plan, read_yaml_documents
 from runbookctl.ledger import JsonlLedger, Line, has_chain, read_lines
+from runbookctl.local_approval import LocalApprover
 from runbookctl.render import dot, event_line, mermaid, steps_table
 from runbookctl.runner import ControlError, Isolation, LocalRunner, cluster_only_sources
 
@@ -197,6 +200,29 @@ def _print_final(
     out.print(f"{state.status}: {message}  (audit head {runner.chain.head[:16]}…)", markup=False)
 
 
+def _approver(
+    plan: Plan, approve: list[str], reject: list[str], decisions: Path | None
+) -> LocalApprover:
+    """Where this run's approval decisions come from: flags, a file, or a terminal prompt
+    (only when stdin is one and some step waits for an approval)."""
+    from runbookctl.local_approval import LocalApprover, read_decisions, rich_prompt
+
+    file = []
+    if decisions is not None:
+        try:
+            file = read_decisions(decisions)
+        except InvalidRunbook as exc:
+            _usage_error(f"--decisions {exc}")
+    user = local_identity()
+    gates = any(plan.steps[s].action_type == APPROVAL for s in plan.order)
+    prompt = rich_prompt(err, user.username) if gates and sys.stdin.isatty() else None
+    approver = LocalApprover(user, frozenset(approve), frozenset(reject), file, prompt)
+    problems = approver.problems(plan)
+    if problems:
+        _usage_error("; ".join(problems))
+    return approver
+
+
 def _exit_code(status: ExecutionStatus, signum: int | None) -> int:
     if signum is not None:
         return 128 + signum
@@ -262,8 +288,27 @@ def run(
         str | None, typer.Option("--execution-id", help="Execution id (default: generated)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+    approve: Annotated[
+        list[str] | None,
+        typer.Option("--approve", help="Approve this APPROVAL step as you (repeatable)"),
+    ] = None,
+    reject: Annotated[
+        list[str] | None,
+        typer.Option("--reject", help="Reject this APPROVAL step as you (repeatable)"),
+    ] = None,
+    decisions: Annotated[
+        Path | None,
+        typer.Option(
+            "--decisions",
+            help="YAML/JSON {decisions: [{step, user, groups, decision, comment}]}: several "
+            "approvers (needed when a step requires more than one approval)",
+        ),
+    ] = None,
 ) -> None:
-    """Run a runbook to the end on this machine. Exit 0 only if it COMPLETED."""
+    """Run a runbook to the end on this machine. Exit 0 only if it COMPLETED.
+
+    An APPROVAL step asks you on a terminal; without one, answer with --approve/--reject STEP
+    or --decisions FILE, else the step fails saying so (docs/approvals.md)."""
     plan = _load(runbook)
     request = _request(
         plan,
@@ -275,8 +320,10 @@ def run(
         tenant_id=tenant_id,
         max_parallel_steps=max_parallel,
     )
+    approver = _approver(plan, approve or [], reject or [], decisions)
     sink = _open_ledger(ledger, execution_id)
-    live_tty = not quiet and err.is_terminal
+    # A prompt and a live table cannot share the terminal: with a prompt, print event lines.
+    live_tty = not quiet and err.is_terminal and approver.prompt is None
     runner = LocalRunner(
         plan,
         request,
@@ -285,6 +332,7 @@ def run(
         base_dir=runbook.resolve().parent,
         sinks=[sink] if sink else [],
         max_output_bytes=max_output_bytes,
+        approver=approver,
     )
     if not quiet and not live_tty:
         runner.sinks.append(lambda e: err.print(event_line(e), markup=False, highlight=False))
@@ -658,6 +706,7 @@ def rerun(
 
 # Cluster commands; `verify` (registered there) runs verify_cmd for a local --ledger file.
 cluster.register(app, local_verify=verify_cmd)
+cluster_approvals.register(app)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,12 +53,13 @@ from runbook_engine.limits import (
 from runbook_engine.model import ExecutionRequest, RunbookStep
 from runbook_engine.plan import Plan
 from runbook_engine.scheduler import (
+    Action,
     AttemptFinished,
     AttemptLost,
+    AwaitApproval,
     Decision,
     Observation,
     StartAttempt,
-    StopAttempt,
     new_execution,
 )
 from runbook_engine.state import ExecutionState
@@ -68,6 +70,7 @@ from runbookctl.ledger import JsonlLedger
 
 if TYPE_CHECKING:
     from runbook_executors.registry import ExecutorRegistry
+    from runbookctl.local_approval import LocalApprover
 
 KILL_GRACE_SECONDS = 2.0
 LOG_TAIL_BYTES = 4096
@@ -148,7 +151,7 @@ class RunOutcome:
 class _Attempt:
     step_id: str
     attempt: int
-    task: asyncio.Task[Observation]
+    task: asyncio.Task[Observation] | asyncio.Task[list[Observation]]
 
 
 class LocalRunner:
@@ -171,6 +174,7 @@ class LocalRunner:
         max_output_bytes: int | None = None,
         identity: Identity | None = None,
         initial_state: ExecutionState | None = None,
+        approver: LocalApprover | None = None,
     ) -> None:
         self.plan = plan
         self.request = request
@@ -190,6 +194,8 @@ class LocalRunner:
         self.identity = identity or local_identity()
         """Who runs this: the OS user, recorded as the authenticated starter. A control keeps the
         actor its caller names (a signal, a test): the process owner sent it either way."""
+        self.approver = approver
+        """Where APPROVAL steps' decisions come from (none: such a step fails, saying so)."""
         self.output_limit = effective_output_limit(
             plan.definition.max_output_bytes, max_output_bytes
         )
@@ -269,13 +275,16 @@ class LocalRunner:
 
     async def _carry_out(
         self,
-        actions: Iterable[StartAttempt | StopAttempt],
+        actions: Iterable[Action],
         attempts: dict[tuple[str, int], _Attempt],
         work: Path,
     ) -> None:
         for action in actions:
             key = (action.step_id, action.attempt)
-            if isinstance(action, StartAttempt):
+            if isinstance(action, AwaitApproval):
+                waiting = asyncio.create_task(self._await_approval(action))
+                attempts[key] = _Attempt(action.step_id, action.attempt, waiting)
+            elif isinstance(action, StartAttempt):
                 ctx = build_context(
                     self.plan, self.request, self.state, action.step_id, action.attempt
                 )
@@ -303,7 +312,8 @@ class LocalRunner:
             if item.task.done():
                 del attempts[key]
                 if not item.task.cancelled():
-                    observations.append(item.task.result())
+                    result = item.task.result()
+                    observations.extend(result if isinstance(result, list) else [result])
         return observations
 
     def _actors(self) -> Actors:
@@ -313,6 +323,32 @@ class LocalRunner:
             self._control_actor,
             requester=self.identity,
         )
+
+    # -- approvals -----------------------------------------------------------------------------
+    async def _await_approval(self, action: AwaitApproval) -> list[Observation]:
+        """The decisions of a waiting APPROVAL step. A prompt blocks on the terminal, so it
+        runs on a daemon thread: the run's other attempts go on, and a deadline or a cancel
+        ends the wait without waiting for the user."""
+        if self.approver is None:
+            error = f"step {action.step_id} is an APPROVAL step and this shell takes no decisions"
+            failed = StepExecutorResult(success=False, error=error, retryable=False)
+            return [AttemptFinished(action.step_id, action.attempt, failed)]
+        approver, state, now = self.approver, self.state, self.clock()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Observation]] = loop.create_future()
+
+        def work() -> None:
+            try:
+                found = approver.collect(
+                    self.plan, state, action.step_id, action.attempt, now, None
+                )
+            except BaseException as exc:  # handed to the loop, raised there
+                loop.call_soon_threadsafe(_settle, done, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, done, found, None)
+
+        threading.Thread(target=work, name=f"approve-{action.step_id}", daemon=True).start()
+        return await done
 
     # -- attempts ------------------------------------------------------------------------------
     async def _run_attempt(self, ctx: StepExecutorContext, work: Path) -> Observation:
@@ -424,6 +460,19 @@ class LocalRunner:
     def _stop_leftovers(token_prefix: str) -> None:
         """Kill processes an attempt left behind (e.g. one that started its own session)."""
         processes.kill_and_reap(processes.leftovers(token_prefix))
+
+
+def _settle(
+    future: asyncio.Future[list[Observation]],
+    value: list[Observation] | None,
+    error: BaseException | None,
+) -> None:
+    if future.done():  # the wait ended (deadline, cancel) before the user answered
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value or [])
 
 
 async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:

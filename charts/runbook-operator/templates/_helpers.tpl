@@ -73,7 +73,7 @@ API call is in runbook_operator/kube.py's callers, kopf's own calls are noted):
   resources: ["runbooks", "runbookexecutions"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["runbook-operator.dev"]
-  resources: ["runbooks/status", "runbookexecutions/status"]
+  resources: ["runbooks/status", "runbookexecutions/status", "runbookapprovals/status"]
   verbs: ["patch"]
 # RunbookTriggers: the operator sets their conditions, lists their executions and deletes the
 # finished ones beyond historyLimit (docs/triggers.md).
@@ -95,6 +95,15 @@ API call is in runbook_operator/kube.py's callers, kopf's own calls are noted):
 - apiGroups: ["runbook-operator.dev"]
   resources: ["runbooktriggers"]
   verbs: ["fire"]
+# Decisions on APPROVAL steps: read, and a verdict written on each (docs/approvals.md).
+- apiGroups: ["runbook-operator.dev"]
+  resources: ["runbookapprovals"]
+  verbs: ["get", "list", "watch"]
+# "May this user approve this execution?" (no approvers listed): a LocalSubjectAccessReview
+# in the execution's namespace. It reveals RBAC answers there, nothing else.
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["localsubjectaccessreviews"]
+  verbs: ["create"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]

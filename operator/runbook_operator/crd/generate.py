@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from runbook_engine.model import ExecutionRequest, RunbookDefinition
 from runbook_operator.apigroup import API_GROUP, API_VERSION_NAME
 from runbook_operator.crd.resources import (
+    RunbookApprovalSpec,
+    RunbookApprovalStatus,
     RunbookExecutionStatus,
     RunbookStatus,
 )
@@ -215,6 +217,7 @@ def generate_crds() -> dict[str, dict[str, Any]]:
             {"name": "Runbook", "type": "string", "jsonPath": ".spec.runbookRef.name"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+            {"name": "Awaiting", "type": "string", "jsonPath": ".status.awaitingApproval"},
             {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
             {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -244,8 +247,34 @@ def generate_crds() -> dict[str, dict[str, Any]]:
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
     )
+    approval_spec = model_schema(RunbookApprovalSpec)
+    approval_spec["x-kubernetes-validations"] = [
+        {"rule": "self == oldSelf", "message": "a decision cannot be changed: create another"}
+    ]
+    by = API_GROUP.replace(".", "\\.")
+    approval = _crd(
+        "RunbookApproval",
+        "runbookapprovals",
+        ["rba"],
+        approval_spec,
+        model_schema(RunbookApprovalStatus),
+        [
+            {"name": "Execution", "type": "string", "jsonPath": ".spec.executionRef.name"},
+            {"name": "Step", "type": "string", "jsonPath": ".spec.stepId"},
+            {"name": "Decision", "type": "string", "jsonPath": ".spec.decision"},
+            {
+                "name": "By",
+                "type": "string",
+                "jsonPath": f".metadata.annotations.{by}/created-by",
+            },
+            {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
+            {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
     return {
         "runbook-operator.dev_runbooks.yaml": runbook,
         "runbook-operator.dev_runbookexecutions.yaml": execution,
         "runbook-operator.dev_runbooktriggers.yaml": trigger,
+        "runbook-operator.dev_runbookapprovals.yaml": approval,
     }

@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from runbook_engine.approval import MAX_COMMENT
 from runbook_engine.enums import ExecutionStatus, StepStatus
-from runbook_engine.model import ExecutionRequest, RunbookDefinition
+from runbook_engine.model import STEP_ID_PATTERN, ExecutionRequest, RunbookDefinition
 from runbook_engine.wire import CamelModel
 
 
@@ -102,6 +103,34 @@ class RunbookExecutionStatus(CamelModel):
     observed_generation: int | None = Field(default=None, ge=0)
     conditions: list[Condition] = Field(default_factory=list)
     audit: AuditHead | None = None
+    awaiting_approval: str | None = Field(
+        default=None,
+        description="APPROVAL steps waiting for decisions (comma-separated step ids)",
+    )
+
+
+class ApprovalExecutionRef(CamelModel):
+    name: str = Field(min_length=1, max_length=253, description="RunbookExecution name")
+
+
+class RunbookApprovalSpec(CamelModel):
+    """One person's decision on an APPROVAL step. Who decided is not a field: admission stamps
+    the authenticated user in the created-by annotations (docs/approvals.md)."""
+
+    execution_ref: ApprovalExecutionRef
+    step_id: str = Field(pattern=STEP_ID_PATTERN, max_length=63)
+    decision: Literal["approve", "reject"]
+    comment: str = Field(default="", max_length=MAX_COMMENT)
+
+
+class RunbookApprovalStatus(CamelModel):
+    """The operator's verdict: counted, or refused and why. Written once."""
+
+    verdict: Literal["Counted", "Refused"] | None = None
+    code: str | None = Field(default=None, description="Why refused, as a stable code")
+    reason: str | None = Field(default=None, max_length=2048)
+    user: str | None = Field(default=None, description="The authenticated user it counted as")
+    evaluated_at: str | None = None
 
 
 class ObjectMeta(CamelModel):
@@ -126,3 +155,11 @@ class RunbookExecution(CamelModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ExecutionRequest
     status: RunbookExecutionStatus | None = None
+
+
+class RunbookApproval(CamelModel):
+    api_version: Literal["runbook-operator.dev/v1alpha1"] = "runbook-operator.dev/v1alpha1"
+    kind: Literal["RunbookApproval"] = "RunbookApproval"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RunbookApprovalSpec
+    status: RunbookApprovalStatus | None = None

@@ -25,12 +25,14 @@ from runbook_engine.audit import AuditChain
 from runbook_engine.contract import StepExecutorResult
 from runbook_engine.driver import Actors, record
 from runbook_engine.model import ExecutionRequest
+from runbook_engine.plan import Plan
 from runbook_engine.problems import Problem
+from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import utcnow
 from runbook_operator import kube as k
 from runbook_operator import metrics, names
 from runbook_operator.config import OperatorConfig
-from runbook_operator.execution import control, pinning
+from runbook_operator.execution import approvals, control, pinning
 from runbook_operator.execution import rerun as rerun_start
 from runbook_operator.execution.children import ChildCache
 from runbook_operator.execution.events import KubeEvent, event_manifest, kube_events
@@ -219,10 +221,22 @@ class Controller:
             state, copies = started.state, started.configmaps
         observed = self._observe(ref, bool(state.running) or state.status.terminal)
         reads = self._read_results(ref, wanted_reads(state, observed, ref))
+        received, authorized = self._decisions(view, pinned.plan, state, chain)
         # The namespace's turn covers only the decision (pure): what it starts stays reserved
         # until those Jobs are in the cache, so two reconciles never spend the same slot.
         with self.cap.turn(ref.namespace, ref.uid) as turn:
-            world = World(view, pinned, chain, observed, reads, now, deleting, turn.free)
+            world = World(
+                view,
+                pinned,
+                chain,
+                observed,
+                reads,
+                now,
+                deleting,
+                start_budget=turn.free,
+                approvals=received,
+                authorized=authorized,
+            )
             effects = reconcile(world, state, self.cfg)
             turn.took(len(effects.create_jobs), held=effects.held)
         if copies:  # the reused results first: downstream Jobs mount them
@@ -232,6 +246,11 @@ class Controller:
             self._apply(view, ledger, chain, effects, now, reservation)
         finally:
             reservation.release()  # what is left: Jobs not made (a failure before them)
+        gates = approvals.gates(pinned.plan)
+        if gates:
+            metrics.approvals_pending(
+                ref.namespace, ref.name, gates, approvals.awaiting(pinned.plan, effects.state)
+            )
         return Outcome(done=effects.terminal, wake_at=effects.next_wakeup)
 
     def _rerun_start(
@@ -280,6 +299,45 @@ class Controller:
                 read[sid] = str(exc)
         facts = rerun_start.ParentFacts(parent, chain.entries, read)
         return rerun_start.prepare(pinned, request, view.ref, view.spec, facts, now)
+
+    def _decisions(
+        self, view: ExecutionView, plan: Plan, state: ExecutionState, chain: AuditChain
+    ) -> tuple[tuple[approvals.Received, ...], dict[str, bool]]:
+        """The execution's RunbookApprovals (only when its runbook has an APPROVAL step), and
+        RBAC's answer for those that need one (no approvers listed: the verb `approve`)."""
+        if not approvals.gates(plan):
+            return (), {}
+        ref = view.ref
+        received = approvals.for_execution(self.kube.list(k.APPROVALS, ref.namespace), ref.name)
+        authorized = {}
+        for r in approvals.to_review(plan, state, received, chain):
+            assert r.who is not None
+            authorized[r.name] = self.kube.allowed(
+                r.who.username, r.who.groups, r.who.uid, approvals.approve_attributes(ref)
+            )
+        return tuple(received), authorized
+
+    def judge_late(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """A RunbookApproval for an execution no daemon drives (finished or absent): refused
+        as not waiting, so its author sees why it never counted."""
+        execution = str(((body.get("spec") or {}).get("executionRef") or {}).get("name") or "")
+        try:
+            phase = (self.kube.get(k.EXECUTIONS, namespace, execution).get("status") or {}).get(
+                "phase"
+            )
+        except k.NotFound:
+            phase = None
+        status = approvals.late_verdict(body, execution, phase, self.clock())
+        if status is not None:
+            self._write_verdict(namespace, str(body["metadata"]["name"]), status)
+
+    def _write_verdict(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            self.kube.patch(
+                k.APPROVALS, namespace, name, {"status": dict(status)}, subresource="status"
+            )
+        except k.NotFound:
+            return
 
     def _forget(self, uid: str) -> None:
         """Free what is kept for an execution that is finished or gone."""
@@ -456,6 +514,9 @@ class Controller:
             done.result()
         for name in effects.delete_jobs:
             self.kube.delete(k.JOBS, ref.namespace, name)
+        # After the ledger: a verdict is what the ledger recorded.
+        for name, verdict in effects.approval_verdicts:
+            self._write_verdict(ref.namespace, name, verdict)
         status = effects.status
         if effects.terminal or sealed or self._checkpoint_due(chain, view.status):
             status = self._checkpoint(ledger, chain, status, now)

@@ -40,6 +40,8 @@ EVENT_KINDS: Mapping[LogEventType, tuple[str, str]] = {
     LogEventType.STEP_FAILED: ("Warning", "StepFailed"),
     LogEventType.STEP_ATTEMPT_FAILED: ("Warning", "AttemptFailed"),
     LogEventType.CONTROL_REJECTED: ("Warning", "ControlRejected"),
+    LogEventType.APPROVAL_REQUESTED: ("Normal", "AwaitingApproval"),
+    LogEventType.APPROVAL_DECISION: ("Normal", "ApprovalDecision"),
 }
 """Audit event type → Kubernetes Event (type, reason); other events post nothing."""
 
@@ -50,6 +52,14 @@ def _describe(entry: Mapping[str, Any]) -> str:
     text = details.get("error") or details.get("message") or details.get("reason") or ""
     if entry["eventType"] == LogEventType.EXECUTION_STARTED:
         text = f"runbook {details.get('runbookId')} with {details.get('stepCount')} steps"
+    elif entry["eventType"] == LogEventType.APPROVAL_REQUESTED:
+        text = (
+            f"waiting for {details.get('required')} approval(s) until {details.get('deadline')}"
+            f": {details.get('instructions') or ''}"
+        )
+    elif entry["eventType"] == LogEventType.APPROVAL_DECISION:
+        verdict = "counted" if details.get("counted") else f"refused: {details.get('reason')}"
+        text = f"{details.get('user')} {details.get('decision')}d ({verdict})"
     return f"{step}{text}".strip() or str(entry["eventType"])
 
 

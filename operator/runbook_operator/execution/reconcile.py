@@ -12,7 +12,7 @@ place.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ from runbook_engine.state import ExecutionState
 from runbook_operator import names
 from runbook_operator.config import OperatorConfig
 from runbook_operator.crd.conditions import condition
-from runbook_operator.execution import control
+from runbook_operator.execution import approvals, control
 from runbook_operator.execution.events import KubeEvent, kube_events
 from runbook_operator.execution.pinning import Pinned
 from runbook_operator.execution.status import execution_status
@@ -66,6 +66,10 @@ class World:
     start_budget: int | None = None
     """At most this many new attempts may start (the free share of the namespace's cap on
     running step Jobs, execution/job_cap.py); None: no cap."""
+    approvals: tuple[approvals.Received, ...] = ()
+    """The RunbookApprovals naming this execution (read only when its runbook has a gate)."""
+    authorized: Mapping[str, bool] = field(default_factory=dict)
+    """RunbookApproval name → may its user `approve` this execution (SubjectAccessReview)."""
 
     @property
     def ref(self) -> ExecutionRef:
@@ -86,6 +90,8 @@ class Effects:
     """Steps were ready but the namespace's cap let none (or not all) of them start."""
     notices: tuple[KubeEvent, ...] = ()
     """Events that report no audit entry (waiting for the namespace's cap)."""
+    approval_verdicts: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """(RunbookApproval name, status) to write: each gets its verdict once."""
 
     @property
     def terminal(self) -> bool:
@@ -155,7 +161,10 @@ def observe(
     deletes: list[str] = []
     stores: list[dict[str, Any]] = []
     limit = output_limit(world, cfg)
+    gates = approvals.gates(world.pinned.plan)
     for sid, attempt in _running(state):
+        if sid in gates:  # waits for decisions, not a Job (approvals.observations)
+            continue
         name = names.job_name(world.ref.name, world.ref.uid, sid, attempt)
         outcome = world.observed.outcome(name)
         if isinstance(outcome, Running):
@@ -205,6 +214,27 @@ def _inline_configmap(
     labels = names.labels(world.ref.name, world.ref.uid, "result", step_id=sid, attempt=attempt)
     owner = world.ref.owner(controller=False)
     return results.configmap(names.result_configmap(job), raw, sha, labels, owner)
+
+
+def _approval_results(
+    world: World, entries: Sequence[Mapping[str, Any]], state: ExecutionState
+) -> list[dict[str, Any]]:
+    """An APPROVAL step that succeeded has an output (the decisions) but no Job: it is stored
+    in the result ConfigMap its attempt would have had, so dependents' Jobs mount it as any
+    other upstream output (and `runbookctl output` reads it). Deterministic: a replay writes
+    the same ConfigMap."""
+    out = []
+    for entry in entries:
+        sid = entry.get("stepId")
+        if entry["eventType"] != LogEventType.STEP_SUCCEEDED or sid not in approvals.gates(
+            world.pinned.plan
+        ):
+            continue
+        attempt = state.steps[sid].attempt
+        job = names.job_name(world.ref.name, world.ref.uid, sid, attempt)
+        result = StepExecutorResult(success=True, output=dict(state.outputs[sid]))
+        out.append(_inline_configmap(world, sid, attempt, job, result))
+    return out
 
 
 def leftover_jobs(world: World, state: ExecutionState) -> list[str]:
@@ -320,8 +350,18 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
     """Observe → drive → effects. `state` comes from `load_state`."""
     observations, deletes, stores = observe(world, state, cfg)
     view = world.view
-    request = control.requested(world.pinned.request, view, deleting=world.deleting)
+    creator = view.stamps.creator
     plan = world.pinned.plan
+    observations += approvals.observations(
+        plan,
+        state,
+        world.approvals,
+        world.chain,
+        world.authorized,
+        creator.username if creator else None,
+        world.ref.name,
+    )
+    request = control.requested(world.pinned.request, view, deleting=world.deleting)
     capped = capped_request(request, plan, state, observations, world.start_budget)
     actors = Actors(
         cfg.actor,
@@ -358,6 +398,10 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
     notices: tuple[KubeEvent, ...] = ()
     if waiting:
         status, notices = _throttled(world, new, status, waiting, cfg)
+    stores += _approval_results(world, step.entries, new)
+    awaiting_approval = approvals.awaiting(plan, new)
+    if awaiting_approval or view.status.get("awaitingApproval"):
+        status["awaitingApproval"] = awaiting_approval  # None removes it (a merge patch)
     all_deletes = sorted({*deletes, *stops, *leftover_jobs(world, new)})
     return Effects(
         entries=step.entries,
@@ -370,4 +414,7 @@ def reconcile(world: World, state: ExecutionState, cfg: OperatorConfig) -> Effec
         state=new,
         held=bool(waiting),
         notices=notices,
+        approval_verdicts=tuple(
+            approvals.verdicts(plan, new, world.approvals, world.chain, world.now)
+        ),
     )

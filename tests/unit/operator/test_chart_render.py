@@ -108,6 +108,9 @@ OPERATOR_GRANTS = {
     # fire: the custom verb admission asks of whoever creates a triggered execution
     (GROUP, "runbooktriggers"): {"get", "list", "watch", "patch", "fire"},
     (GROUP, "runbooktriggers/status"): {"patch"},
+    (GROUP, "runbookapprovals"): {"get", "list", "watch"},
+    (GROUP, "runbookapprovals/status"): {"patch"},
+    ("authorization.k8s.io", "localsubjectaccessreviews"): {"create"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "configmaps"): {"get", "list", "create", "update"},
@@ -483,3 +486,19 @@ def test_a_rule_without_to_is_refused_by_the_template_too() -> None:
     )
     assert proc.returncode != 0
     assert "stepNetworkPolicy.egress[0]: give `to`" in proc.stderr
+
+
+def test_approving_is_its_own_duty_not_part_of_edit() -> None:
+    """docs/approvals.md: the verb `approve` comes from the approver role only."""
+    docs = render()
+    for role in ("admin", "edit", "view"):
+        rules = find(docs, "ClusterRole", f"rel-runbook-operator-{role}")["rules"]
+        assert all("approve" not in r["verbs"] for r in rules), role
+    edit = grants(find(docs, "ClusterRole", "rel-runbook-operator-edit")["rules"])
+    assert edit[(GROUP, "runbookapprovals")] >= {"create"}
+    assert "update" not in edit[(GROUP, "runbookapprovals")]
+    approver = find(docs, "ClusterRole", "rel-runbook-operator-approver")
+    selector = approver["aggregationRule"]["clusterRoleSelectors"][0]["matchLabels"]
+    base = find(docs, "ClusterRole", "rel-runbook-operator-approver-base")
+    assert base["metadata"]["labels"].items() >= selector.items()
+    assert "approve" in grants(base["rules"])[(GROUP, "runbookexecutions")]

@@ -92,4 +92,7 @@ def test_printer_columns() -> None:
     default = [c["name"] for c in rb["additionalPrinterColumns"] if not c.get("priority")]
     assert default == ["ID", "Version", "Steps", "Valid", "Age"]
     default = [c["name"] for c in rbx["additionalPrinterColumns"] if not c.get("priority")]
-    assert default == ["Runbook", "Phase", "Progress", "Age"]
+    assert default == ["Runbook", "Phase", "Progress", "Awaiting", "Age"]
+    rba = crds["runbook-operator.dev_runbookapprovals.yaml"]["spec"]["versions"][0]
+    default = [c["name"] for c in rba["additionalPrinterColumns"] if not c.get("priority")]
+    assert default == ["Execution", "Step", "Decision", "By", "Verdict", "Age"]
