@@ -31,6 +31,7 @@ from runbookctl.files import load_plan, read_yaml_documents
 from runbookctl.ledger import JsonlLedger, Line, has_chain, read_lines
 from runbookctl.render import dot, event_line, mermaid, steps_table
 from runbookctl.runner import ControlError, Isolation, LocalRunner, cluster_only_sources
+from runbookctl.ui import command as ui_command
 
 app = typer.Typer(
     add_completion=False,
@@ -482,6 +483,7 @@ def keygen(
 
 # Cluster commands; `verify` (registered there) runs verify_cmd for a local --ledger file.
 cluster.register(app, local_verify=verify_cmd)
+app.command("ui")(ui_command.ui)
 
 
 def main() -> None:
