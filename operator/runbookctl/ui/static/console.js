@@ -6,12 +6,20 @@
   if (document.body.dataset.live !== "on" || !window.EventSource) return;
   var state = document.getElementById("live-state");
   var source = new EventSource("/events");
-  source.onopen = function () { if (state) { state.hidden = false; state.textContent = "live"; } };
-  source.onerror = function () { if (state) { state.textContent = "reconnecting…"; } };
-
   var execution = document.getElementById("execution");
   var table = document.getElementById("executions");
   var pending = null;
+  var opened = 0;
+
+  source.onopen = function () {
+    if (state) { state.hidden = false; state.textContent = "live"; }
+    // What changed between rendering this page and subscribing is not in the stream: catch up
+    // once per (re)connection (list, then watch).
+    if (execution) refreshExecution();
+    else if (table && opened > 0) window.location.reload();
+    opened += 1;
+  };
+  source.onerror = function () { if (state) { state.textContent = "reconnecting…"; } };
 
   function refreshExecution() {
     // Re-render the page body on the server (escaped there); coalesce bursts of events.
