@@ -126,8 +126,11 @@ class Console:
 
 def _shot(driver: WebDriver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.body.scrollHeight")
+    height = driver.execute_script(
+        "window.scrollTo(0, 0); return document.documentElement.scrollHeight"
+    )
     driver.set_window_size(1400, min(max(int(height) + 40, 800), 4000))
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
     driver.set_window_size(1400, 1100)
 
@@ -195,6 +198,20 @@ def _until_after_reload(driver: WebDriver, predicate: Any, timeout: float) -> No
             raise AssertionError("condition not met after reloading")
         time.sleep(1)
         driver.refresh()
+        _settled(driver)
+
+
+def _settled(driver: WebDriver) -> None:
+    """Wait until the execution page subscribed and re-read itself once (it replaces its
+    elements then: a test holding one would find it stale)."""
+    WebDriverWait(driver, 30, 0.05).until(
+        lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-synced") or 0) >= 1
+    )
+
+
+def _open(driver: WebDriver, url: str) -> None:
+    driver.get(url)
+    _settled(driver)
 
 
 def _click(driver: WebDriver, button_id: str) -> None:
@@ -203,6 +220,7 @@ def _click(driver: WebDriver, button_id: str) -> None:
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "answer"))
     except TimeoutException:
         raise AssertionError(f"no answer shown: {driver.page_source[:3000]}") from None
+    _settled(driver)
 
 
 # -- live: the operator runs it ------------------------------------------------------------------
@@ -281,17 +299,19 @@ def test_live_execution_controls_as_the_user(
         _shot(driver, "executions")
         row.find_element(By.LINK_TEXT, "live-1").click()
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "dag"))
+        _settled(driver)
         assert _dag(driver) == {"prepare": "SUCCEEDED", "slow": "RUNNING", "after": "PENDING"}
         # no checkpoint is signed before the end: the chain verifies, unsigned so far
         assert _text(driver, "#ledger-badge") in ("OK", "OK, unsigned")
         # the step panel: attempts, and the log of the pod while it exists
-        driver.find_element(By.CSS_SELECTOR, '#dag .node[data-step="slow"]').click()
+        _fresh(lambda: driver.find_element(By.CSS_SELECTOR, '#dag .node[data-step="slow"]').click())
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "step"))
+        _settled(driver)
         _until_after_reload(driver, lambda: "hello from slow" in _text(driver, "#step-log"), 60)
         _shot(driver, "execution")
 
         # a user who may read but not patch: the button shows the apiserver's 403
-        driver.get(viewer.url(f"/executions/{ns}/live-1"))
+        _open(driver, viewer.url(f"/executions/{ns}/live-1"))
         _click(driver, "action-pause")
         answer = _text(driver, "#answer")
         assert "403" in answer and "Forbidden" in answer, answer
@@ -299,7 +319,7 @@ def test_live_execution_controls_as_the_user(
         _shot(driver, "forbidden")
 
         # pause from the page: spec.paused is patched, the page shows PAUSED by the live update
-        driver.get(admin.url(f"/executions/{ns}/live-1"))
+        _open(driver, admin.url(f"/executions/{ns}/live-1"))
         WebDriverWait(driver, 10).until(lambda d: _text(d, "#live-state") == "live")
         _click(driver, "action-pause")
         assert "200" in _text(driver, "#answer")
@@ -464,7 +484,7 @@ def test_report_xss_and_a_tampered_ledger(
     console = Console(kube, [namespace])
     driver = browser
     try:
-        driver.get(console.url(f"/executions/{namespace}/handmade?step=probe"))
+        _open(driver, console.url(f"/executions/{namespace}/handmade?step=probe"))
         _no_alert(driver)
         assert _text(driver, "#exec-message") == XSS
         assert _text(driver, "#step-message") == XSS
@@ -499,12 +519,13 @@ def test_report_xss_and_a_tampered_ledger(
         segment["data"][ENTRIES_KEY] = "\n".join(lines) + "\n"
         kube.replace(CONFIGMAPS, namespace, cm_name, segment)
         driver.refresh()
+        _settled(driver)
         assert _text(driver, "#ledger-badge") == f"TAMPERED at entry {entry['seq']}"
         assert "someone-else" in _text(driver, "#audit")
         _shot(driver, "tampered")
         _no_alert(driver)
         # a step whose Job never ran: the log panel says why there is no log
-        driver.get(console.url(f"/executions/{namespace}/handmade?step=collect"))
+        _open(driver, console.url(f"/executions/{namespace}/handmade?step=collect"))
         assert "no Job has run" in _text(driver, "#log-note")
     finally:
         console.stop()

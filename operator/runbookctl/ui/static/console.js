@@ -36,6 +36,8 @@
         if (html === null) return;
         var answer = document.getElementById("answer");
         execution.innerHTML = html;
+        // how many times the page re-read itself (tests wait for the first, after subscribing)
+        document.body.dataset.synced = String((Number(document.body.dataset.synced) || 0) + 1);
         if (answer && !document.getElementById("answer")) {
           var head = execution.querySelector("section.head");
           if (head) head.appendChild(answer);
