@@ -258,6 +258,8 @@ def build_app(
                 "action": plan.steps[step_id].action_type if plan and step_id in plan.steps else "",
             }
         report_html, report_note = _report(source, ns, obj, plan)
+        all_entries = request.query_params.get("audit") == "all"
+        shown = model.MAX_ENTRIES_SHOWN if all_entries else model.ENTRIES_SHOWN
         return {
             "obj": obj,
             "ns": ns,
@@ -272,7 +274,8 @@ def build_app(
             "span": span,
             "critical": path,
             "step": step,
-            "entries": entries[-model.MAX_ENTRIES_SHOWN :],
+            "entries": entries[-shown:],
+            "audit_all": shown == model.MAX_ENTRIES_SHOWN,
             "entries_total": len(entries),
             "badge": badge,
             "report_html": report_html,

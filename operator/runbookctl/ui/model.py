@@ -26,6 +26,9 @@ PREVIEW_BYTES = 16 * 1024
 """An output preview is cut to this many bytes of JSON."""
 MAX_ENTRIES_SHOWN = 2000
 """The audit log table shows at most this many entries (the badge checks all of them)."""
+ENTRIES_SHOWN = 200
+"""... and by default the last this many (`?audit=all` for up to MAX_ENTRIES_SHOWN): a large
+execution's page stays quick to load."""
 
 
 # -- DAG -----------------------------------------------------------------------------------------
