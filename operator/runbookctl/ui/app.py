@@ -112,6 +112,19 @@ def _event_line(entry: Any) -> str:
         return "(damaged) " + json.dumps(entry, default=str)[:300]
 
 
+def _group_dependencies(
+    dependencies: Mapping[str, tuple[str, ...]], graph: model.Graph
+) -> dict[str, tuple[str, ...]]:
+    """The dependencies between the graph's nodes (a collapsed group is one node)."""
+    parents: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
+    for a, b in graph.edges:
+        parents[b].append(a)
+    out = {k: tuple(v) for k, v in parents.items()}
+    for sid, deps in dependencies.items():
+        out.setdefault(sid, deps)
+    return out
+
+
 def _int(value: str | None, default: int, allowed: tuple[int, ...]) -> int:
     try:
         number = int(value or default)
@@ -233,7 +246,9 @@ def build_app(
         attempts = model.attempts_from_entries(entries) or model.attempts_from_status(
             status_steps.values()
         )
-        bars, span, path = model.gantt(attempts, dependencies, now)
+        grouped = model.group_attempts(attempts, graph)
+        group_deps = _group_dependencies(dependencies, graph)
+        bars, span, path = model.gantt(grouped, group_deps, now)
         step_id = request.query_params.get("step", "")
         step: dict[str, Any] | None = None
         if step_id in status_steps or (plan is not None and step_id in plan.steps):

@@ -266,6 +266,30 @@ def attempts_from_status(steps: Iterable[Mapping[str, Any]]) -> list[Attempt]:
     return out
 
 
+def group_attempts(attempts: Sequence[Attempt], graph: Graph) -> list[Attempt]:
+    """The attempts of each collapsed group's members as one span (first start to last end,
+    `attempt` = how many attempts, the most urgent outcome), as the DAG draws them: a fan-out of
+    thousands stays one row. Other attempts are kept as they are."""
+    group_of = {m: n.id for n in graph.nodes for m in n.members}
+    spans: dict[str, list[Attempt]] = {}
+    out: list[Attempt] = []
+    for a in attempts:
+        gid = group_of.get(a.step)
+        if gid is None:
+            out.append(a)
+        else:
+            spans.setdefault(gid, []).append(a)
+    for gid, members in spans.items():
+        ends = [m.end for m in members]
+        end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+        outcomes = {m.outcome: 1 for m in members}
+        outcome = next(
+            (o for o in ("FAILED", "RUNNING", "RETRIED", "CANCELLED") if o in outcomes), "SUCCEEDED"
+        )
+        out.append(Attempt(gid, len(members), min(m.start for m in members), end, outcome))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Bar:
     """An attempt placed on the chart, in percent of the time axis."""

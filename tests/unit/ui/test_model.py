@@ -260,3 +260,36 @@ def test_list_filter() -> None:
     assert not model.matches(row, phase="RUNNING")
     assert not model.matches(row, runbook="other")
     assert not model.matches(row, text="nope")
+
+
+def test_a_collapsed_fan_out_is_one_row_of_the_timeline() -> None:
+    steps = _fan(60)
+    graph = model.build_graph(steps, {})
+    entries = []
+    for i, sid in enumerate(["start", *(f"item-{k:03d}" for k in range(60)), "join"]):
+        begin = 0 if sid == "start" else (1 if sid != "join" else 10)
+        end = begin + 1 + (i % 7 if sid.startswith("item") else 0)
+        entries += [
+            {
+                "timestamp": _ts(begin),
+                "eventType": "STEP_STARTED",
+                "stepId": sid,
+                "details": {"attempt": 1},
+            },
+            {
+                "timestamp": _ts(end),
+                "eventType": "STEP_SUCCEEDED",
+                "stepId": sid,
+                "details": {"attempt": 1},
+            },
+        ]
+    rows = model.group_attempts(model.attempts_from_entries(entries), graph)
+    assert [(r.step, r.attempt) for r in rows] == [
+        ("start", 1),
+        ("join", 1),
+        ("group:item-000", 60),
+    ]
+    group = rows[2]
+    assert group.start == T0 + timedelta(seconds=1) and group.end == T0 + timedelta(seconds=8)
+    expanded = model.build_graph(steps, {}, expanded=["group:item-000"])
+    assert len(model.group_attempts(model.attempts_from_entries(entries), expanded)) == 62
