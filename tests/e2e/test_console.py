@@ -357,6 +357,8 @@ def test_live_execution_controls_as_the_user(
         assert "console-live" in _text(driver, "#runbooks")
         _shot(driver, "runbooks")
         _no_alert(driver)
+        # every page this test opened was fed by the one watch of the namespace
+        assert admin.hub.watches_started == 1 and viewer.hub.watches_started == 1
     finally:
         admin.stop()
         viewer.stop()
@@ -529,3 +531,44 @@ def test_report_xss_and_a_tampered_ledger(
         assert "no Job has run" in _text(driver, "#log-note")
     finally:
         console.stop()
+
+
+def test_the_list_pages_on_the_server_across_namespaces(
+    cluster: Cluster,
+    namespace: str,
+    project_crds: None,  # noqa: F811
+) -> None:
+    """limit/continue on the apiserver, one namespace after the other when the user may not list
+    cluster-wide; the filters apply to what the pages bring."""
+    kube = Kube.connect(cluster.kubeconfig)
+    other = f"{namespace}-b"
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        for ns in (namespace, other):
+            for i in range(3):
+                body = {
+                    "apiVersion": "runbook-operator.dev/v1alpha1",
+                    "kind": "RunbookExecution",
+                    "metadata": {"name": f"run-{i}"},
+                    "spec": {"runbookRef": {"name": "nightly" if i else "adhoc"}},
+                }
+                kube.create(EXECUTIONS, ns, body)
+        source = ClusterSource(kube, [namespace, other])
+        seen: list[str] = []
+        token, pages = "", 0
+        while True:
+            page = source.list_executions("", 2, token, {})
+            assert page.error is None and len(page.items) <= 2
+            seen += [f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in page.items]
+            pages += 1
+            token = page.next_token
+            if not token:
+                break
+        assert sorted(seen) == sorted(
+            f"{ns}/run-{i}" for ns in (namespace, other) for i in range(3)
+        )
+        assert pages == 3
+        adhoc = source.list_executions("", 25, "", {"runbook": "adhoc", "phase": "", "text": ""})
+        assert sorted(o["metadata"]["namespace"] for o in adhoc.items) == [namespace, other]
+    finally:
+        cluster.core.delete_namespace(other, propagation_policy="Background")

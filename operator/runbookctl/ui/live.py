@@ -83,9 +83,14 @@ class Hub:
                 for event in self.kube.watch(EXECUTIONS, scope, "", version, timeout_seconds=240):
                     obj = event.get("object") or {}
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    if self._stop.is_set():
+                        return
                     if event.get("type") in ("ADDED", "MODIFIED", "DELETED") and self._loop:
                         message = summary(str(event["type"]), obj)
-                        self._loop.call_soon_threadsafe(self._publish, message)
+                        try:
+                            self._loop.call_soon_threadsafe(self._publish, message)
+                        except RuntimeError:  # the server's loop has closed: nobody listens
+                            return
                 delay = 1.0
             except Gone:
                 version = ""

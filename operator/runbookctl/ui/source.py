@@ -104,24 +104,29 @@ class ClusterSource:
         self, namespace: str, limit: int, token: str, filters: Mapping[str, str]
     ) -> Page:
         """One page of executions (server-side `limit`/`continue`); with filters, API pages are
-        read until `limit` matches or MAX_LIST_PAGES pages (the token goes on from there)."""
-        scope: str | None = namespace or None
-        if scope is None and self.fixed_namespaces and len(self.fixed_namespaces) == 1:
-            scope = self.fixed_namespaces[0]
+        read until `limit` matches or MAX_LIST_PAGES pages (the token goes on from there).
+        Without a namespace: cluster-wide, or over the namespaces given one after the other
+        (the token is then `INDEX/CONTINUE`)."""
+        scopes: list[str | None] = [namespace or None]
+        if not namespace and self.fixed_namespaces:
+            scopes = list(self.fixed_namespaces)
+        index, _, cont = token.partition("/") if len(scopes) > 1 else ("0", "", token)
+        at = int(index) if index.isdigit() and int(index) < len(scopes) else 0
         out: list[dict[str, Any]] = []
         now = datetime.now(UTC)
         try:
             for _ in range(MAX_LIST_PAGES):
-                items, token = self._list_page(scope, limit, token)
-                for obj in items:
-                    row = execution_row(obj, now)
-                    if model.matches(row, **filters):
-                        out.append(obj)
-                if not token or len(out) >= limit or not any(filters.values()):
+                items, cont = self._list_page(scopes[at], limit - len(out), cont)
+                out += [o for o in items if model.matches(execution_row(o, now), **filters)]
+                if not cont:
+                    if at + 1 >= len(scopes):
+                        return Page(out, "")
+                    at += 1
+                if len(out) >= limit:
                     break
         except KubeError as exc:
             return Page(out, "", f"{exc.status} {exc.reason}: {exc}")
-        return Page(out, token)
+        return Page(out, f"{at}/{cont}" if len(scopes) > 1 else cont)
 
     def execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         return ledger_find.get_execution(self.kube, namespace, name)
