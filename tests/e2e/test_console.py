@@ -33,6 +33,7 @@ from selenium.common.exceptions import (
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from runbook_engine.audit import AuditChain, AuditEvent
@@ -205,7 +206,10 @@ def _settled(driver: WebDriver) -> None:
     """Wait until the execution page subscribed and re-read itself once (it replaces its
     elements then: a test holding one would find it stale)."""
     WebDriverWait(driver, 30, 0.05).until(
-        lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-synced") or 0) >= 1
+        lambda d: (
+            int(d.execute_script("return document.body && document.body.dataset.synced || 0") or 0)
+            >= 1
+        )
     )
 
 
@@ -215,8 +219,11 @@ def _open(driver: WebDriver, url: str) -> None:
 
 
 def _click(driver: WebDriver, button_id: str) -> None:
+    """Press a button (a form POST) and wait for the page with the apiserver's answer."""
+    before = driver.find_element(By.TAG_NAME, "html")
     _fresh(lambda: driver.find_element(By.ID, button_id).click())
     try:
+        WebDriverWait(driver, 30).until(expected_conditions.staleness_of(before))
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "answer"))
     except TimeoutException:
         raise AssertionError(f"no answer shown: {driver.page_source[:3000]}") from None
@@ -360,7 +367,9 @@ def test_live_execution_controls_as_the_user(
         _shot(driver, "runbook")
         # "run" as the read-only user: the form's create is refused by the apiserver, shown
         driver.get(viewer.url(f"/runbooks/{ns}/console-live"))
+        before = driver.find_element(By.TAG_NAME, "html")
         driver.find_element(By.ID, "run-button").click()
+        WebDriverWait(driver, 30).until(expected_conditions.staleness_of(before))
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "answer"))
         assert "answered 403 Forbidden" in _text(driver, "#answer")
         driver.get(admin.url(f"/runbooks?namespace={ns}"))

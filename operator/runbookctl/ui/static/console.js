@@ -21,11 +21,16 @@
   };
   source.onerror = function () { if (state) { state.textContent = "reconnecting…"; } };
 
+  var lastRefresh = 0;
+
   function refreshExecution() {
-    // Re-render the page body on the server (escaped there); coalesce bursts of events.
+    // Re-render the page body on the server (escaped there); coalesce bursts of events, and
+    // re-read at most about once a second however busy the execution is.
     if (pending) return;
+    var wait = Math.max(150, 1000 - (Date.now() - lastRefresh));
     pending = setTimeout(function () {
       pending = null;
+      lastRefresh = Date.now();
       var url = "/executions/" + encodeURIComponent(execution.dataset.ns) + "/" +
         encodeURIComponent(execution.dataset.name) + "/main";
       if (execution.dataset.query) url += "?" + execution.dataset.query;
@@ -43,7 +48,7 @@
           if (head) head.appendChild(answer);
         }
       });
-    }, 150);
+    }, wait);
   }
 
   function updateRow(msg) {
