@@ -60,6 +60,10 @@ bench: setup ## benchmarks: engine, operator vs Argo Workflows on kwok (docs/ben
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+bench-console: setup ## the web console's two figures (1,000-step page, 100 of 10,000 executions) in headless Chromium (docs/ui.md)
+	bash hack/browser/install.sh
+	$(BIN)/python -m benchmarks.console $(BENCH_ARGS)
+
 # Deploying the operator with the Helm chart (docs/operator.md, "Installing").
 RUNBOOK_CACHE ?= /var/cache/runbook-operator
 LOCAL_KUBECONFIG := $(RUNBOOK_CACHE)/cluster/admin.kubeconfig

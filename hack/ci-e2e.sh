@@ -2,7 +2,8 @@
 # End-to-end tests on a real local Kubernetes, as CI runs them (root, no stdin):
 #
 #   1. Debian packages (etcd-server containerd runc containernetworking-plugins docker.io
-#      iptables conntrack debootstrap), installed only when missing
+#      iptables conntrack debootstrap; chromium chromium-driver by hack/browser/install.sh),
+#      installed only when missing
 #   2. cluster binaries from Go modules (hack/cluster/build-tools.sh; cached by version) and
 #      the test-only kstatus helper (hack/kstatus/build.sh)
 #   3. the project image and the pause image (hack/image/build.sh; cached by inputs)
@@ -48,6 +49,8 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# the console's browser tests (tests/e2e/test_console.py): Debian's chromium + chromium-driver
+hack/browser/install.sh
 command -v go >/dev/null || { echo "ci-e2e: Go (>= 1.24) is required to build the cluster binaries" >&2; exit 1; }
 
 if [[ ! -x .venv/bin/pytest ]]; then

@@ -35,4 +35,8 @@ done
 .venv/bin/runbookctl output "${NAME}" generate_report -n "${NS}" -o json \
   | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin).get('markdown','(no markdown)'))"
 .venv/bin/runbookctl verify "${NAME}" -n "${NS}"
+echo >&2
+echo "the web console (docs/ui.md), as you, on 127.0.0.1 — it prints its URL:" >&2
+echo "  KUBECONFIG=${KUBECONFIG} .venv/bin/runbookctl ui --open" >&2
+echo "  then open /executions/${NS}/${NAME}" >&2
 [[ "${phase}" == COMPLETED ]]

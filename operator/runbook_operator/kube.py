@@ -197,6 +197,24 @@ class Kube:
             raise _error(resp.status, data or b"")
         return json.loads(data) if data else {}
 
+    def get_text(self, path: str, query: Mapping[str, str], max_bytes: int) -> str:
+        """GET a plain-text endpoint (a pod's log), at most `max_bytes` read."""
+        params = self._client.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=list(query.items()),
+            header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self._client.call_api(*params, _request_timeout=self.timeout)
+            data = resp.read()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise KubeError(0, "Unreachable", f"GET {path}: {exc}") from None
+        if not 200 <= resp.status < 300:
+            raise _error(resp.status, data or b"")
+        return bytes(data or b"")[:max_bytes].decode("utf-8", "replace")
+
     # -- verbs ---------------------------------------------------------------------------------
     def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         return self.call("GET", res.path(namespace, name))

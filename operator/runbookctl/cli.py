@@ -34,6 +34,7 @@ from runbookctl.ledger import JsonlLedger, Line, has_chain, read_lines
 from runbookctl.local_approval import LocalApprover
 from runbookctl.render import dot, event_line, mermaid, steps_table
 from runbookctl.runner import ControlError, Isolation, LocalRunner, cluster_only_sources
+from runbookctl.ui import command as ui_command
 
 app = typer.Typer(
     add_completion=False,
@@ -707,6 +708,7 @@ def rerun(
 # Cluster commands; `verify` (registered there) runs verify_cmd for a local --ledger file.
 cluster.register(app, local_verify=verify_cmd)
 cluster_approvals.register(app)
+app.command("ui")(ui_command.ui)
 
 
 def main() -> None:

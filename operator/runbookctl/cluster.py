@@ -28,6 +28,7 @@ from runbook_operator.names import execution_id
 from runbookctl import cluster_view
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only when a cluster command runs
+    from runbook_operator.kube import Kube
     from runbook_operator.ledger import anchor as ledger_anchor
     from runbook_operator.ledger import find as ledger_find
 
@@ -87,18 +88,30 @@ class Target:
         return self.kube.get(CONFIGMAPS, self.namespace, name)
 
     def patch_spec(self, obj: dict[str, Any], change: dict[str, Any]) -> None:
-        """Merge patch of spec, only if it is still the same object (uid precondition)."""
-        from runbook_engine.identity import Identity
-        from runbook_operator.execution.stamps import control_annotations
-        from runbook_operator.kube import EXECUTIONS
+        patch_spec(self.kube, self.namespace, obj, change)
 
-        spec = {**(obj.get("spec") or {}), **change}
-        who = Identity.from_wire(self.kube.whoami())
-        # Where no MutatingAdmissionPolicy stamps it, say who we are; admission checks it.
-        stamp = control_annotations(who, bool(spec.get("paused")), bool(spec.get("cancel")))
-        meta = {"uid": obj["metadata"]["uid"], "annotations": stamp}
-        patch = {"metadata": meta, "spec": change}
-        self.kube.patch(EXECUTIONS, self.namespace, str(obj["metadata"]["name"]), patch)
+
+def patch_spec(kube: Kube, namespace: str, obj: dict[str, Any], change: dict[str, Any]) -> None:
+    """Merge patch of spec, only if it is still the same object (uid precondition): the write
+    `runbookctl pause|resume|cancel` and the console's buttons make, as the user."""
+    from runbook_engine.identity import Identity
+    from runbook_operator.execution.stamps import control_annotations
+    from runbook_operator.kube import EXECUTIONS
+
+    spec = {**(obj.get("spec") or {}), **change}
+    who = Identity.from_wire(kube.whoami())
+    # Where no MutatingAdmissionPolicy stamps it, say who we are; admission checks it.
+    stamp = control_annotations(who, bool(spec.get("paused")), bool(spec.get("cancel")))
+    meta = {"uid": obj["metadata"]["uid"], "annotations": stamp}
+    patch = {"metadata": meta, "spec": change}
+    kube.patch(EXECUTIONS, namespace, str(obj["metadata"]["name"]), patch)
+
+
+def control_refusal(namespace: str, obj: dict[str, Any], action: ControlAction) -> str | None:
+    """Why `action` cannot apply to `obj` now (as the operator would refuse it), or None."""
+    phase = ExecutionStatus((obj.get("status") or {}).get("phase") or "PENDING")
+    meta = obj["metadata"]
+    return refusal(action, phase, execution_id(namespace, str(meta["name"]), str(meta["uid"])))
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -213,9 +226,7 @@ def _control(action: ControlAction) -> Callable[..., None]:
         with _errors():
             target = Target(kubeconfig, context, namespace)
             obj = target.execution(name)
-            phase = ExecutionStatus((obj.get("status") or {}).get("phase") or "PENDING")
-            exec_id = execution_id(target.namespace, name, str(obj["metadata"]["uid"]))
-            reason = refusal(action, phase, exec_id)
+            reason = control_refusal(target.namespace, obj, action)
             if reason is not None:
                 _fail(reason, 1)
             change = dict(REQUEST_CHANGES[action])
