@@ -164,9 +164,7 @@ def run(runner: LocalRunner) -> Any:
 def test_attempts_are_forked_from_one_preloaded_server(
     write_runbook: WriteRunbook, workdir: Path
 ) -> None:
-    path = write_runbook(
-        steps(workdir, ("a", "whoami", {}), ("b", "whoami", {"dependsOn": ["a"]}))
-    )
+    path = write_runbook(steps(workdir, ("a", "whoami", {}), ("b", "whoami", {"dependsOn": ["a"]})))
     state = run(make_runner(path))
     assert state.status is ExecutionStatus.COMPLETED
     first, second = state.outputs["a"], state.outputs["b"]
@@ -254,9 +252,7 @@ def test_a_daemon_forked_without_exec_is_killed_after_its_attempt(
 def test_a_killed_fork_server_loses_its_attempts_and_is_replaced(
     write_runbook: WriteRunbook, workdir: Path
 ) -> None:
-    path = write_runbook(
-        steps(workdir, ("slow", "slow_once", {"retryPolicy": {"maxAttempts": 2}}))
-    )
+    path = write_runbook(steps(workdir, ("slow", "slow_once", {"retryPolicy": {"maxAttempts": 2}})))
     runner = make_runner(path)
     killed: list[int] = []
 
