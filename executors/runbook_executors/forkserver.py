@@ -116,6 +116,7 @@ class Server:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
+        self.selector = selectors.DefaultSelector()
 
     def send(self, message: dict[str, Any]) -> None:
         self.replies.sendall(json.dumps(message).encode())
@@ -124,7 +125,7 @@ class Server:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner handles ^C, then closes us
         signal.signal(signal.SIGCHLD, lambda _s, _f: None)
         signal.set_wakeup_fd(self.wake_w)
-        selector = selectors.DefaultSelector()
+        selector = self.selector
         selector.register(self.requests, selectors.EVENT_READ)
         selector.register(self.wake_r, selectors.EVENT_READ)
         self.send({"ready": os.getpid()})
@@ -198,6 +199,7 @@ class Server:
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.selector.close()  # the same epoll instance as ours: a step must not edit it
             for sock in (self.requests, self.replies):
                 sock.close()
             for fd in (self.wake_r, self.wake_w):

@@ -5,8 +5,8 @@ Each attempt runs in its own process through the same entrypoint the Job pods us
 in its own session, so a timeout or a cancel really stops the work; the runner is a child
 subreaper and every process of an attempt carries a token, so processes that start their own
 session are stopped too. On Linux that process is forked from a fork server started once per
-run with the executors already imported (runbookctl.forking: ~100x cheaper than a new
-interpreter per attempt); elsewhere it is a new interpreter.
+run with the executors already imported (runbookctl.forking: an order of magnitude cheaper
+than a new interpreter per attempt); elsewhere it is a new interpreter.
 `isolation="inline"` runs executors in this process (fast, for trusted executors and
 benchmarks; a timeout then cancels only async work).
 
