@@ -1,7 +1,9 @@
 """The local engine, in-process: what every transition costs before any cluster is involved.
 
-1. 1,000 no-op steps through the local runner in-process, and 100 with process isolation
-   (one `python -m runbook_executors` per attempt, as `runbookctl run` does by default)
+1. 1,000 no-op steps through the local runner in-process, 100 with process isolation (one
+   process per attempt forked from the fork server, as `runbookctl run` does by default), and
+   20 with one interpreter per attempt (`python -m runbook_executors`, as before the fork
+   server and still off Linux)
 2. time per drive step (`runbook_engine.driver.drive`: schedule + audit append, what every shell
    does per transition) at 10 / 100 / 1,000 / 10,000 steps (should stay ~flat: total work linear
    in steps, not quadratic)
@@ -88,12 +90,16 @@ def bench_runner(
     n: int = 1000,
     shape: Callable[[int], RunbookDefinition] = layered,
     isolation: str = "inline",
+    fork_server: bool = True,
 ) -> float:
+    """Seconds for one run of `shape(n)`, the fork server's start included; `fork_server=False`
+    starts one interpreter per attempt (what process isolation did before the fork server)."""
     definition = shape(n)
     plan = compile_plan(definition, {s.action_type for s in definition.steps})
     request = ExecutionRequest(runbook_ref=RunbookRef(name=plan.definition.id))
     registry = ExecutorRegistry([NoopExecutor()]) if isolation == "inline" else None
     runner = LocalRunner(plan, request, isolation=isolation, registry=registry)
+    runner.use_fork_server = runner.use_fork_server and fork_server
     start = time.perf_counter()
     outcome = asyncio.run(runner.run())
     elapsed = time.perf_counter() - start
@@ -160,6 +166,8 @@ def bench_ledger(count: int = 100_000) -> tuple[float, float]:
 
 DRIVE_SIZES = (10, 100, 1000, 10_000)
 PROCESS_STEPS = 100
+EXEC_STEPS = 20
+"""One interpreter per attempt costs ~0.4 s each: a shorter run keeps the comparison cheap."""
 
 
 def _fig(
@@ -172,6 +180,7 @@ def run_once() -> list[Figure]:
     """One repeat of every engine measurement."""
     inline = bench_runner(1000)
     process = bench_runner(PROCESS_STEPS, transforms, isolation="process")
+    execs = bench_runner(EXEC_STEPS, transforms, isolation="process", fork_server=False)
     figures = [
         _fig("noop-1000-inline", "wall_s", "s", "lower", inline, 3.0),
         _fig("noop-1000-inline", "steps_per_s", "steps/s", "higher", 1000 / inline),
@@ -182,6 +191,14 @@ def run_once() -> list[Figure]:
             "steps/s",
             "higher",
             PROCESS_STEPS / process,
+            50,
+        ),
+        _fig(
+            f"noop-{EXEC_STEPS}-process-exec",
+            "steps_per_s",
+            "steps/s",
+            "higher",
+            EXEC_STEPS / execs,
         ),
     ]
     for n in DRIVE_SIZES:
@@ -192,7 +209,7 @@ def run_once() -> list[Figure]:
     append, check = bench_ledger()
     figures += [
         _fig("ledger-100000", "append_per_s", "entries/s", "higher", append),
-        _fig("ledger-100000", "verify_per_s", "entries/s", "higher", check, 50_000),
+        _fig("ledger-100000", "verify_per_s", "entries/s", "higher", check, 100_000),
     ]
     return figures
 

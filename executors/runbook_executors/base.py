@@ -42,6 +42,9 @@ class BaseStepExecutor(ABC):
     """
 
     action_type: ClassVar[str]
+    preload_modules: ClassVar[tuple[str, ...]] = ()
+    """Modules `execute` imports lazily (to keep a Job pod's start fast) that a long-lived
+    process about to fork many attempts (the local runner's fork server) imports up front."""
 
     @abstractmethod
     def execute(

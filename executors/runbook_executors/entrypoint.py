@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib
 import json
 import logging
 import os
@@ -25,7 +27,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,9 +100,15 @@ def serialisable(result: StepExecutorResult) -> tuple[StepExecutorResult, str]:
         return fallback, json.dumps(fallback.wire(), indent=2)
 
 
-def write_result(path: str, result: StepExecutorResult) -> StepExecutorResult:
+def write_result(
+    path: str, result: StepExecutorResult, *, durable: bool = True
+) -> StepExecutorResult:
     """Write atomically (temp file in the same directory, fsync, rename): a reader never sees
-    half a result, even if the pod is killed mid-write. Returns what was written."""
+    half a result, even if the pod is killed mid-write. Returns what was written.
+
+    `durable=False` skips the fsync: for a reader on the same machine that reads the file
+    right after this process exits (the local runner), the rename alone is atomic; the fsync
+    only matters across a crash of the machine, which the local run does not survive anyway."""
     target = Path(path)
     written, text = serialisable(result)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -109,7 +117,8 @@ def write_result(path: str, result: StepExecutorResult) -> StepExecutorResult:
             handle.write(text)
             handle.write("\n")
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -118,18 +127,43 @@ def write_result(path: str, result: StepExecutorResult) -> StepExecutorResult:
 
 
 # -- running -----------------------------------------------------------------------------------
-def build_registry() -> tuple[ExecutorRegistry, str | None]:
+_preloaded: tuple[ExecutorRegistry, str | None] | None = None
+"""The registry built by `preload_registry` (in the local runner's fork server), if any."""
+
+
+def preload_registry(action_types: Collection[str] | None = None) -> None:
+    """Build the registry now, so every process forked from this one starts with it (and with
+    its executor and plugin modules already imported), and import what the executors of
+    `action_types` import lazily (`preload_modules`; one that fails to import is skipped).
+    With `action_types` (all that the forked processes will run), built-ins none of them uses
+    may be left out."""
+    global _preloaded
+    with contextlib.suppress(StartError):
+        _preloaded = build_registry(action_types)
+    if _preloaded is None:
+        return
+    registry = _preloaded[0]
+    for action_type in action_types or ():
+        if action_type in registry:
+            for module in registry.get(action_type).preload_modules:
+                with contextlib.suppress(Exception):
+                    importlib.import_module(module)
+
+
+def build_registry(needed: Collection[str] | None = None) -> tuple[ExecutorRegistry, str | None]:
     """Built-ins plus plugins, and the plugin loading error if any: a broken plugin is
-    reported, not allowed to block the built-in action types."""
+    reported, not allowed to block the built-in action types. `needed`: see default_registry."""
     from runbook_executors.registry import default_registry
 
+    if _preloaded is not None:
+        return _preloaded
     try:
-        return default_registry(), None
+        return default_registry(needed=needed), None
     except Exception as exc:  # a plugin's import error must not hide the built-ins
         plugin_error = f"{type(exc).__name__}: {exc}"
     log.warning("loading executor plugins failed, using built-ins only: %s", plugin_error)
     try:
-        return default_registry(plugins=False), plugin_error
+        return default_registry(plugins=False, needed=needed), plugin_error
     except Exception as exc:  # a broken image: say so instead of dying with a traceback
         raise StartError(
             f"loading the built-in executors failed: {type(exc).__name__}: {exc}"
@@ -174,8 +208,10 @@ def _guard_processes() -> None:
         signal.signal(signal.SIGHUP, on_term)
 
 
-def run(context_path: str, result_path: str, action_type: str | None = None) -> int:
-    """The `run` command; returns the exit status."""
+def run(
+    context_path: str, result_path: str, action_type: str | None = None, *, durable: bool = True
+) -> int:
+    """The `run` command; returns the exit status. `durable`: see `write_result`."""
     _guard_processes()
     try:
         ctx = load_context(context_path, action_type)
@@ -194,7 +230,7 @@ def run(context_path: str, result_path: str, action_type: str | None = None) -> 
     )
     result = asyncio.run(run_attempt(executor, ctx))
     try:
-        result = write_result(result_path, result)
+        result = write_result(result_path, result, durable=durable)
     except OSError as exc:
         _error(f"cannot write result file {result_path}: {exc.strerror or exc}")
         return EXIT_USAGE
@@ -249,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     logging.basicConfig(
         stream=sys.stderr,
@@ -264,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    _configure_logging()
+    configure_logging()
     if args.command == "list":
         return list_action_types()
     return run(args.context, args.result, args.action_type)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -30,12 +31,16 @@ PARENT_ENV = "RUNBOOK_PARENT_PID"
 _PROC = Path("/proc")
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _prctl(option: int, value: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(option, value, 0, 0, 0)) == 0
+        return int(_libc().prctl(option, value, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
 
@@ -43,6 +48,16 @@ def _prctl(option: int, value: int) -> bool:
 def become_subreaper() -> bool:
     """Orphaned descendants are re-parented to this process instead of init."""
     return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def has_children() -> bool:
+    """True while this process has a child (running, or exited and not yet reaped). For a
+    child subreaper, False means no descendant at all is left."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> bool:
@@ -65,7 +80,7 @@ def _ppid(pid: int) -> int | None:
 
 def _pids() -> list[int]:
     try:
-        return [int(p.name) for p in _PROC.iterdir() if p.name.isdigit()]
+        return [int(name) for name in os.listdir(_PROC) if name.isdigit()]
     except OSError:
         return []
 
@@ -83,18 +98,35 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def tokened(pids: Iterable[int], token_prefix: str) -> list[int]:
-    """Those of `pids` whose ATTEMPT_ENV value starts with `token_prefix`."""
-    needle = f"{ATTEMPT_ENV}={token_prefix}".encode()
+def tokened(pids: Iterable[int], token_prefix: str | Iterable[str]) -> list[int]:
+    """Those of `pids` whose ATTEMPT_ENV value starts with `token_prefix` (or with any of
+    several prefixes). Raw os calls: the runner scans every process of the machine with this."""
+    prefixes = [token_prefix] if isinstance(token_prefix, str) else list(token_prefix)
+    needles = tuple(f"{ATTEMPT_ENV}={prefix}".encode() for prefix in prefixes)
+    if not needles:
+        return []
     found = []
     for pid in pids:
         try:
-            environ = (_PROC / str(pid) / "environ").read_bytes()
+            fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY)
         except OSError:
             continue
-        if any(item.startswith(needle) for item in environ.split(b"\0")):
+        try:
+            environ = _read_all(fd)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        if any(item.startswith(needles) for item in environ.split(b"\0")):
             found.append(pid)
     return found
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def kill_and_reap(pids: Iterable[int]) -> list[int]:
@@ -112,9 +144,9 @@ def kill_and_reap(pids: Iterable[int]) -> list[int]:
     return killed
 
 
-def leftovers(token_prefix: str) -> list[int]:
-    """Processes (other than this one) still carrying an attempt token with this prefix:
-    orphans adopted by this subreaper, and any that escaped elsewhere."""
+def leftovers(token_prefix: str | Iterable[str]) -> list[int]:
+    """Processes (other than this one) still carrying an attempt token with this prefix (or any
+    of several): orphans adopted by this subreaper, and any that escaped elsewhere."""
     me = os.getpid()
     return tokened((p for p in _pids() if p != me), token_prefix)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from importlib.metadata import entry_points
 
 from runbook_executors.base import BaseStepExecutor
@@ -59,11 +59,14 @@ def load_plugins(registry: ExecutorRegistry, group: str = ENTRY_POINT_GROUP) -> 
     return loaded
 
 
-def default_registry(*, plugins: bool = True) -> ExecutorRegistry:
-    """Built-in executors plus (optionally) every installed plugin."""
+def default_registry(
+    *, plugins: bool = True, needed: Collection[str] | None = None
+) -> ExecutorRegistry:
+    """Built-in executors plus (optionally) every installed plugin; with `needed`, built-ins
+    no action type of it uses may be left out (see builtin_executors)."""
     from runbook_executors.builtin import builtin_executors
 
-    registry = ExecutorRegistry(builtin_executors())
+    registry = ExecutorRegistry(builtin_executors(needed))
     if plugins:
         load_plugins(registry)
     return registry

@@ -11,12 +11,19 @@ checkpoint kept out of the attacker's reach (see docs/audit.md).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runbook_engine.canonical import canonical_sha256
+from runbook_engine.canonical import (
+    INT_LIMIT,
+    NOT_PLAIN,
+    canonical_sha256,
+    ordered_json,
+    sorted_plain,
+)
 from runbook_engine.enums import LogEventType
 from runbook_engine.timeutil import format_time
 
@@ -51,9 +58,40 @@ def log_id(execution_id: str, key: str) -> str:
     return f"{execution_id}/{key}"
 
 
+_ENTRY_FIELD_SET = frozenset(ENTRY_FIELDS)
+
+
 def entry_hash(entry: Mapping[str, Any]) -> str:
     """Hash of an entry: canonical JSON of every field except `hash` itself."""
+    if type(entry) is dict and entry.keys() == _ENTRY_FIELD_SET:
+        return _stored_entry_hash(entry)
     return canonical_sha256({k: v for k, v in entry.items() if k != "hash"})
+
+
+_BODY_FIELDS = tuple(sorted(f for f in ENTRY_FIELDS if f != "hash"))
+
+
+def _stored_entry_hash(entry: dict[str, Any]) -> str:
+    """`entry_hash` of an entry with exactly the ENTRY_FIELDS, the shape verification meets
+    100,000s of times: the same bytes, found cheaper. The body is built in JCS key order
+    (known in advance) and only its nested values are walked (`sorted_plain`); anything not
+    provably plain takes the general path (canonical_sha256 → rfc8785)."""
+    body = {}
+    for name in _BODY_FIELDS:
+        value = entry[name]
+        kind = type(value)
+        if not (kind is str or value is None or (kind is int and -INT_LIMIT < value < INT_LIMIT)):
+            try:
+                value = sorted_plain(value)
+            except RecursionError:
+                value = NOT_PLAIN
+            if value is NOT_PLAIN:
+                return canonical_sha256({k: v for k, v in entry.items() if k != "hash"})
+        body[name] = value
+    data = ordered_json(body)
+    if data is None:
+        return canonical_sha256({k: v for k, v in entry.items() if k != "hash"})
+    return hashlib.sha256(data).hexdigest()
 
 
 def make_entry(
@@ -167,14 +205,15 @@ def _entry_problem(
     One function, not a table of rules: verification runs it on every entry of every ledger,
     and its throughput is a documented target (docs/engine.md, `make bench`).
     """
-    if not isinstance(entry, Mapping):
+    if type(entry) is not dict and not isinstance(entry, Mapping):
         return "not a JSON object"
-    missing = [f for f in ENTRY_FIELDS if f not in entry]
-    if missing:
-        return f"missing field(s) {', '.join(missing)}"
-    extra = sorted(set(entry) - set(ENTRY_FIELDS))
-    if extra:
-        return f"unexpected field(s) {', '.join(extra)}"
+    if entry.keys() != _ENTRY_FIELD_SET:  # one set comparison for the usual case
+        missing = [f for f in ENTRY_FIELDS if f not in entry]
+        if missing:
+            return f"missing field(s) {', '.join(missing)}"
+        extra = sorted(set(entry) - set(ENTRY_FIELDS))
+        if extra:
+            return f"unexpected field(s) {', '.join(extra)}"
     if entry["seq"] != i:
         return f"seq is {entry['seq']!r}, expected {i} (entry deleted, inserted or moved)"
     if exec_id is not None and entry["executionId"] != exec_id:

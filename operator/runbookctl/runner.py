@@ -1,9 +1,12 @@
 """The local runner: the imperative shell that drives the pure scheduler on one machine.
 
-Each attempt runs as a subprocess through the same entrypoint the Job pods use
-(`python -P -m runbook_executors run --context C --result R`), in its own process group, so a
-timeout or a cancel really stops the work; the runner is a child subreaper and every process of
-an attempt carries a token, so processes that start their own session are stopped too.
+Each attempt runs in its own process through the same entrypoint the Job pods use
+(`runbook_executors.entrypoint`, as `python -P -m runbook_executors run --context C --result R`),
+in its own session, so a timeout or a cancel really stops the work; the runner is a child
+subreaper and every process of an attempt carries a token, so processes that start their own
+session are stopped too. On Linux that process is forked from a fork server started once per
+run with the executors already imported (runbookctl.forking: an order of magnitude cheaper
+than a new interpreter per attempt); elsewhere it is a new interpreter.
 `isolation="inline"` runs executors in this process (fast, for trusted executors and
 benchmarks; a timeout then cancels only async work).
 
@@ -25,6 +28,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from runbook_engine.audit import AuditChain
 from runbook_engine.context import build_context
@@ -66,12 +70,15 @@ from runbook_engine.state import ExecutionState
 from runbook_engine.timeutil import utcnow
 from runbook_executors import processes
 from runbook_executors.secrets import env_secrets, redact, scrub_result
+from runbookctl.forking import ForkServer, ForkServerGone, kill_attempt
 from runbookctl.ledger import JsonlLedger
+from runbookctl.sweeper import LeftoverSweeper
 
 if TYPE_CHECKING:
     from runbook_executors.registry import ExecutorRegistry
     from runbookctl.local_approval import LocalApprover
 
+FORK_SERVER_SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "send_fds")
 KILL_GRACE_SECONDS = 2.0
 LOG_TAIL_BYTES = 4096
 """Of an attempt's stdout/stderr only the last bytes are kept (for the 'exited without a
@@ -210,6 +217,11 @@ class LocalRunner:
         self._warnings: list[str] = []
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}/"
         """Prefix of the ATTEMPT_ENV token of every attempt of this run (see processes)."""
+        self.use_fork_server = FORK_SERVER_SUPPORTED
+        """Fork attempts from a warm server (Linux) rather than start an interpreter each."""
+        self.fork_server: ForkServer | None = None
+        self._sweeper = LeftoverSweeper()
+        self._fork_server_lock = asyncio.Lock()
 
     # -- control (level changes to the request, as `kubectl patch` does on a cluster) ---------
     def pause(self, actor: str = "user") -> None:
@@ -232,17 +244,21 @@ class LocalRunner:
         observations: list[Observation] = []
         with contextlib.ExitStack() as stack:
             work = self._prepare(stack)
-            while True:
-                self._wake.clear()
-                decision = self._drive(observations)
-                await self._carry_out(decision.actions, attempts, work)
-                if self.on_decision:
-                    self.on_decision(decision)
-                if self.state.status.terminal:
-                    await _stop_all(attempts)
-                    break
-                observations = await self._wait(attempts, decision.next_wakeup)
-            self._stop_leftovers(self._token)
+            try:
+                await self._start_fork_server()
+                while True:
+                    self._wake.clear()
+                    decision = self._drive(observations)
+                    await self._carry_out(decision.actions, attempts, work)
+                    if self.on_decision:
+                        self.on_decision(decision)
+                    if self.state.status.terminal:
+                        await _stop_all(attempts)
+                        break
+                    observations = await self._wait(attempts, decision.next_wakeup)
+            finally:
+                await self._close_fork_server()
+                self._stop_leftovers(self._token)
         return RunOutcome(self.state, self.chain, self._warnings)
 
     def _prepare(self, stack: contextlib.ExitStack[bool | None]) -> Path:
@@ -411,6 +427,8 @@ class LocalRunner:
         ctx_path = work / f"{stem}.context.json"
         result_path = work / f"{stem}.result.json"
         ctx_path.write_text(json.dumps(ctx.wire()), encoding="utf-8")
+        if self.use_fork_server:
+            return await self._run_forked(ctx, ctx_path, result_path)
         # -P: the working directory is not put on sys.path (no module there replaces ours).
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-P", "-m", "runbook_executors", "run"),
@@ -430,6 +448,73 @@ class LocalRunner:
             raise
         finally:
             self._stop_leftovers(self._attempt_token(ctx))
+        return self._read_result(ctx, result_path, code, tail)
+
+    async def _server(self) -> ForkServer:
+        """The run's fork server, started on first use and again if it died."""
+        async with self._fork_server_lock:
+            if self.fork_server is None or not self.fork_server.alive:
+                if self.fork_server is not None:
+                    await self.fork_server.close()
+                action_types = {step.action_type for step in self.plan.steps.values()}
+                self.fork_server = await ForkServer.start(os.environ, action_types)
+            return self.fork_server
+
+    async def _start_fork_server(self) -> None:
+        """Start the server before the first attempt (its start is not charged to a step's
+        timeout); if it cannot start, attempts each start an interpreter, as elsewhere."""
+        if self.isolation is not Isolation.process or not self.use_fork_server:
+            return
+        try:
+            await self._server()
+        except ForkServerGone as exc:
+            self.use_fork_server = False
+            self._warnings.append(f"{exc}: each step starts its own Python instead (slower)")
+
+    async def _close_fork_server(self) -> None:
+        if self.fork_server is not None:
+            await self.fork_server.close()
+            self.fork_server = None
+
+    async def _run_forked(
+        self, ctx: StepExecutorContext, ctx_path: Path, result_path: Path
+    ) -> Observation:
+        """The attempt as a process forked by the fork server; same outcome as a subprocess."""
+        read_end, write_end = os.pipe()
+        pid: int | None = None
+        try:
+            server = await self._server()
+        except ForkServerGone as exc:
+            os.close(read_end)
+            os.close(write_end)
+            return AttemptLost(ctx.step_id, ctx.attempt, f"the step's process was lost: {exc}")
+        try:
+            with open(read_end, "rb", buffering=0) as output:
+                try:
+                    pid = await server.spawn(
+                        context=str(ctx_path),
+                        result=str(result_path),
+                        env=self._attempt_env(ctx),
+                        token=self._attempt_token(ctx),
+                        output=write_end,
+                    )
+                finally:
+                    os.close(write_end)
+                tail = await _tail_file(output, LOG_TAIL_BYTES)
+                code, clean = await server.exit_code(pid)
+        except ForkServerGone as exc:
+            self._stop_leftovers(self._attempt_token(ctx))
+            return AttemptLost(ctx.step_id, ctx.attempt, f"the step's process was lost: {exc}")
+        except asyncio.CancelledError:
+            if pid is not None:
+                await _terminate_forked(server, pid)
+            self._stop_leftovers(self._attempt_token(ctx))
+            raise
+        finally:
+            if pid is not None:
+                server.forget(pid)
+        if not clean:
+            await self._sweeper.after(self._attempt_token(ctx))
         return self._read_result(ctx, result_path, code, tail)
 
     def _read_result(
@@ -481,6 +566,31 @@ async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
     while chunk := await stream.read(65536):
         tail = (tail + chunk)[-keep:]
     return tail
+
+
+async def _tail_file(output: BinaryIO, keep: int) -> bytes:
+    """`_tail` for a pipe's read end (an attempt forked by the fork server)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=keep)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), output
+    )
+    try:
+        return await _tail(reader, keep)
+    finally:
+        transport.close()
+
+
+async def _terminate_forked(server: ForkServer, pid: int) -> None:
+    """`_terminate` for a forked attempt: its group is signalled, its exit awaited from the
+    server (its parent)."""
+    for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+        if server.exited(pid):
+            return
+        kill_attempt(pid, sig)
+        with contextlib.suppress(TimeoutError, ForkServerGone):
+            await asyncio.wait_for(server.exit_code(pid), timeout=grace)
+            return
 
 
 async def _stop_all(attempts: dict[tuple[str, int], _Attempt]) -> None:

@@ -238,6 +238,7 @@ class TransformStepExecutor(BaseStepExecutor):
     """Reshapes upstream data; see the module docstring for config."""
 
     action_type: ClassVar[str] = ActionType.TRANSFORM
+    preload_modules: ClassVar[tuple[str, ...]] = ("jmespath",)
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         document = step_document(ctx)

@@ -87,6 +87,7 @@ class ValidateStepExecutor(BaseStepExecutor):
     """Validates upstream data; see the module docstring for config."""
 
     action_type: ClassVar[str] = ActionType.VALIDATE
+    preload_modules: ClassVar[tuple[str, ...]] = ("jsonschema", "referencing")
 
     def execute(self, ctx: StepExecutorContext) -> StepExecutorResult:
         document = step_document(ctx)

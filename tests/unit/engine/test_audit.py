@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -434,3 +436,66 @@ def test_any_json_in_any_field_is_reported_not_raised(
     else:
         assert not v.valid
         assert v.bad_index in (index, index + 1, N - 1)
+
+
+# --- the fast entry hash (verification's hot path) ---------------------------------------------
+
+entry_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**53) + 1, 2**53 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(st.characters(exclude_categories=["Cs"]), max_size=8),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.text(st.characters(exclude_categories=["Cs"]), max_size=4), inner, max_size=3
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from([f for f in ENTRY_FIELDS if f != "hash"]), value=entry_values)
+def test_the_stored_entry_hash_is_sha256_of_the_rfc8785_bytes(field: str, value: Any) -> None:
+    """Whatever a field holds, the hash verification computes is SHA-256 over the reference
+    RFC 8785 bytes of the entry without `hash` (the fast path changes the cost, not the bytes)."""
+    entry = dict(ENTRIES[3])
+    entry[field] = value
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    assert entry_hash(entry) == hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+
+
+@pytest.mark.parametrize("where", [0, 1, 3_217, 9_998, 9_999])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda e: e["details"].update(attempt=2), id="details-value"),
+        pytest.param(lambda e: e["details"].update(extra="x"), id="details-key-added"),
+        pytest.param(lambda e: e.update(actorId="mallory"), id="actor"),
+        pytest.param(lambda e: e["details"].update(attempt=1.5), id="int-to-float"),
+        pytest.param(lambda e: e["details"].update(attempt="1"), id="int-to-string"),
+        pytest.param(lambda e: e.update(stepId="s\u00e9"), id="non-ascii"),
+    ],
+)
+def test_one_tampered_entry_among_many_is_caught_at_its_index(
+    where: int, tamper: Callable[[Entry], None]
+) -> None:
+    chain = AuditChain("long")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(10_000):
+        chain.append(
+            AuditEvent(f"e{i}", LogEventType.STEP_SUCCEEDED, f"s{i % 7}", {"attempt": 1}),
+            actor_id="runner",
+            timestamp=t0,
+        )
+    entries = json.loads(json.dumps(chain.entries))  # as read back from a store
+    assert verify(entries).valid
+    tamper(entries[where])
+    result = verify(entries)
+    assert not result.valid
+    assert result.bad_index == where
+    assert "hash mismatch" in (result.error or "")

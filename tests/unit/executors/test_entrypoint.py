@@ -177,7 +177,7 @@ def test_broken_builtin_import_is_a_start_error(
 ) -> None:
     import runbook_executors.registry as registry
 
-    def broken(*, plugins: bool = True) -> Any:
+    def broken(*, plugins: bool = True, needed: Any = None) -> Any:
         raise ImportError("cannot import name 'x' from 'runbook_executors.cti'")
 
     monkeypatch.setattr(registry, "default_registry", broken)
