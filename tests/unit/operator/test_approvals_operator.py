@@ -73,8 +73,8 @@ class Sim:
             {},
             now,
             False,
-            received,
-            authorized or {},
+            approvals=received,
+            authorized=authorized or {},
         )
         effects = reconcile(world, state, CFG)
         self.body["status"] = json.loads(json.dumps(effects.status))
@@ -179,3 +179,22 @@ def test_late_verdicts_for_finished_or_missing_executions() -> None:
     assert approvals.late_verdict(body, "demo", "RUNNING", T0) is None
     judged = rba("judged", "sam", T0, status={"verdict": "Counted"})
     assert approvals.late_verdict(judged, "demo", "COMPLETED", T0) is None
+
+
+def test_the_pending_gauge_is_one_per_waiting_gate_and_goes_when_it_ends() -> None:
+    from prometheus_client import REGISTRY
+
+    from runbook_operator import metrics
+
+    def pending(step: str) -> float | None:
+        return REGISTRY.get_sample_value(
+            "runbook_approvals_pending",
+            {"namespace": "ns-g", "execution": "ex-g", "step": step},
+        )
+
+    metrics.approvals_pending("ns-g", "ex-g", ["gate", "second"], "gate")
+    assert pending("gate") == 1 and pending("second") is None
+    metrics.approvals_pending("ns-g", "ex-g", ["gate", "second"], "gate,second")
+    assert pending("gate") == 1 and pending("second") == 1
+    metrics.approvals_pending("ns-g", "ex-g", ["gate", "second"], None)
+    assert pending("gate") is None and pending("second") is None
