@@ -56,9 +56,11 @@ unit: setup ## unit, property and local-runner tests (no cluster)
 crds: setup ## regenerate crds/ and the chart's crds/ from the pydantic models
 	$(BIN)/python hack/gen_crds.py
 
-bench: setup ## benchmarks: engine, operator vs Argo Workflows on kwok (docs/benchmarks.md; not a test)
+bench: setup ## benchmarks: engine, operator vs Argo Workflows on kwok, and the console in Chromium (docs/benchmarks.md; not a test)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	bash hack/browser/install.sh
+	$(BIN)/python -m benchmarks.console
 
 bench-console: setup ## the web console's two figures (1,000-step page, 100 of 10,000 executions) in headless Chromium (docs/ui.md)
 	bash hack/browser/install.sh
