@@ -126,23 +126,24 @@ def test_helm_lint(helm: str, values: list[str]) -> None:
 def test_template_cluster_wide(helm: str) -> None:
     docs = render(helm, "ops")
     assert kinds(docs) == [
-        *[("ClusterRole", None)] * 5,  # operator, anchor reader, aggregated admin/edit/view
-        ("ClusterRoleBinding", None),
-        ("ClusterRoleBinding", None),
-        ("Deployment", "ops"),
+        # operator, anchor reader, aggregated admin/edit/view, approver (+ its base), receiver
+        *[("ClusterRole", None)] * 8,
+        *[("ClusterRoleBinding", None)] * 3,  # operator, anchor reader, receiver
+        ("Deployment", "ops"),  # the operator
+        ("Deployment", "ops"),  # the Alertmanager receiver (docs/triggers.md)
         ("Role", "ops"),  # the operator's leadership Lease
         ("Role", "ops"),  # verifiers read the public key
         ("RoleBinding", "ops"),
         ("RoleBinding", "ops"),
         ("Secret", "ops"),
-        ("Service", "ops"),
+        ("Service", "ops"),  # metrics
+        ("Service", "ops"),  # the receiver
         ("ServiceAccount", "ops"),
-        ("ValidatingAdmissionPolicy", None),
-        ("ValidatingAdmissionPolicy", None),
-        ("ValidatingAdmissionPolicyBinding", None),
-        ("ValidatingAdmissionPolicyBinding", None),
+        ("ServiceAccount", "ops"),  # the receiver's
+        *[("ValidatingAdmissionPolicy", None)] * 4,  # execution, trigger, approval identity; ledger
+        *[("ValidatingAdmissionPolicyBinding", None)] * 4,
     ]
-    deploy = one(docs, "Deployment")
+    deploy = one(docs, "Deployment", "rel-runbook-operator")
     spec = deploy["spec"]
     assert spec["replicas"] == 1 and spec["strategy"]["type"] == "RollingUpdate"
     pod = spec["template"]["spec"]
@@ -209,6 +210,8 @@ def test_template_namespaced(helm: str) -> None:
         "rel-runbook-operator-admin",
         "rel-runbook-operator-edit",
         "rel-runbook-operator-view",
+        "rel-runbook-operator-approver",
+        "rel-runbook-operator-approver-base",
     }
     anchor = cluster_roles["rel-runbook-operator-ledger-anchor"]
     reader = cluster_roles["rel-runbook-operator-ledger-anchor-reader"]
@@ -241,6 +244,8 @@ def test_template_namespaced(helm: str) -> None:
         ("team-b", "rel-runbook-operator"),
         ("team-a", "runbook-executor"),
         ("team-b", "runbook-executor"),
+        ("team-a", "rel-runbook-operator-triggers"),  # the receiver reads triggers and tokens
+        ("team-b", "rel-runbook-operator-triggers"),
         ("ops", "rel-runbook-operator-public-key"),
         ("ops", "rel-runbook-operator-ledger-key-reader"),
         ("ops", "rel-runbook-operator-leader-election"),
@@ -257,7 +262,7 @@ def test_template_namespaced(helm: str) -> None:
     assert not {
         r for r in rules_of(operator) if r[1] in ("serviceaccounts", "roles", "rolebindings")
     }
-    env = env_of(one(docs, "Deployment"))
+    env = env_of(one(docs, "Deployment", "rel-runbook-operator"))
     assert env["RUNBOOK_NAMESPACES"] == "team-a,team-b"
     assert env["RUNBOOK_MANAGE_EXECUTOR_RBAC"] == "false"  # the chart made it
     sas = {
@@ -267,6 +272,7 @@ def test_template_namespaced(helm: str) -> None:
     }
     assert sas == {
         ("ops", "rel-runbook-operator"),
+        ("ops", "rel-runbook-operator-triggers"),
         ("team-a", "runbook-executor"),
         ("team-b", "runbook-executor"),
     }
@@ -283,7 +289,7 @@ def test_template_options(helm: str) -> None:
         crds=True,
     )
     assert not [d for d in docs if d["kind"] == "Secret"]
-    deploy = one(docs, "Deployment")
+    deploy = one(docs, "Deployment", "rel-runbook-operator")
     volume = next(
         v for v in deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == "signing-key"
     )
@@ -434,6 +440,11 @@ def test_namespaced_rbac_is_least_privilege(
         (operator, "patch", f"runbookexecutions.{GROUP}", watched),
         (operator, "patch", f"runbookexecutions.{GROUP}/status", watched),
         (operator, "patch", f"runbooks.{GROUP}/status", watched),
+        # scheduled triggers start executions; historyLimit deletes finished ones
+        (operator, "create", f"runbookexecutions.{GROUP}", watched),
+        (operator, "delete", f"runbookexecutions.{GROUP}", watched),
+        (operator, "get", f"runbookapprovals.{GROUP}", watched),
+        (operator, "patch", f"runbookapprovals.{GROUP}/status", watched),
         (operator, "update", "configmaps", watched),
         (operator, "create", "events", watched),
         (operator, "create", "configmaps", home),
@@ -449,7 +460,7 @@ def test_namespaced_rbac_is_least_privilege(
         (operator, "get", "secrets", watched),
         (operator, "delete", "pods", watched),
         (operator, "create", "pods", watched),
-        (operator, "delete", f"runbookexecutions.{GROUP}", watched),
+        (operator, "delete", f"runbookexecutions.{GROUP}", home),  # not watched
         (operator, "create", "serviceaccounts", watched),  # the chart made the executor RBAC
         (operator, "update", "configmaps/something-else", home),
         (operator, "patch", "configmaps", watched),  # never used: updates carry resourceVersion
