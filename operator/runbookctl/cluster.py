@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -484,6 +484,19 @@ def rerun_manifest(
     }
 
 
+def rerun_refusal(parent: Mapping[str, Any]) -> str | None:
+    """Why `parent` cannot be re-run yet (it has not finished), or None: checked before the
+    write by `runbookctl rerun` and the console's buttons alike (the operator checks again)."""
+    phase = (parent.get("status") or {}).get("phase")
+    if phase in {str(p) for p in ExecutionStatus if p.terminal}:
+        return None
+    name = (parent.get("metadata") or {}).get("name")
+    return (
+        f"runbookexecution {name!r} is {phase or 'not started'}: a re-run needs it "
+        "COMPLETED, FAILED or CANCELLED"
+    )
+
+
 def create_rerun(
     name: str,
     *,
@@ -504,13 +517,9 @@ def create_rerun(
     with _errors():
         target = Target(kubeconfig, context, namespace)
         parent = target.execution(name)
-        phase = (parent.get("status") or {}).get("phase")
-        if phase not in {str(p) for p in ExecutionStatus if p.terminal}:
-            _fail(
-                f"runbookexecution {name!r} is {phase or 'not started'}: a re-run needs it "
-                "COMPLETED, FAILED or CANCELLED",
-                1,
-            )
+        refusal = rerun_refusal(parent)
+        if refusal is not None:
+            _fail(refusal, 1)
         manifest = rerun_manifest(
             parent, rerun_from=rerun_from, only=only, latest=latest, new_input=new_input
         )

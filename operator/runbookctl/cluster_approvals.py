@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -30,6 +30,9 @@ from runbookctl.cluster import (
     _errors,
     _fail,
 )
+
+if TYPE_CHECKING:
+    from runbook_operator.kube import Kube
 
 VERDICT_WAIT_SECONDS = 15.0
 StepArg = Annotated[str, typer.Argument(help="The APPROVAL step's id")]
@@ -69,6 +72,20 @@ def approval_manifest(
     }
 
 
+def create_decision(
+    kube: Kube, namespace: str, execution: str, step: str, decision: str, comment: str
+) -> tuple[str, Identity]:
+    """Create the RunbookApproval as the caller (who the apiserver says they are): the write of
+    `runbookctl approve|deny` and of the console's buttons. Returns its name and the caller."""
+    from runbook_operator.kube import APPROVALS
+
+    who = Identity.from_wire(kube.whoami())
+    made = kube.create(
+        APPROVALS, namespace, approval_manifest(execution, step, decision, comment, who)
+    )
+    return str(made["metadata"]["name"]), who
+
+
 def _decide(decision: str) -> Any:
     def command(
         name: NameArg,
@@ -79,16 +96,12 @@ def _decide(decision: str) -> Any:
         context: ContextOpt = None,
         kubeconfig: KubeconfigOpt = None,
     ) -> None:
-        from runbook_operator.kube import APPROVALS
-
         with _errors():
             target = Target(kubeconfig, context, namespace)
             target.execution(name)  # a clear "not found" before anything is created
-            who = Identity.from_wire(target.kube.whoami())
-            made = target.kube.create(
-                APPROVALS, target.namespace, approval_manifest(name, step, decision, comment, who)
+            made_name, who = create_decision(
+                target.kube, target.namespace, name, step, decision, comment
             )
-            made_name = str(made["metadata"]["name"])
             typer.echo(
                 f"runbookapproval/{made_name}: {decision} of {name}/{step} as {who.username}"
             )
@@ -136,25 +149,32 @@ def may_decide(
 
 
 def _inbox_rows(target: Target, who: Identity) -> list[dict[str, str]]:
+    return inbox_rows(target.kube, target.namespace, who)
+
+
+def inbox_rows(kube: Kube, namespace: str, who: Identity) -> list[dict[str, str]]:
+    """The APPROVAL steps in `namespace` waiting for a decision `who` may give and has not
+    given: `runbookctl approvals` and the console's inbox."""
     from runbook_operator.execution import pinning
     from runbook_operator.execution.stamps import Stamps
-    from runbook_operator.kube import APPROVALS, CONFIGMAPS, NotFound
+    from runbook_operator.kube import APPROVALS, CONFIGMAPS, EXECUTIONS, NotFound
 
     mine = {
         (str(a["spec"]["executionRef"]["name"]), str(a["spec"].get("stepId")))
-        for a in target.kube.list(APPROVALS, target.namespace)
+        for a in kube.list(APPROVALS, namespace)
         if (a["metadata"].get("annotations") or {}).get("runbook-operator.dev/created-by")
         == who.username
     }
     rows = []
-    for obj in target.list():
+    executions = kube.list(EXECUTIONS, namespace)
+    for obj in sorted(executions, key=lambda o: str(o["metadata"].get("creationTimestamp", ""))):
         status = obj.get("status") or {}
         waiting = [s for s in str(status.get("awaitingApproval") or "").split(",") if s]
         if not waiting or not status.get("definitionRef"):
             continue
         name = str(obj["metadata"]["name"])
         try:
-            cm = target.kube.get(CONFIGMAPS, target.namespace, str(status["definitionRef"]))
+            cm = kube.get(CONFIGMAPS, namespace, str(status["definitionRef"]))
             plan = pinning.pinned_from_configmap(cm).plan
         except (NotFound, ValueError, KeyError):
             continue
@@ -164,7 +184,7 @@ def _inbox_rows(target: Target, who: Identity) -> list[dict[str, str]]:
             if sid not in plan.steps or (name, sid) in mine:
                 continue
             config = parse_config(plan.steps[sid].config)
-            allowed = None if config.approvers.listed else _self_allowed(target, name)
+            allowed = None if config.approvers.listed else _self_allowed(kube, namespace, name)
             if not may_decide(config, who, creator.username if creator else None, allowed):
                 continue
             rows.append(
@@ -180,7 +200,7 @@ def _inbox_rows(target: Target, who: Identity) -> list[dict[str, str]]:
     return rows
 
 
-def _self_allowed(target: Target, execution: str) -> bool:
+def _self_allowed(kube: Kube, namespace: str, execution: str) -> bool:
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
@@ -189,14 +209,12 @@ def _self_allowed(target: Target, execution: str) -> bool:
                 "group": "runbook-operator.dev",
                 "resource": "runbookexecutions",
                 "verb": "approve",
-                "namespace": target.namespace,
+                "namespace": namespace,
                 "name": execution,
             }
         },
     }
-    made = target.kube.call(
-        "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review
-    )
+    made = kube.call("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review)
     return bool((made.get("status") or {}).get("allowed"))
 
 

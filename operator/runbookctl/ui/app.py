@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -297,7 +298,16 @@ def build_app(
             "report_note": report_note,
             "actions": [] if source.read_only else actions.offered(obj),
             "all_actions": actions.ACTIONS,
+            "head_steps": {} if source.read_only else actions.head_steps(obj),
+            "step_actions": []
+            if source.read_only or step is None
+            else actions.step_panel(obj, step["id"]),
+            "decisions": _decisions(ns, name),
         }
+
+    def _decisions(ns: str, name: str) -> tuple[list[dict[str, Any]], str | None]:
+        read = getattr(source, "decisions", None)
+        return read(ns, name) if read is not None else ([], None)
 
     def execution(request: Request) -> Response:
         ns, name = request.path_params["ns"], request.path_params["name"]
@@ -331,13 +341,33 @@ def build_app(
     def _act(
         request: Request, ns: str, name: str, action: actions.Action, form: dict[str, str]
     ) -> Response:
-        answer = action.perform(source, ns, name, form)  # type: ignore[arg-type]
+        try:
+            answer = action.perform(source, ns, name, form)  # type: ignore[arg-type]
+        except actions.Refused as refused:
+            answer = Answer(422, str(refused))
+        made = getattr(answer, "made", None)
+        if made:
+            return RedirectResponse(f"/executions/{quote(ns)}/{quote(made)}", status_code=303)
         ctx = _execution_context(request, ns, name)
         if ctx is None:
             return page(
                 "missing.html", request, http_status=404, what=f"runbookexecution {ns}/{name}"
             )
         return page("execution.html", request, answer=answer, answered=action.label, **ctx)
+
+    def approvals(request: Request) -> Response:
+        """The inbox: what waits for the user (`runbookctl approvals`, per namespace)."""
+        namespace = request.query_params.get("namespace", "")
+        inbox = getattr(source, "inbox", None)
+        rows, problems = inbox(namespace) if inbox is not None else ([], [])
+        return page(
+            "approvals.html",
+            request,
+            rows=rows,
+            problems=problems,
+            namespaces=source.namespaces(),
+            namespace=namespace,
+        )
 
     def runbooks(request: Request) -> Response:
         namespace = request.query_params.get("namespace", "")
@@ -420,6 +450,7 @@ def build_app(
         Route("/executions/{ns}/{name}", execution),
         Route("/executions/{ns}/{name}/main", execution_fragment),
         Route("/executions/{ns}/{name}/actions/{action}", act, methods=["POST"]),
+        Route("/approvals", approvals),
         Route("/runbooks", runbooks),
         Route("/runbooks/{ns}/{name}", runbook),
         Route("/runbooks/{ns}/{name}/run", run, methods=["POST"]),

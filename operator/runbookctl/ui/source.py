@@ -33,6 +33,8 @@ from runbookctl.ui import model
 
 LOG_BYTES = 64 * 1024
 LOG_LINES = 500
+MAX_INBOX_NAMESPACES = 50
+"""The inbox across namespaces reads at most this many (pick one in the filter for others)."""
 MAX_LIST_PAGES = 10
 """A filtered list reads at most this many API pages to fill one page of matches."""
 
@@ -43,6 +45,8 @@ class Answer:
 
     status: int
     message: str
+    made: str | None = None
+    """The object the write created, when the page should go there (a re-run)."""
 
     @property
     def ok(self) -> bool:
@@ -230,6 +234,75 @@ class ClusterSource:
             return _answer(exc)
         fields = ", ".join(f"spec.{k}={str(v).lower()}" for k, v in change.items())
         return Answer(200, f"{action.lower()} requested ({fields})")
+
+    def decide(self, namespace: str, name: str, step: str, decision: str, comment: str) -> Answer:
+        """The same RunbookApproval as `runbookctl approve|deny NAME STEP -m COMMENT`, as the
+        user; the operator's verdict appears on the page when it writes it."""
+        from runbookctl.cluster_approvals import create_decision
+
+        try:
+            if self.execution(namespace, name) is None:
+                return Answer(404, f"runbookexecution {name!r} not found in {namespace!r}")
+            made, who = create_decision(self.kube, namespace, name, step, decision, comment)
+        except KubeError as exc:
+            return _answer(exc)
+        return Answer(
+            201, f"runbookapproval/{made} created: {decision} of {step} as {who.username}"
+        )
+
+    def decisions(self, namespace: str, name: str) -> tuple[list[dict[str, Any]], str | None]:
+        """The RunbookApprovals made on this execution, with the operator's verdicts."""
+        from runbook_operator.kube import APPROVALS
+
+        try:
+            selector = f"runbook-operator.dev/execution={name[:63]}"
+            items = self.kube.list(APPROVALS, namespace, selector)
+        except KubeError as exc:
+            return [], f"decisions not readable: {exc.reason}"
+        mine = [
+            a
+            for a in items
+            if ((a.get("spec") or {}).get("executionRef") or {}).get("name") == name
+        ]
+        return sorted(mine, key=lambda a: str(a["metadata"].get("creationTimestamp", ""))), None
+
+    def inbox(self, namespace: str) -> tuple[list[dict[str, str]], list[str]]:
+        """What waits for the user (the rows of `runbookctl approvals`) in `namespace` or in
+        each namespace offered; and the namespaces that could not be read, and why."""
+        from runbook_engine.identity import Identity
+        from runbookctl.cluster_approvals import inbox_rows
+
+        problems: list[str] = []
+        try:
+            who = Identity.from_wire(self.kube.whoami())
+        except KubeError as exc:
+            return [], [f"who am I: {exc.reason}"]
+        rows: list[dict[str, str]] = []
+        for ns in [namespace] if namespace else self.namespaces()[:MAX_INBOX_NAMESPACES]:
+            try:
+                rows += [{**row, "namespace": ns} for row in inbox_rows(self.kube, ns, who)]
+            except KubeError as exc:
+                if exc.status != 403 or namespace:
+                    problems.append(f"{ns}: {exc.status} {exc.reason}")
+        return rows, problems
+
+    def rerun(self, namespace: str, name: str, rerun_from: list[str]) -> Answer:
+        """The same RunbookExecution as `runbookctl rerun NAME [--from STEP]`, as the user."""
+        try:
+            parent = self.execution(namespace, name)
+            if parent is None:
+                return Answer(404, f"runbookexecution {name!r} not found in {namespace!r}")
+            refusal = cluster.rerun_refusal(parent)
+            if refusal is not None:
+                return Answer(409, refusal)
+            manifest = cluster.rerun_manifest(
+                parent, rerun_from=rerun_from, only=[], latest=False, new_input=None
+            )
+            made = self.kube.create(EXECUTIONS, namespace, manifest)
+        except KubeError as exc:
+            return _answer(exc)
+        new = str(made["metadata"]["name"])
+        return Answer(201, f"runbookexecution/{new} created (re-run of {name})", made=new)
 
     # -- runbooks ---------------------------------------------------------------------------
     def runbooks(self, namespace: str) -> tuple[list[dict[str, Any]], str | None]:

@@ -167,8 +167,8 @@ def test_buttons_follow_the_phase_and_the_registry() -> None:
     done = _obj("d", "COMPLETED")
     assert [a.key for a in actions.offered(running)] == ["pause", "cancel"]
     assert [a.key for a in actions.offered(paused)] == ["resume", "cancel"]
-    assert actions.offered(done) == []
-    assert actions.find("pause") is not None and actions.find("approve") is None
+    assert [a.key for a in actions.offered(done)] == ["rerun"]
+    assert actions.find("pause") is not None and actions.find("nope") is None
 
 
 def test_results_folder_is_read_only(tmp_path: Path) -> None:
