@@ -99,6 +99,7 @@ def test_approve_from_the_inbox_and_rerun_a_failed_step(
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "action-approve-gate"))
 
     _open(browser, console.url(f"/executions/{ns}/gated-1"))
+    _shot(browser, "approve")
     browser.find_element(By.ID, "comment-gate").send_keys("looks right")
     _click(browser, "action-approve-gate")
     answer = browser.find_element(By.ID, "answer").text
@@ -121,6 +122,7 @@ def test_approve_from_the_inbox_and_rerun_a_failed_step(
     rb.execute("flaky-1", "flaky")
     assert rb.wait_phase("flaky-1", "FAILED", "COMPLETED", timeout=180)["phase"] == "FAILED"
     _open(browser, console.url(f"/executions/{ns}/flaky-1?step=boom"))
+    _shot(browser, "rerun")
     browser.find_element(By.ID, "action-rerun-from").click()
     WebDriverWait(browser, 30).until(
         lambda d: "/executions/" + ns + "/flaky-1-rerun-" in d.current_url
