@@ -121,11 +121,17 @@ def _decide(decision: str) -> Any:
 
 
 def _await_verdict(target: Target, name: str, wait: float) -> Mapping[str, Any] | None:
+    return await_verdict(target.kube, target.namespace, name, wait)
+
+
+def await_verdict(kube: Kube, namespace: str, name: str, wait: float) -> Mapping[str, Any] | None:
+    """The RunbookApproval's status once the operator wrote its verdict, or None after `wait`
+    seconds (`runbookctl approve` and the console's buttons)."""
     from runbook_operator.kube import APPROVALS
 
     deadline = time.monotonic() + wait
     while True:
-        status = target.kube.get(APPROVALS, target.namespace, name).get("status") or {}
+        status = kube.get(APPROVALS, namespace, name).get("status") or {}
         if status.get("verdict"):
             return status
         if time.monotonic() >= deadline:

@@ -104,6 +104,7 @@ def test_approve_from_the_inbox_and_rerun_a_failed_step(
     _click(browser, "action-approve-gate")
     answer = browser.find_element(By.ID, "answer").text
     assert "answered 201" in answer and f"as {SAM}" in answer, answer
+    assert "the operator counted it" in answer, answer  # the verdict, waited for briefly
     approvals = client.CustomObjectsApi(cluster.api).list_namespaced_custom_object(
         "runbook-operator.dev", "v1alpha1", ns, "runbookapprovals"
     )["items"]

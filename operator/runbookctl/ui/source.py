@@ -33,6 +33,8 @@ from runbookctl.ui import model
 
 LOG_BYTES = 64 * 1024
 LOG_LINES = 500
+VERDICT_WAIT_SECONDS = 5.0
+"""How long an approve/deny waits for the operator's verdict before the page answers."""
 MAX_INBOX_NAMESPACES = 50
 """The inbox across namespaces reads at most this many (pick one in the filter for others)."""
 MAX_LIST_PAGES = 10
@@ -68,6 +70,7 @@ class ClusterSource:
     """The cluster, seen with one user's credentials (a Kube made from their kubeconfig)."""
 
     read_only = False
+    verdict_wait = VERDICT_WAIT_SECONDS
 
     def __init__(self, kube: Kube, namespaces: list[str] | None = None) -> None:
         self.kube = kube
@@ -238,7 +241,7 @@ class ClusterSource:
     def decide(self, namespace: str, name: str, step: str, decision: str, comment: str) -> Answer:
         """The same RunbookApproval as `runbookctl approve|deny NAME STEP -m COMMENT`, as the
         user; the operator's verdict appears on the page when it writes it."""
-        from runbookctl.cluster_approvals import create_decision
+        from runbookctl.cluster_approvals import await_verdict, create_decision
 
         try:
             if self.execution(namespace, name) is None:
@@ -246,8 +249,17 @@ class ClusterSource:
             made, who = create_decision(self.kube, namespace, name, step, decision, comment)
         except KubeError as exc:
             return _answer(exc)
+        said = f"runbookapproval/{made} created: {decision} of {step} as {who.username}"
+        try:
+            status = await_verdict(self.kube, namespace, made, self.verdict_wait)
+        except KubeError as exc:
+            return Answer(201, f"{said}; its verdict is not readable: {exc.reason}")
+        if status is None:
+            return Answer(201, f"{said}; no verdict yet (the table below shows it when it comes)")
+        if status.get("verdict") == "Counted":
+            return Answer(201, f"{said}; the operator counted it")
         return Answer(
-            201, f"runbookapproval/{made} created: {decision} of {step} as {who.username}"
+            201, f"{said}; the operator refused it ({status.get('code')}): {status.get('reason')}"
         )
 
     def decisions(self, namespace: str, name: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -258,6 +270,8 @@ class ClusterSource:
             selector = f"runbook-operator.dev/execution={name[:63]}"
             items = self.kube.list(APPROVALS, namespace, selector)
         except KubeError as exc:
+            if exc.status in (403, 404):  # not theirs to read, or no such kind: no table
+                return [], None
             return [], f"decisions not readable: {exc.reason}"
         mine = [
             a

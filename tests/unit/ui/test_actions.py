@@ -149,6 +149,7 @@ class RecordingKube:
         self.objects = dict(objects)
         self.refuse = refuse
         self.created: list[tuple[str, str, dict[str, Any]]] = []
+        self.verdict: dict[str, str] = {"verdict": "Counted"}
 
     def whoami(self) -> dict[str, Any]:
         return {"username": "alice", "uid": "u-1", "groups": ["sre", "system:authenticated"]}
@@ -156,6 +157,8 @@ class RecordingKube:
     def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
         if res is EXECUTIONS and name in self.objects:
             return self.objects[name]
+        if res is APPROVALS and name == "made-1":
+            return {"status": self.verdict}
         raise NotFound(404, "NotFound", f"{name} not found")
 
     def create(self, res: Resource, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +174,7 @@ def test_cluster_source_creates_the_objects_the_cli_creates() -> None:
     source = ClusterSource(kube)  # type: ignore[arg-type]
     answer = source.decide("soc", "x", "gate", "approve", "fine")
     assert answer.status == 201 and "as alice" in answer.message
+    assert answer.message.endswith("the operator counted it")
     who = Identity.from_wire(kube.whoami())
     assert kube.created[-1] == (
         APPROVALS.plural,
@@ -183,5 +187,11 @@ def test_cluster_source_creates_the_objects_the_cli_creates() -> None:
     assert kube.created[-1] == (EXECUTIONS.plural, "soc", expected)
     assert source.rerun("soc", "r", []).status == 409  # not finished: refused before a write
     assert source.decide("soc", "gone", "gate", "approve", "").status == 404
+    kube.verdict = {"verdict": "Refused", "code": "NotEligible", "reason": "not listed"}
+    said = source.decide("soc", "x", "gate", "reject", "").message
+    assert said.endswith("the operator refused it (NotEligible): not listed")
+    kube.verdict = {}
+    source.verdict_wait = 0
+    assert "no verdict yet" in source.decide("soc", "x", "gate", "approve", "").message
     refused = ClusterSource(RecordingKube({"x": _waiting()}, refuse=True))  # type: ignore[arg-type]
     assert refused.decide("soc", "x", "gate", "approve", "").status == 403
