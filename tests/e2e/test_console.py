@@ -345,7 +345,11 @@ def test_live_execution_controls_as_the_user(
         rb.wait_phase("live-1", "CANCELLED", timeout=120)
         _wait_text(driver, "#phase", "CANCELLED", 2)
         assert _dag(driver)["slow"] == "CANCELLED"
-        assert not driver.find_elements(By.CSS_SELECTOR, "#actions button")
+        # a finished execution offers only a re-run, never pause/resume/cancel
+        offered = {
+            b.get_attribute("id") for b in driver.find_elements(By.CSS_SELECTOR, "#actions button")
+        }
+        assert offered == {"action-rerun"}, offered
         # the Gantt chart has a bar per attempt; the audit log records who asked
         bar_steps = _fresh(
             lambda: {
