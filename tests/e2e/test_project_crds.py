@@ -430,5 +430,5 @@ def test_printer_columns(cluster: Cluster, namespace: str, project_crds: None) -
     )
     table = _table(cluster, namespace, "runbookexecutions")
     names = [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0]
-    assert names == ["Name", "Runbook", "Phase", "Progress", "Age"]
+    assert names == ["Name", "Runbook", "Phase", "Progress", "Awaiting", "Age"]
     assert table["rows"][0]["cells"][:4] == ["cols-run", "demo", "RUNNING", "3/5"]
