@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -22,7 +21,7 @@ from runbook_engine.identity import Identity
 from runbook_operator.kube import Kube
 from runbookctl.cluster_approvals import approval_manifest
 
-from .conftest import REPO_ROOT, Cluster, keep_ledger_anchors, wait_for
+from .conftest import Cluster, apply_project_crds, wait_for
 from .operator_env import OperatorProcess, Runbooks, impersonating, transform, wait_authorized
 
 pytestmark = pytest.mark.e2e
@@ -105,20 +104,7 @@ def verdict(cluster: Cluster, namespace: str, name: str, timeout: float = 30) ->
 def ensure_crds(cluster: Cluster) -> None:
     """This checkout's CRDs once more: on a shared cluster another checkout's session may have
     replaced them with a version whose status schema prunes `awaitingApproval`."""
-    ext = client.ApiextensionsV1Api(cluster.api)
-    for plural in ("runbookexecutions", "runbookapprovals"):
-        for _ in range(10):  # conflicts: others' writes (kopf, the trust anchor)
-            body = yaml.safe_load((REPO_ROOT / "crds" / f"{GROUP}_{plural}.yaml").read_text())
-            current = ext.read_custom_resource_definition(body["metadata"]["name"])
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            keep_ledger_anchors(body, current)
-            try:
-                ext.replace_custom_resource_definition(body["metadata"]["name"], body)
-                break
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                time.sleep(0.5)
+    apply_project_crds(cluster)
 
 
 @pytest.fixture

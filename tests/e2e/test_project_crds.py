@@ -18,7 +18,7 @@ from runbook_engine.plan import compile_plan
 from runbook_engine.scheduler import new_execution
 from runbook_operator.apigroup import API_GROUP
 
-from .conftest import Cluster, keep_ledger_anchors, wait_for
+from .conftest import Cluster, apply_project_crds
 
 pytestmark = pytest.mark.e2e
 
@@ -28,33 +28,8 @@ VERSION = "v1alpha1"
 
 @pytest.fixture(scope="module")
 def project_crds(cluster: Cluster) -> Iterator[None]:
-    """Apply crds/*.yaml (create or replace) and wait until both are Established."""
-    ext = client.ApiextensionsV1Api(cluster.api)
-    names = []
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        names.append(body["metadata"]["name"])
-        try:
-            ext.create_custom_resource_definition(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            current = ext.read_custom_resource_definition(body["metadata"]["name"])
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            keep_ledger_anchors(body, current)
-            ext.replace_custom_resource_definition(body["metadata"]["name"], body)
-
-    def established() -> bool:
-        for name in names:
-            crd = ext.read_custom_resource_definition(name)
-            if not any(
-                c.type == "Established" and c.status == "True"
-                for c in (crd.status.conditions or [])
-            ):
-                return False
-        return True
-
-    wait_for(established, 60, 0.5, "project CRDs Established")
+    """Apply crds/*.yaml (create or replace) and wait until they are served."""
+    apply_project_crds(cluster)
     yield
 
 

@@ -16,9 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from runbook_engine.contract import StepExecutorResult
 from runbook_operator.kube import Kube
@@ -26,7 +24,7 @@ from runbook_operator.ledger.store import LedgerStore
 from runbook_operator.names import ExecutionRef
 from runbook_operator.steps import results
 
-from .conftest import REPO_ROOT, Cluster, keep_ledger_anchors
+from .conftest import Cluster, apply_project_crds
 from .operator_env import (
     GROUP,
     OperatorProcess,
@@ -51,19 +49,7 @@ def _our_crds(cluster: Cluster) -> None:
     """Apply this checkout's CRDs again right before a re-run object is made: the cluster is
     shared, and a session of another checkout may have replaced them with ones that lack
     spec.rerunOf (the apiserver would prune it)."""
-    ext = client.ApiextensionsV1Api(cluster.api)
-    for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        for _ in range(5):
-            current = ext.read_custom_resource_definition(body["metadata"]["name"])
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            keep_ledger_anchors(body, current)
-            try:
-                ext.replace_custom_resource_definition(body["metadata"]["name"], body)
-                break
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+    apply_project_crds(cluster)
 
 
 GATE = {

@@ -15,18 +15,16 @@ import contextlib
 import gzip
 import json
 import secrets
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import IMAGE, REPO_ROOT, Cluster, wait_for
+from .conftest import IMAGE, Cluster, apply_project_crds, wait_for
 from .operator_env import OperatorProcess, Runbooks, operator_env, shell_step, transform
 from .test_operator_resilience import RECEIVER
 
@@ -73,16 +71,7 @@ def op_namespace(cluster: Cluster, operator: OperatorProcess, prefix: str) -> It
 def _crds_of_this_checkout(cluster: Cluster) -> None:
     """Apply crds/ again: the shared cluster's CRDs are replaced by every e2e session, also by
     checkouts whose schema types `env` as a map and has no `envFrom`."""
-    ext = client.ApiextensionsV1Api(cluster.api)
-    for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        current = ext.read_custom_resource_definition(body["metadata"]["name"])
-        served = cluster.api.sanitize_for_serialization(current.spec.versions[0].schema)
-        if served == body["spec"]["versions"][0]["schema"]:
-            continue
-        body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(body["metadata"]["name"], body)
-        time.sleep(2)  # the apiserver's CRD handler picks the new schema up
+    apply_project_crds(cluster, only_if_changed=True)
 
 
 @pytest.fixture
