@@ -88,6 +88,10 @@ build_alertmanager() {
   log "alertmanager ${ALERTMANAGER_VERSION}: building into ${out}"
   local t0=${SECONDS} dir="${CLUSTER_HACK_DIR}/tools/alertmanager" mod src
   rm -rf "${out}.tmp"; mkdir -p "${out}.tmp"
+  # `go list -m` names a module's directory only once it is in the module cache (a fresh
+  # machine has none): download it first.
+  (cd "${dir}" && go mod download github.com/prometheus/alertmanager) \
+    || die "alertmanager: go mod download failed"
   mod="$(cd "${dir}" && go list -m -f '{{.Dir}}' github.com/prometheus/alertmanager)"
   [[ -d "${mod}" ]] || die "alertmanager: module directory not found"
   src="$(mktemp -d)"
