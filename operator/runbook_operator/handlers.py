@@ -69,13 +69,16 @@ async def drive_execution(
                 await asyncio.wait_for(waker.wait(), timeout=sleep + 0.01)
     finally:
         memo.wakers.pop(uid, None)
+        memo.controller.bodies.forget(uid)
         if memo.driven.get((namespace, name)) == uid:
             del memo.driven[(namespace, name)]
 
 
 @kopf.on.event(GROUP, VERSION, "runbookexecutions")
 async def execution_changed(uid: str, body: Any, memo: Any, **_: Any) -> None:
-    """A spec change (pause, cancel): wake its daemon, or run once more if it has finished."""
+    """A spec change (pause, cancel): wake its daemon, or run once more if it has finished.
+    Every event's body is kept for the reconcile (execution/bodies.py: no GET per reconcile)."""
+    memo.controller.bodies.saw(dict(body))
     view = ExecutionView.of(body)
     if uid in memo.wakers:
         if view.spec_unobserved:

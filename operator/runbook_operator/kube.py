@@ -375,7 +375,7 @@ STATUS_RETRIES = 5
 
 def write_status(
     kube: Kube, res: Resource, body: Mapping[str, Any], status: Mapping[str, Any]
-) -> None:
+) -> dict[str, Any] | None:
     """The one way the operator writes a status: `status`, derived from `body`'s status.
 
     Nothing is written when it equals what is stored. Guarded by resourceVersion. A conflict
@@ -383,7 +383,8 @@ def write_status(
     annotations) is retried with the fresh resourceVersion, because the caller's other effects
     are already done and the status must follow them; only a status changed by someone else in
     between raises Conflict, so the caller derives it again from a fresh read. An object gone
-    meanwhile needs no status.
+    meanwhile needs no status. Returns the object as stored after the write (None: nothing
+    was written), so the caller can keep it instead of reading it again.
     """
     meta = body["metadata"]
     namespace, name = meta.get("namespace"), str(meta["name"])
@@ -391,13 +392,12 @@ def write_status(
     version = meta["resourceVersion"]
     for _ in range(STATUS_RETRIES):
         if status == based_on:
-            return
+            return None
         patch = {"metadata": {"resourceVersion": version}, "status": dict(status)}
         try:
-            kube.patch(res, namespace, name, patch, subresource="status")
-            return
+            return kube.patch(res, namespace, name, patch, subresource="status")
         except NotFound:
-            return
+            return None
         except Conflict:
             fresh = kube.get(res, namespace, name)
             if fresh.get("status") != based_on:

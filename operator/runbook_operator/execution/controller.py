@@ -34,6 +34,7 @@ from runbook_operator import metrics, names
 from runbook_operator.config import OperatorConfig
 from runbook_operator.execution import approvals, control, pinning
 from runbook_operator.execution import rerun as rerun_start
+from runbook_operator.execution.bodies import ExecutionBodies
 from runbook_operator.execution.children import ChildCache
 from runbook_operator.execution.events import KubeEvent, event_manifest, kube_events
 from runbook_operator.execution.fair_pool import FairPool
@@ -103,6 +104,8 @@ class Controller:
     signer: Any = None
     clock: Callable[[], datetime] = utcnow
     children: ChildCache = field(default_factory=ChildCache)
+    bodies: ExecutionBodies = field(default_factory=ExecutionBodies)
+    """The freshest body of each driven execution (watch, own writes): no GET per reconcile."""
     wake: Callable[[str], None] = _nobody
     """Wakes the daemon of the execution with this uid (set by the operator at start-up)."""
     _pinned: dict[str, Pinned] = field(default_factory=dict)
@@ -126,6 +129,7 @@ class Controller:
     def reconcile(self, namespace: str, name: str, uid: str) -> Outcome:
         """Drive execution `uid` one step; one reconcile at a time per execution."""
         with self._locks.hold(uid):
+            self.bodies.track(uid)  # until it is finished or gone (_forget), or its daemon ends
             return self._retrying(namespace, name, uid, deleting=False)
 
     def finalize(self, namespace: str, name: str, uid: str) -> None:
@@ -140,6 +144,7 @@ class Controller:
             "ledgers": len(self._ledgers),
             "locks": len(self._locks),
             "children": self.children.size(),
+            "bodies": len(self.bodies),
         }
 
     # -- one reconcile, retried ----------------------------------------------------------------
@@ -157,6 +162,7 @@ class Controller:
             except k.Conflict as exc:
                 log.info("conflict on %s/%s, re-reading: %s", namespace, name, exc.message)
                 self._ledgers.pop(uid, None)
+                self.bodies.drop(uid)
             except Exception as exc:  # never let one execution take the operator down
                 if deleting:
                     raise
@@ -169,20 +175,40 @@ class Controller:
         log.exception("reconcile of %s/%s failed", namespace, name)
         metrics.API_ERRORS.labels("reconcile").inc()
         self._ledgers.pop(uid, None)
+        self.bodies.drop(uid)
         message = f"{type(exc).__name__}: {exc}"[:1000]
         try:
-            view = ExecutionView.of(self.kube.get(k.EXECUTIONS, namespace, name))
+            view = ExecutionView.of(self._read(namespace, name, uid, fresh=True))
             status = with_ready_false(
                 view.status, "ReconcileError", message, view.generation, self.clock()
             )
-            k.write_status(self.kube, k.EXECUTIONS, view.body, status)
+            self._write_status(view, status)
         except Exception as again:  # reporting is best effort; the log has the first error
             log.info("cannot report the failure on %s/%s: %s", namespace, name, again)
         return Outcome(done=False, wake_at=self.clock() + RETRY_AFTER_ERROR)
 
+    def _read(
+        self, namespace: str, name: str, uid: str, *, fresh: bool = False
+    ) -> Mapping[str, Any]:
+        """The execution's body: the kept copy (watch, own writes) unless it is older than the
+        resync interval or `fresh` is asked for; else a GET, which is kept in turn."""
+        kept = None if fresh else self.bodies.fresh(uid, self.cfg.resync_seconds)
+        if kept is not None:
+            return kept
+        body = self.kube.get(k.EXECUTIONS, namespace, name)
+        self.bodies.saw(body)
+        return body
+
+    def _write_status(self, view: ExecutionView, status: Mapping[str, Any]) -> None:
+        """Write the execution's status (kube.write_status) and keep what the server stored."""
+        stored = k.write_status(self.kube, k.EXECUTIONS, view.body, status)
+        if stored is not None:
+            self.bodies.saw(stored)
+
     def _once(self, namespace: str, name: str, uid: str, *, deleting: bool) -> Outcome:
         try:
-            view = ExecutionView.of(self.kube.get(k.EXECUTIONS, namespace, name))
+            # A finalizer reads afresh: a deletion is rare and must see deletionTimestamp.
+            view = ExecutionView.of(self._read(namespace, name, uid, fresh=deleting))
         except k.NotFound:
             self._forget(uid)
             return Outcome(done=True)
@@ -345,6 +371,7 @@ class Controller:
         self._ledgers.pop(uid, None)
         self.cap.forget(uid)
         self.children.forget(uid)
+        self.bodies.forget(uid)
 
     # -- fetching ------------------------------------------------------------------------------
     def _pin(self, view: ExecutionView) -> Pinned | pinning.Refusal:
@@ -439,7 +466,7 @@ class Controller:
         event = KubeEvent("Warning", TAMPERED, problem, f"tampered/{names.short_hash(problem)}")
         self._post_events(view, [event], now)
         status = with_ready_false(view.status, TAMPERED, problem, view.generation, now)
-        k.write_status(self.kube, k.EXECUTIONS, view.body, status)
+        self._write_status(view, status)
         return None
 
     def _observe(self, ref: ExecutionRef, needed: bool) -> observe.Observed:
@@ -520,7 +547,7 @@ class Controller:
         status = effects.status
         if effects.terminal or sealed or self._checkpoint_due(chain, view.status):
             status = self._checkpoint(ledger, chain, status, now)
-        k.write_status(self.kube, k.EXECUTIONS, view.body, status)
+        self._write_status(view, status)
         metrics.observe(effects)
 
     def _checkpoint_due(self, chain: AuditChain, previous: Mapping[str, Any]) -> bool:
@@ -615,7 +642,7 @@ class Controller:
             failure_reason=refusal.reason,
         )
         status = self._checkpoint(ledger, chain, status, now)
-        k.write_status(self.kube, k.EXECUTIONS, view.body, status)
+        self._write_status(view, status)
 
     def _ensure_executor_identity(self, namespace: str) -> None:
         if not self.cfg.manage_executor_rbac or namespace in self._rbac_ready:

@@ -515,7 +515,7 @@ def test_an_execution_that_cannot_start_ends_failed_once_with_a_signed_ledger(ca
     assert_ledger_sound(kube, checkpoint=True)
     assert kube.created(k.JOBS) == []
     assert [c.resource for c in kube.writes() if c.resource == "events"] == ["events"] * 2
-    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0}
+    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0, "bodies": 0}
 
     for again in (ctrl, controller(kube, clock)):  # the same process, and after a restart
         clock.tick()
@@ -537,6 +537,7 @@ def test_deleting_a_running_execution_cancels_it_and_deletes_only_unfinished_job
     kube, clock, ctrl = running_b()
     ctrl.reconcile(NS, NAME, UID)  # b's Job made; a's is finished
     delete_execution(kube)
+    ctrl.bodies.saw(dict(kube.get(k.EXECUTIONS, NS, NAME)))  # the watch delivers the deletion
     clock.tick()
     mark = kube.mark()
     assert ctrl.reconcile(NS, NAME, UID).done  # a reconcile leaves it to the finalizer
@@ -553,7 +554,7 @@ def test_deleting_a_running_execution_cancels_it_and_deletes_only_unfinished_job
     assert status(kube)["phase"] == "CANCELLED"
     assert any(is_checkpoint(c) for c in calls)
     assert_ledger_sound(kube, checkpoint=True)
-    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0}
+    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0, "bodies": 0}
 
 
 def test_deleting_a_finished_execution_only_deletes_jobs_still_running() -> None:
@@ -709,11 +710,11 @@ def test_caches_are_freed_when_the_execution_ends() -> None:
     ctrl.reconcile(NS, NAME, UID)
     finish(kube, "a", 1)
     ctrl.reconcile(NS, NAME, UID)
-    assert ctrl.cached() == {"pinned": 1, "ledgers": 1, "locks": 0, "children": 1}
+    assert ctrl.cached() == {"pinned": 1, "ledgers": 1, "locks": 0, "children": 1, "bodies": 1}
     finish(kube, "b", 1)
     assert ctrl.reconcile(NS, NAME, UID).done
     assert status(kube)["phase"] == "COMPLETED"
-    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0}
+    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0, "bodies": 0}
 
 
 # == 7. fairness: the namespace's cap on running step Jobs ======================================
@@ -817,7 +818,7 @@ def test_an_execution_starts_only_the_free_slots_and_the_rest_as_its_jobs_end() 
     assert ctrl.reconcile(NS, NAME, UID).done
     assert status(kube)["phase"] == "COMPLETED"
     assert_ledger_sound(kube, checkpoint=True)
-    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0}
+    assert ctrl.cached() == {"pinned": 0, "ledgers": 0, "locks": 0, "children": 0, "bodies": 0}
     assert ctrl.cap.held() == {}
 
 
