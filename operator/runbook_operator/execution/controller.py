@@ -111,6 +111,9 @@ class Controller:
     _pinned: dict[str, Pinned] = field(default_factory=dict)
     _ledgers: dict[str, Ledger] = field(default_factory=dict)
     _rbac_ready: set[str] = field(default_factory=set)
+    _taken: dict[str, dict[str, str]] = field(default_factory=dict)
+    """uid → result ConfigMap name → why the ConfigMap found under the name of an inline result
+    is not that result (someone else's, made first): learnt when storing it (`_apply`)."""
     _locks: KeyedLocks = field(default_factory=KeyedLocks)
     _creators: FairPool = field(
         default_factory=lambda: FairPool(JOB_CREATE_CONCURRENCY, "create-job")
@@ -246,7 +249,9 @@ class Controller:
                 return Outcome(done=True)
             state, copies = started.state, started.configmaps
         observed = self._observe(ref, bool(state.running) or state.status.terminal)
-        reads = self._read_results(ref, wanted_reads(state, observed, ref))
+        wanted = wanted_reads(state, observed, ref)
+        reads = self._read_results(ref, wanted)
+        inline = {r.pointer.configmap: r.pointer for r in wanted if r.inline}
         received, authorized = self._decisions(view, pinned.plan, state, chain)
         # The namespace's turn covers only the decision (pure): what it starts stays reserved
         # until those Jobs are in the cache, so two reconciles never spend the same slot.
@@ -269,7 +274,7 @@ class Controller:
             effects = replace(effects, result_configmaps=(*copies, *effects.result_configmaps))
         reservation = self.cap.reservation(ref.namespace, turn)
         try:
-            self._apply(view, ledger, chain, effects, now, reservation)
+            self._apply(view, ledger, chain, effects, now, reservation, inline)
         finally:
             reservation.release()  # what is left: Jobs not made (a failure before them)
         gates = approvals.gates(pinned.plan)
@@ -372,6 +377,7 @@ class Controller:
         self.cap.forget(uid)
         self.children.forget(uid)
         self.bodies.forget(uid)
+        self._taken.pop(uid, None)
 
     # -- fetching ------------------------------------------------------------------------------
     def _pin(self, view: ExecutionView) -> Pinned | pinning.Refusal:
@@ -488,9 +494,18 @@ class Controller:
     ) -> dict[str, StepExecutorResult | str]:
         """Results the pods point to, read only from their attempt's ConfigMap, owned by the
         execution, and never inflated past the operator's output cap (a gzip bomb fails its
-        attempt instead of the operator). For inline results: what holds their name already."""
+        attempt instead of the operator).
+
+        An inline result is not read before it is stored (that was a GET per attempt): storing
+        it finds out whether its name is taken, and then the reconcile is redone with the
+        reason (`_taken`), so the attempt fails instead of the operator."""
         out: dict[str, StepExecutorResult | str] = {}
         for read in wanted:
+            if read.inline:
+                why = self._taken.get(ref.uid, {}).get(read.pointer.configmap)
+                if why is not None:
+                    out[read.job] = why
+                continue
             try:
                 cm = self.kube.get(k.CONFIGMAPS, ref.namespace, read.pointer.configmap)
                 out[read.job] = results.read_configmap(
@@ -512,13 +527,14 @@ class Controller:
         effects: Effects,
         now: datetime,
         reservation: Reservation,
+        inline: Mapping[str, results.Pointer],
     ) -> None:
         ref = view.ref
         # Result ConfigMaps before the Jobs whose pods mount them.
         for cm in effects.result_configmaps:
             existing, created = self.kube.create_or_get(k.CONFIGMAPS, ref.namespace, cm)
             if not created and not results.same_result(existing, cm):  # made meanwhile
-                raise results.ResultError(f"{cm['metadata']['name']} exists with other content")
+                self._result_name_taken(ref, cm["metadata"]["name"], existing, inline)
         if effects.create_jobs:
             self._ensure_executor_identity(ref.namespace)
         # Jobs side by side (a fan-out makes hundreds), and the ledger meanwhile: the next step
@@ -549,6 +565,28 @@ class Controller:
             status = self._checkpoint(ledger, chain, status, now)
         self._write_status(view, status)
         metrics.observe(effects)
+
+    def _result_name_taken(
+        self,
+        ref: ExecutionRef,
+        name: str,
+        existing: Mapping[str, Any],
+        inline: Mapping[str, results.Pointer],
+    ) -> None:
+        """A ConfigMap with other content already holds the name of a result to store. For an
+        inline result nothing is written yet in this reconcile: remember why and redo it
+        (Conflict), so that attempt fails with the reason. Anything else is an error."""
+        pointer = inline.get(name)
+        if pointer is None:
+            raise results.ResultError(f"{name} exists with other content")
+        try:
+            results.read_configmap(
+                existing, pointer, owner_uid=ref.uid, output_limit=self.cfg.max_output_bytes
+            )
+        except results.ResultError as exc:
+            self._taken.setdefault(ref.uid, {})[name] = str(exc)
+            raise k.Conflict(409, "Conflict", f"{name}: {exc}") from None
+        raise results.ResultError(f"{name} exists with other content")
 
     def _checkpoint_due(self, chain: AuditChain, previous: Mapping[str, Any]) -> bool:
         """At least every `checkpoint_every` entries a signed checkpoint, so a rollback of the
