@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         "argo_repeat": args.argo_repeat,
         "only": args.only,
     }
+    args.out.mkdir(parents=True, exist_ok=True)  # --out may name a folder not made yet
     report.write_json(args.out / "results.json", merged, samples, meta)
     written = report.plots(args.out / "out", merged, samples)
     (args.out / "out" / "summary.md").write_text(report.markdown(merged))
