@@ -54,13 +54,12 @@ from runbookctl.ui.live import Hub
 from runbookctl.ui.source import ClusterSource
 
 from .conftest import REPO_ROOT, Cluster, wait_for
-from .operator_env import (  # noqa: F401  (fixtures)
+
+# The fixtures (operator, rb, …) come from conftest.py. Importing a session fixture here again
+# would make pytest start a second session operator for this module, leading the same scope.
+from .operator_env import (
     Runbooks,
     impersonating,
-    op_namespace,
-    operator,
-    project_crds,
-    rb,
     shell_step,
     transform,
     wait_authorized,
@@ -268,7 +267,7 @@ def _viewer_role(cluster: Cluster, namespace: str, user: str) -> None:
 
 def test_live_execution_controls_as_the_user(
     cluster: Cluster,
-    rb: Runbooks,  # noqa: F811
+    rb: Runbooks,
     browser: WebDriver,
 ) -> None:
     ns = rb.namespace
@@ -501,7 +500,7 @@ def _hand_made(kube: Kube, namespace: str) -> str:
 def test_report_xss_and_a_tampered_ledger(
     cluster: Cluster,
     namespace: str,
-    project_crds: None,  # noqa: F811
+    project_crds: None,
     browser: WebDriver,
 ) -> None:
     kube = Kube.connect(cluster.kubeconfig)
@@ -559,7 +558,7 @@ def test_report_xss_and_a_tampered_ledger(
 def test_the_list_pages_on_the_server_across_namespaces(
     cluster: Cluster,
     namespace: str,
-    project_crds: None,  # noqa: F811
+    project_crds: None,
 ) -> None:
     """limit/continue on the apiserver, one namespace after the other when the user may not list
     cluster-wide; the filters apply to what the pages bring."""

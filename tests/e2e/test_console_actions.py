@@ -17,12 +17,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 from runbook_operator.kube import Kube
 
 from .conftest import Cluster, wait_for
-from .operator_env import (  # noqa: F401  (fixtures)
+from .operator_env import (  # fixtures (own_operator, project_crds) come from conftest.py
     OperatorProcess,
     Runbooks,
     impersonating,
-    own_operator,
-    project_crds,
     shell_step,
     transform,
     wait_authorized,
@@ -34,7 +32,7 @@ pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture
-def rb(cluster: Cluster, own_operator: tuple[OperatorProcess, str]) -> Runbooks:  # noqa: F811
+def rb(cluster: Cluster, own_operator: tuple[OperatorProcess, str]) -> Runbooks:
     op, ns = own_operator
     ensure_crds(cluster)
     grant(cluster, ns)

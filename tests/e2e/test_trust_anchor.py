@@ -48,8 +48,8 @@ from runbook_operator.names import ExecutionRef
 from tests.unit.ledger.helpers import chain_of
 
 from .conftest import Cluster, wait_for
-from .operator_env import project_crds  # noqa: F401  (fixture: the CRD the anchor lives on)
 
+# project_crds (conftest.py): the CRD the anchor lives on.
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("project_crds")]
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
