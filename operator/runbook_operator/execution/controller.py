@@ -164,8 +164,7 @@ class Controller:
                     return self._once(namespace, name, uid, deleting=deleting)
             except k.Conflict as exc:
                 log.info("conflict on %s/%s, re-reading: %s", namespace, name, exc.message)
-                self._ledgers.pop(uid, None)
-                self.bodies.drop(uid)
+                self._distrust(uid)
             except Exception as exc:  # never let one execution take the operator down
                 if deleting:
                     raise
@@ -177,8 +176,7 @@ class Controller:
     def _failed(self, namespace: str, name: str, uid: str, exc: Exception) -> Outcome:
         log.exception("reconcile of %s/%s failed", namespace, name)
         metrics.API_ERRORS.labels("reconcile").inc()
-        self._ledgers.pop(uid, None)
-        self.bodies.drop(uid)
+        self._distrust(uid)
         message = f"{type(exc).__name__}: {exc}"[:1000]
         try:
             view = ExecutionView.of(self._read(namespace, name, uid, fresh=True))
@@ -369,6 +367,12 @@ class Controller:
             )
         except k.NotFound:
             return
+
+    def _distrust(self, uid: str) -> None:
+        """After a Conflict or a failure the kept ledger and body may be stale: the next
+        reconcile reads both from the server."""
+        self._ledgers.pop(uid, None)
+        self.bodies.drop(uid)
 
     def _forget(self, uid: str) -> None:
         """Free what is kept for an execution that is finished or gone."""
