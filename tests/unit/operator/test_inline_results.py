@@ -7,9 +7,10 @@ import pytest
 
 from runbook_operator import kube as k
 from runbook_operator import names
+from runbook_operator.execution.controller import Controller
 from runbook_operator.steps import results
 
-from .fakekube import Call, Crash
+from .fakekube import Call, Crash, FakeKube
 from .test_controller import (
     NAME,
     NS,
@@ -34,12 +35,18 @@ def configmap_gets(calls: list[Call]) -> list[Call]:
     return [c for c in calls if c.verb == "get" and c.resource == "configmaps"]
 
 
-def test_an_inline_result_is_stored_without_a_read() -> None:
+def a_finished_inline() -> tuple[FakeKube, Clock, Controller]:
+    """A chain a → b whose first attempt of `a` just ended with an inline result {"x": 1}."""
     kube, clock = cluster(chain_steps("a", "b")), Clock()
     ctrl = controller(kube, clock)
     ctrl.reconcile(NS, NAME, UID)
     finish(kube, "a", 1, ok(x=1), inline=True)
     clock.tick()
+    return kube, clock, ctrl
+
+
+def test_an_inline_result_is_stored_without_a_read() -> None:
+    kube, _, ctrl = a_finished_inline()
     mark = kube.mark()
     ctrl.reconcile(NS, NAME, UID)
     calls = kube.since(mark)
@@ -50,11 +57,7 @@ def test_an_inline_result_is_stored_without_a_read() -> None:
 
 
 def test_an_inline_result_stored_before_a_crash_is_adopted() -> None:
-    kube, clock = cluster(chain_steps("a", "b")), Clock()
-    ctrl = controller(kube, clock)
-    ctrl.reconcile(NS, NAME, UID)
-    finish(kube, "a", 1, ok(x=1), inline=True)
-    clock.tick()
+    kube, clock, ctrl = a_finished_inline()
     kube.crash_after_write(1)  # the result ConfigMap reached the server; then the process died
     with pytest.raises(Crash):
         ctrl.reconcile(NS, NAME, UID)
