@@ -11,6 +11,10 @@ The cache also counts each namespace's running Jobs for the per-namespace cap
 (execution/job_cap.py): a Job the watch shows running is kept even before its execution is
 reconciled (after a restart, the watch's first LIST counts them at once), and `on_freed` hears
 of every Job that stops running, so executions held by the cap are woken without polling.
+A Job stops running when its pod ends, not when the Job controller marks it Complete a moment
+later: with backoffLimit 0 and restartPolicy Never it can start no other pod. Counting it until
+then held the next step of every chain whenever a namespace sat at its cap (`make bench`
+concurrent-100: 100 executions against the default cap of 100; docs/benchmarks.md, 14).
 """
 
 from __future__ import annotations
@@ -46,6 +50,19 @@ def _running(kind: Kind, obj: Mapping[str, Any] | None) -> bool:
     return kind == "job" and obj is not None and not observe.finished(obj)
 
 
+def _ended_pods_job(kind: Kind, obj: Mapping[str, Any]) -> str | None:
+    """The Job whose pod this is, when the pod has ended (its controller reference)."""
+    if kind != "pod" or (obj.get("status") or {}).get("phase") not in POD_ENDED:
+        return None
+    for owner in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if owner.get("controller") and owner.get("kind") == "Job":
+            return str(owner.get("name") or "") or None
+    return None
+
+
+POD_ENDED = frozenset({"Succeeded", "Failed"})
+
+
 NEVER_LISTED = float("-inf")
 """`listed_at` of an entry made from watch events or a create alone: `get` lists it first."""
 
@@ -55,21 +72,34 @@ class _Children:
     listed_at: float
     namespace: str = ""
     items: dict[tuple[Kind, str], Mapping[str, Any]] = field(default_factory=dict)
-    running: set[str] = field(default_factory=set)
+    jobs_running: set[str] = field(default_factory=set)
     """Names of the Jobs in `items` that have not finished."""
+    pods_ended: set[str] = field(default_factory=set)
+    """Names of the Jobs whose pod has ended (kept while the Job is, as its pods come and go)."""
+
+    @property
+    def running(self) -> set[str]:
+        """Jobs that still run: not finished, and no pod of theirs has ended."""
+        return self.jobs_running - self.pods_ended
+
+    def runs(self, job: str) -> bool:
+        return job in self.jobs_running and job not in self.pods_ended
 
     def put(self, key: tuple[Kind, str], obj: Mapping[str, Any]) -> None:
         self.items[key] = obj
         self.namespace = self.namespace or _namespace(obj)
         if _running(key[0], obj):
-            self.running.add(key[1])
+            self.jobs_running.add(key[1])
         elif key[0] == "job":
-            self.running.discard(key[1])
+            self.jobs_running.discard(key[1])
+        elif (job := _ended_pods_job(key[0], obj)) is not None:
+            self.pods_ended.add(job)
 
     def drop(self, key: tuple[Kind, str]) -> None:
         self.items.pop(key, None)
         if key[0] == "job":
-            self.running.discard(key[1])
+            self.jobs_running.discard(key[1])
+            self.pods_ended.discard(key[1])
 
 
 @dataclass
@@ -131,12 +161,13 @@ class ChildCache:
                 entry = self._by_uid[uid] = _Children(NEVER_LISTED, _namespace(obj))
             before = entry.items.get(key) if entry else None
             if entry is not None:
-                was_running = key[1] in entry.running if kind == "job" else False
+                job = key[1] if kind == "job" else _ended_pods_job(kind, obj)
+                was_running = job is not None and entry.runs(job)
                 if event_type == "DELETED":
                     entry.drop(key)
                 elif before is None or _version(obj) >= _version(before):
                     entry.put(key, obj)
-                if was_running and key[1] not in entry.running:
+                if was_running and job is not None and not entry.runs(job):
                     freed = entry.namespace
                 if entry.listed_at == NEVER_LISTED and not entry.running:
                     del self._by_uid[uid]  # nothing left to count; a reconcile lists anyway

@@ -168,13 +168,45 @@ def test_a_job_that_stops_running_tells_its_namespace_and_leaves_nothing_behind(
     cache.observe("job", "ADDED", a)
     cache.observe("job", "ADDED", x)
     cache.observe("pod", "MODIFIED", in_ns(pod("a", 1, terminated("{}")), "ns1", 3))
-    assert freed == []  # a pod's news is not a Job ending
+    assert freed == []  # its container stopped, but the pod has not ended yet
     cache.observe("job", "MODIFIED", done(a, 4))
     cache.observe("job", "MODIFIED", done(a, 5))  # still finished: said once
     cache.observe("job", "DELETED", x)
     assert freed == ["ns1", "ns1"]
     assert cache.running_jobs("ns1") == 0
     assert cache.size() == 0  # never-listed entries go with their last running Job
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_a_job_stops_running_when_its_pod_ends_before_the_job_is_marked(phase: str) -> None:
+    """backoffLimit 0, restartPolicy Never: a Job whose pod ended starts nothing more. Counting
+    it until the Job controller marks it held the next step of every chain while a namespace
+    sat at its cap (make bench concurrent-100: p50 2.9 s between steps)."""
+    freed: list[str] = []
+    cache = ChildCache(on_freed=freed.append)
+    a = in_ns(job("a", 1), "ns1", 1)
+    cache.prime(REF.uid, [a, in_ns(job("b", 1), "ns1", 2)], [], "ns1")
+    assert cache.running_jobs("ns1") == 2
+    ended = in_ns(pod("a", 1, terminated("{}"), phase=phase), "ns1", 3)
+    assert cache.observe("pod", "MODIFIED", ended)
+    assert freed == ["ns1"] and cache.running_jobs("ns1") == 1
+    cache.observe("pod", "MODIFIED", in_ns(pod("a", 1, terminated("{}"), phase=phase), "ns1", 4))
+    cache.observe("job", "MODIFIED", done(a, 5))
+    cache.observe("pod", "DELETED", ended)
+    assert freed == ["ns1"] and cache.running_jobs("ns1") == 1  # said once
+    cache.observe("job", "DELETED", done(a, 6))
+    assert cache.running_jobs("ns1") == 1 and freed == ["ns1"]
+
+
+def test_a_pod_that_names_no_job_as_controller_frees_nothing() -> None:
+    cache = ChildCache()
+    cache.prime(REF.uid, [in_ns(job("a", 1), "ns1", 1)], [], "ns1")
+    stray = in_ns(pod("a", 1, terminated("{}"), phase="Succeeded"), "ns1", 2)
+    stray["metadata"]["ownerReferences"] = [
+        {**stray["metadata"]["ownerReferences"][0], "controller": False}
+    ]
+    cache.observe("pod", "MODIFIED", stray)
+    assert cache.running_jobs("ns1") == 1
 
 
 def test_a_list_without_a_job_frees_its_slot() -> None:
@@ -188,9 +220,9 @@ def test_a_list_without_a_job_frees_its_slot() -> None:
 
 
 def test_a_forgotten_executions_jobs_count_until_the_watch_says_they_ended() -> None:
-    """Its attempt ended with the pod; the Job controller marks the Job Complete a moment
-    later. Until then the Job still counts, or the namespace would briefly run more than
-    its cap."""
+    """Its attempt ended with the pod's container; the pod's phase and the Job's Complete
+    condition follow a moment later. Until one of them is seen the Job still counts, or the
+    namespace would briefly run more than its cap."""
     freed: list[str] = []
     cache = ChildCache(on_freed=freed.append)
     a, b = in_ns(job("a", 1), "ns1", 1), in_ns(job("b", 1), "ns1", 2)
@@ -201,6 +233,16 @@ def test_a_forgotten_executions_jobs_count_until_the_watch_says_they_ended() -> 
     cache.observe("job", "MODIFIED", done(a, 5))
     assert cache.running_jobs("ns1") == 0 and freed == ["ns1"]
     assert cache.size() == 0
+
+
+def test_a_forgotten_executions_job_whose_pod_ended_counts_no_more() -> None:
+    cache = ChildCache()
+    a = in_ns(job("a", 1), "ns1", 1)
+    ended = in_ns(pod("a", 1, terminated("{}"), phase="Succeeded"), "ns1", 2)
+    cache.prime(REF.uid, [a], [ended], "ns1")
+    assert cache.running_jobs("ns1") == 0
+    cache.forget(REF.uid)
+    assert cache.running_jobs("ns1") == 0 and cache.size() == 0
 
 
 def test_a_job_the_operator_makes_counts_before_its_watch_event() -> None:
