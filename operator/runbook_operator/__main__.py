@@ -20,6 +20,7 @@ import kopf
 from runbook_operator import (
     handlers,  # noqa: F401  (registers the handlers)
     kopf_fixes,
+    malloc,
 )
 from runbook_operator.config import OperatorConfig, SettingsError, load_config
 from runbook_operator.election import Elector, HealthServer
@@ -124,6 +125,7 @@ def _stand_by(elector: Elector) -> bool:
 
 
 def main() -> int:
+    malloc.cap_arenas()  # before any thread starts: they would take arenas of their own
     try:
         cfg = load_config()
         signer, mounted = Signer.mounted_or_generated(cfg.signing_key_file)

@@ -63,6 +63,15 @@ def _ended_pods_job(kind: Kind, obj: Mapping[str, Any]) -> str | None:
 POD_ENDED = frozenset({"Succeeded", "Failed"})
 
 
+def kept(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object without its managedFields: nothing reads a child's field managers, and they
+    were about a third of each kept Job and pod (docs/benchmarks.md bottleneck 15)."""
+    meta = obj.get("metadata")
+    if not meta or "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 NEVER_LISTED = float("-inf")
 """`listed_at` of an entry made from watch events or a create alone: `get` lists it first."""
 
@@ -86,7 +95,7 @@ class _Children:
         return job in self.jobs_running and job not in self.pods_ended
 
     def put(self, key: tuple[Kind, str], obj: Mapping[str, Any]) -> None:
-        self.items[key] = obj
+        self.items[key] = obj = kept(obj)
         self.namespace = self.namespace or _namespace(obj)
         if _running(key[0], obj):
             self.jobs_running.add(key[1])

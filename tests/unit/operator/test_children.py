@@ -90,3 +90,16 @@ def test_objects_of_other_executions_or_without_labels_are_ignored() -> None:
     cache.prime(REF.uid, [], [])
     assert not cache.observe("pod", "MODIFIED", {"metadata": {"name": "x", "labels": {}}})
     assert cache.get(REF.uid, 60) == ([], [])
+
+
+def test_kept_children_drop_their_managed_fields_and_nothing_else() -> None:
+    cache = ChildCache()
+    cache.prime(REF.uid, [], [])
+    managed = [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}]
+    obj = rv(pod("a", 1, running()), 3)
+    obj["metadata"]["managedFields"] = managed
+    cache.observe("pod", "ADDED", obj)
+    _, pods = cache.get(REF.uid, 60) or ([], [])
+    assert "managedFields" not in pods[0]["metadata"]
+    assert {**pods[0], "metadata": {**pods[0]["metadata"], "managedFields": managed}} == obj
+    assert obj["metadata"]["managedFields"] == managed  # the caller's object is left alone
