@@ -95,6 +95,7 @@ def figures_of(m: RunMeasures) -> tuple[list[Figure], list[Samples]]:
     values: dict[str, tuple[str, str, float]] = {
         "step_jobs_per_min": ("steps/min", "higher", throughput_per_min(m)),
         "makespan_s": ("s", "lower", m.wall_s),
+        "executions_per_min": ("units/min", "higher", len(m.units) / m.wall_s * 60),
         "transition_ms_p50": ("ms", "lower", percentile(trans, 50)),
         "transition_ms_p95": ("ms", "lower", percentile(trans, 95)),
         "transition_ms_p99": ("ms", "lower", percentile(trans, 99)),
@@ -108,6 +109,9 @@ def figures_of(m: RunMeasures) -> tuple[list[Figure], list[Samples]]:
         "control_plane_cpu_ms_per_step": ("ms", "lower", m.control_plane_cpu_s / m.attempts * 1000),
         "status_kib": ("KiB", "lower", m.status_bytes / 1024),
     }
+    if not trans:  # one-step units: there is no transition to measure
+        for metric in [k for k in values if k.startswith(("transition_", "pod_to_pod_"))]:
+            del values[metric]
     for verb in sorted(m.verbs):
         values[f"api_{verb}_per_attempt"] = ("req", "lower", m.verbs[verb] / m.attempts)
     figures = [
@@ -115,10 +119,14 @@ def figures_of(m: RunMeasures) -> tuple[list[Figure], list[Samples]]:
                target=_target(m, metric))
         for metric, (unit, better, value) in values.items()
     ]  # fmt: skip
-    samples = [
-        Samples(m.group, m.scenario, "transition_ms", m.system, "ms", trans),
-        Samples(m.group, m.scenario, "pod_to_pod_ms", m.system, "ms", pod_trans),
-    ]
+    samples = (
+        [
+            Samples(m.group, m.scenario, "transition_ms", m.system, "ms", trans),
+            Samples(m.group, m.scenario, "pod_to_pod_ms", m.system, "ms", pod_trans),
+        ]
+        if trans
+        else []
+    )
     return figures, samples
 
 

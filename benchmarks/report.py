@@ -160,7 +160,8 @@ def plots(out: Path, figures: list[Figure], samples: list[Samples]) -> list[Path
 
 
 COMPARED = (
-    "step_jobs_per_min", "transition_ms_p50", "transition_ms_p99", "api_writes_per_attempt",
+    "step_jobs_per_min", "executions_per_min", "transition_ms_p50", "transition_ms_p99",
+    "api_writes_per_attempt",
     "cpu_ms_per_step", "control_plane_cpu_ms_per_step", "peak_rss_mib",
 )  # fmt: skip
 

@@ -104,3 +104,27 @@ def test_a_pod_is_done_when_its_containers_exited_0_even_before_its_phase_says_s
     failed = {"terminated": {"exitCode": 1}}
     assert not pod_done({"status": {"phase": "Running", "containerStatuses": [{"state": failed}]}})
     assert not pod_done({"status": {"phase": "Pending"}})
+
+
+def test_one_step_units_give_executions_per_minute_and_no_transition_figures() -> None:
+    shape = chain(1)
+    units = {f"u{i}": NS for i in range(4)}
+    created = {(NS, u, "s000"): float(i) for i, u in enumerate(units)}
+    done = {(NS, u, "s000"): i + 0.5 for i, u in enumerate(units)}
+    tl = Timeline(pod_created=created, pod_done=done, job_created=created)
+    verbs = Counter({"create": 8})
+    m = RunMeasures(OPERATOR, "cnoe", "kwok", shape, units, tl, 12.0, 1.0, 80.0, verbs, 10, 1.0)
+    figures, samples = figures_of(m)
+    figs = {f.metric: f for f in figures}
+    assert figs["executions_per_min"].values == [pytest.approx(4 / 12 * 60)]
+    assert not [k for k in figs if k.startswith(("transition_", "pod_to_pod_"))]
+    assert samples == []
+    assert figs["api_writes_per_attempt"].values == [2.0]
+
+
+def test_the_cnoe_scenario_queues_five_thousand_behind_a_thousand() -> None:
+    from benchmarks.cluster import SCENARIOS
+
+    cnoe = next(sc for sc in SCENARIOS if sc.name.startswith("cnoe"))
+    assert (cnoe.units, cnoe.queued, cnoe.total, len(cnoe.shape)) == (1000, 5000, 6000, 1)
+    assert set(cnoe.systems) == {OPERATOR, ARGO}
