@@ -481,17 +481,22 @@ class Controller:
 
     def _observe(self, ref: ExecutionRef, needed: bool) -> observe.Observed:
         """The execution's Jobs and pods, classified once. From the watch-fed cache; listed
-        afresh when it is older than the resync interval."""
+        afresh when it is older than the resync interval, or when it shows a Job without the
+        pod it ran (the pod watch may be behind the Job watch)."""
         if not needed:
             return observe.NOTHING
         cached = self.children.get(ref.uid, max_age=self.cfg.resync_seconds)
-        if cached is None:
-            selector = f"{names.EXECUTION_UID_LABEL}={ref.uid}"
-            jobs = self.kube.list(k.JOBS, ref.namespace, selector)
-            pods = self.kube.list(k.PODS, ref.namespace, selector) if jobs else []
-            self.children.prime(ref.uid, jobs, pods, ref.namespace)
-            cached = (list(jobs), list(pods))
-        return observe.observe_children(ref.uid, *cached)
+        if cached is not None:
+            seen = observe.observe_children(ref.uid, *cached)
+            if not seen.pods_unseen:
+                return seen
+            # The Job watch may be ahead of the pod watch (a Job marked Complete before its
+            # pod's events arrive): only a fresh LIST may say a pod is gone.
+        selector = f"{names.EXECUTION_UID_LABEL}={ref.uid}"
+        jobs = self.kube.list(k.JOBS, ref.namespace, selector)
+        pods = self.kube.list(k.PODS, ref.namespace, selector) if jobs else []
+        self.children.prime(ref.uid, jobs, pods, ref.namespace)
+        return observe.observe_children(ref.uid, jobs, pods)
 
     def _read_results(
         self, ref: ExecutionRef, wanted: Sequence[ResultRead]

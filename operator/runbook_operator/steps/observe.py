@@ -39,6 +39,9 @@ class Failed:
 
     reason: str
     delete_job: bool = False
+    pod_unseen: bool = field(default=False, compare=False)
+    """The verdict rests on no pod being seen: a watch-fed cache may only be behind (the pod
+    and Job watches are separate streams), so the operator asks the apiserver first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +123,9 @@ def classify(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -
             return Failed("the Job's activeDeadlineSeconds passed (operator was away?)")
         return Failed(f"Job failed ({reason}): {failed.get('message', '')}".rstrip(": "))
     if _condition(job, "Complete") is not None:
-        return Failed("Job completed but its pod is gone: no result to read")
+        return Failed("Job completed but its pod is gone: no result to read", pod_unseen=True)
     if pod is None and job.get("status", {}).get("failed"):
-        return Failed("its pod was deleted before the step finished")
+        return Failed("its pod was deleted before the step finished", pod_unseen=True)
     return Running()
 
 
@@ -163,6 +166,11 @@ class Observed:
     ran_on: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Per Job that ended: the image its pod ran, the digest the kubelet pulled and the node
     (recorded in the ledger as the attempt's `ranOn`)."""
+
+    @property
+    def pods_unseen(self) -> bool:
+        """Some attempt failed only because no pod of its Job was seen (Failed.pod_unseen)."""
+        return any(isinstance(o, Failed) and o.pod_unseen for o in self.outcomes.values())
 
     def outcome(self, job: str) -> Outcome:
         """The outcome of the attempt Job `job` runs; an attempt with no Job has lost it."""
