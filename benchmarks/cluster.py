@@ -268,6 +268,7 @@ def run_once(env: BenchEnv, rec: Recorder, system: str, sc: Scenario, index: int
     for space in spaces:
         _clear_leftover(env.api, space)
         ensure_namespace(env.api, space)
+    rec.forget(spaces)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         ctl = _start(env, system, sc, spaces, Path(tmp))
         try:

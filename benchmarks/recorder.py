@@ -102,8 +102,21 @@ class Recorder:
         self, lister: Callable[..., Any], handle: Callable[[dict[str, Any], float], None]
     ) -> None:
         for obj in self._events(lister):
-            if obj["metadata"].get("namespace", "").startswith(self._prefix):
+            meta = obj["metadata"]
+            # An object being deleted belongs to a run that is over (a broken run's namespace
+            # cleared under the same name): its events would pass for the new run's.
+            if meta.get("namespace", "").startswith(self._prefix) and not meta.get(
+                "deletionTimestamp"
+            ):
                 handle(obj, time.monotonic())
+
+    def forget(self, namespaces: Collection[str]) -> None:
+        """Drop what was seen in `namespaces` (cleared for a new run under the same names)."""
+        tl = self.timeline
+        with self._lock:
+            for seen in (tl.pod_created, tl.pod_done, tl.job_created):
+                for key in [k for k in seen if k[0] in namespaces]:
+                    del seen[key]
 
     def _first(self, into: dict[Key, float], key: Key, now: float) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 import pytest
 from benchmarks.figures import ARGO, OPERATOR
@@ -128,3 +129,24 @@ def test_the_cnoe_scenario_queues_five_thousand_behind_a_thousand() -> None:
     cnoe = next(sc for sc in SCENARIOS if sc.name.startswith("cnoe"))
     assert (cnoe.units, cnoe.queued, cnoe.total, len(cnoe.shape)) == (1000, 5000, 6000, 1)
     assert set(cnoe.systems) == {OPERATOR, ARGO}
+
+
+def test_a_cleared_namespace_leaves_nothing_in_the_next_runs_timeline() -> None:
+    """A broken run's namespace is cleared and made again under the same name: the events of
+    its objects being deleted must not pass for the new run's (negative transitions were
+    recorded so once)."""
+    from benchmarks.recorder import Recorder
+
+    rec = Recorder.__new__(Recorder)  # the handlers only: no watch threads
+    rec.timeline, rec._prefix, rec._lock = Timeline(), "bench-", __import__("threading").Lock()
+    labels = {"runbook-operator.dev/execution": "u0", "runbook-operator.dev/step": "a"}
+    old = {"metadata": {"namespace": NS, "labels": labels}, "status": {"phase": "Succeeded"}}
+    rec._pod(old, 1.0)
+    rec.forget([NS])
+    assert rec.timeline == Timeline()
+    dying = {**old, "metadata": {**old["metadata"], "deletionTimestamp": "2026-12-03T00:00:00Z"}}
+    events = iter([dying, old])
+    rec._events = lambda lister: events  # type: ignore[method-assign]
+    handled: list[dict[str, Any]] = []
+    rec._run(lambda **_: None, lambda obj, now: handled.append(obj))
+    assert handled == [old]
